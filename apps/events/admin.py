@@ -1,0 +1,110 @@
+from typing import Any
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import HttpRequest
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+
+from .models import Event, RejectedEvent, Source
+
+
+class EstimatedCountPaginator(Paginator):
+    """COUNT(*) over millions of events is slow on PostgreSQL; use the planner's
+    estimate when the table is big and unfiltered counts would not add anything."""
+
+    @cached_property
+    def count(self) -> int:
+        query = self.object_list.query
+        if connection.vendor == "postgresql" and not query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE relname = %s",
+                    [self.object_list.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            if row and row[0] > 100_000:
+                return int(row[0])
+        return super().count
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = ("name", "write_key", "enabled", "created_at")
+    list_filter = ("enabled",)
+    search_fields = ("name", "write_key")
+    readonly_fields = ("created_at", "updated_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A key already embedded in apps cannot change under them; disable and
+        # create a new source to rotate.
+        if obj is not None:
+            return (*self.readonly_fields, "write_key")
+        return self.readonly_fields
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "type",
+        "label",
+        "user_id",
+        "anonymous_id",
+        "timestamp",
+        "source",
+        "profile_link",
+        "processed",
+    )
+    list_filter = ("type", "source", ("processed_at", admin.EmptyFieldListFilter))
+    search_fields = ("=message_id", "=user_id", "=anonymous_id", "event")
+    date_hierarchy = "timestamp"
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_select_related = ("source",)
+    ordering = ("-id",)
+
+    @admin.display(description="event / name")
+    def label(self, obj: Event) -> str:
+        return obj.event or obj.name
+
+    @admin.display(boolean=True)
+    def processed(self, obj: Event) -> bool:
+        return obj.processed_at is not None
+
+    @admin.display(description="profile")
+    def profile_link(self, obj: Event) -> str:
+        if obj.profile_id is None:
+            return "-"
+        return format_html(
+            '<a href="/admin/identity/profile/{}/change/">{}</a>',
+            obj.profile_id,
+            str(obj.profile_id)[:8],
+        )
+
+
+@admin.register(RejectedEvent)
+class RejectedEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "received_at",
+        "source",
+        "reason",
+        "message",
+        "event_type",
+        "message_id",
+        "path",
+    )
+    list_filter = ("reason", "source", "event_type")
+    search_fields = ("=message_id", "message")
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    list_select_related = ("source",)

@@ -1,0 +1,114 @@
+import secrets
+
+from django.db import models
+
+from apps.common.models import TimeStampedModel
+
+
+def generate_write_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Source(TimeStampedModel):
+    """An app or website that sends events, identified by its write key.
+
+    Write keys are stored as they are: like Segment's, they are embedded in web
+    pages and mobile apps, so they are public identifiers that can only write
+    events, not secrets (management API tokens are the secrets, stored hashed).
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    write_key = models.CharField(max_length=100, unique=True, default=generate_write_key)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EventType(models.TextChoices):
+    IDENTIFY = "identify"
+    TRACK = "track"
+    PAGE = "page"
+    SCREEN = "screen"
+    GROUP = "group"
+    ALIAS = "alias"
+
+
+class Event(models.Model):
+    """One accepted event, as the client sent it, with its corrected time."""
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    message_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    event = models.CharField(max_length=255, blank=True, default="")
+    name = models.CharField(max_length=255, blank=True, default="")
+    user_id = models.CharField(max_length=255, blank=True, default="")
+    anonymous_id = models.CharField(max_length=255, blank=True, default="")
+    previous_id = models.CharField(max_length=255, blank=True, default="")
+    group_id = models.CharField(max_length=255, blank=True, default="")
+    # Segment's four times: timestamp is corrected for the client's clock skew.
+    timestamp = models.DateTimeField()
+    original_timestamp = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True)
+    traits = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    # Every other top-level key the client sent (integrations, channel, version...).
+    extra = models.JSONField(default=dict, blank=True)
+    profile = models.ForeignKey(
+        "identity.Profile", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "message_id"], name="event_source_message_id_uniq"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["profile", "-timestamp"], name="event_profile_ts_idx"),
+            models.Index(
+                fields=["received_at"],
+                name="event_pending_idx",
+                condition=models.Q(processed_at__isnull=True),
+            ),
+            models.Index(fields=["timestamp"], name="event_timestamp_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event or self.name} ({self.message_id})"
+
+
+class RejectedEvent(models.Model):
+    """An event (or a whole request) that was refused, with why and what was sent."""
+
+    class Reason(models.TextChoices):
+        INVALID_EVENT = "invalid_event", "Invalid event"
+        TOO_LARGE = "too_large", "Too large"
+        INVALID_JSON = "invalid_json", "Not JSON"
+        INVALID_BODY = "invalid_body", "Invalid body"
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    received_at = models.DateTimeField(db_index=True)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    message = models.TextField()
+    path = models.CharField(max_length=100, blank=True, default="")
+    message_id = models.CharField(max_length=255, blank=True, default="")
+    event_type = models.CharField(max_length=32, blank=True, default="")
+    # The raw payload (truncated): JSON when it parsed, else the text.
+    payload = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message[:60]}"

@@ -1,0 +1,182 @@
+"""Turning Segment-spec JSON into event rows, one event at a time.
+
+Each event is validated on its own so that one bad event never costs a batch its
+good ones. ``parse_event`` returns either a row (a dict of Event columns) or the
+reason it was refused, in words a developer can act on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .models import EventType
+
+EVENT_TYPES = frozenset(EventType.values)
+# Keys that become columns; every other top-level key is kept in ``extra``.
+_COLUMN_KEYS = frozenset(
+    {
+        "type",
+        "userId",
+        "anonymousId",
+        "event",
+        "name",
+        "previousId",
+        "groupId",
+        "timestamp",
+        "originalTimestamp",
+        "sentAt",
+        "receivedAt",
+        "messageId",
+        "properties",
+        "traits",
+        "context",
+        "writeKey",
+    }
+)
+MAX_ID_LENGTH = 255
+
+
+class EventError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDefaults:
+    """What a batch envelope (or the request) adds to each of its events."""
+
+    received_at: datetime
+    sent_at: datetime | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    ip: str | None = None
+    historical: bool = False  # /v1/import: keep the client's times as they are
+
+
+def parse_timestamp(value: Any, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"{field} must be an ISO-8601 date string, got {type(value).__name__}.")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise EventError(f"{field} is not a valid ISO-8601 date: {value[:40]!r}.") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _identifier(event: dict[str, Any], key: str) -> str:
+    value = event.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise EventError(f"{key} must be a string or a number.")
+    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    if len(text) > MAX_ID_LENGTH:
+        raise EventError(f"{key} is longer than {MAX_ID_LENGTH} characters.")
+    return text
+
+
+def _object(event: dict[str, Any], key: str) -> dict[str, Any]:
+    value = event.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError(f"{key} must be a JSON object.")
+    return value
+
+
+def parse_event(
+    event: Any,
+    defaults: BatchDefaults,
+    *,
+    forced_type: str | None = None,
+    max_bytes: int,
+) -> dict[str, Any]:
+    """Validate one event and return its row. Raises EventError."""
+    if not isinstance(event, dict):
+        raise EventError("Each event must be a JSON object.")
+    kind = forced_type or event.get("type")
+    if kind not in EVENT_TYPES:
+        raise EventError(
+            f"type must be one of {', '.join(sorted(EVENT_TYPES))}; got {str(kind)[:40]!r}."
+        )
+    size = len(orjson.dumps(event))
+    if size > max_bytes:
+        raise EventError(f"Event is {size} bytes; the limit is {max_bytes} bytes.")
+
+    user_id = _identifier(event, "userId")
+    anonymous_id = _identifier(event, "anonymousId")
+    if not user_id and not anonymous_id:
+        raise EventError("Every event needs a userId or an anonymousId.")
+    name = event.get("event") if kind == EventType.TRACK else event.get("name")
+    if kind == EventType.TRACK and (not isinstance(name, str) or not name.strip()):
+        raise EventError("A track event needs an 'event' name (a non-empty string).")
+    if name is not None and not isinstance(name, str):
+        raise EventError("name must be a string.")
+    if name and len(name) > 255:
+        raise EventError("The event name is longer than 255 characters.")
+    previous_id = _identifier(event, "previousId")
+    if kind == EventType.ALIAS and not previous_id:
+        raise EventError("An alias event needs a previousId.")
+    group_id = _identifier(event, "groupId")
+    if kind == EventType.GROUP and not group_id:
+        raise EventError("A group event needs a groupId.")
+    message_id = event.get("messageId")
+    if message_id is None or message_id == "":
+        message_id = f"cdp-{uuid.uuid4()}"
+    elif not isinstance(message_id, str | int) or isinstance(message_id, bool):
+        raise EventError("messageId must be a string.")
+    message_id = str(message_id)
+    if len(message_id) > MAX_ID_LENGTH:
+        raise EventError(f"messageId is longer than {MAX_ID_LENGTH} characters.")
+
+    properties = _object(event, "properties")
+    traits = _object(event, "traits")
+    context = _object(event, "context")
+    if defaults.context:
+        context = {**defaults.context, **context}
+    if defaults.ip and "ip" not in context:
+        context["ip"] = defaults.ip
+
+    timestamp = parse_timestamp(event.get("timestamp"), "timestamp")
+    original = parse_timestamp(event.get("originalTimestamp"), "originalTimestamp") or timestamp
+    sent_at = parse_timestamp(event.get("sentAt"), "sentAt") or defaults.sent_at
+    received_at = defaults.received_at
+    if original is None:
+        corrected = received_at
+    elif sent_at is not None and not defaults.historical:
+        # Segment's clock-skew correction: the client's clock may be wrong, but the
+        # time between the event and its sending is right.
+        corrected = received_at - (sent_at - original)
+    else:
+        corrected = original
+
+    extra = {k: v for k, v in event.items() if k not in _COLUMN_KEYS}
+    if defaults.integrations and "integrations" not in extra:
+        extra["integrations"] = defaults.integrations
+
+    return {
+        "message_id": message_id,
+        "type": kind,
+        "event": name if kind == EventType.TRACK else "",
+        "name": (name or "") if kind != EventType.TRACK else "",
+        "user_id": user_id,
+        "anonymous_id": anonymous_id,
+        "previous_id": previous_id,
+        "group_id": group_id,
+        "timestamp": corrected,
+        "original_timestamp": original,
+        "sent_at": sent_at,
+        "received_at": received_at,
+        "properties": properties,
+        "traits": traits,
+        "context": context,
+        "extra": extra,
+    }

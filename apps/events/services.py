@@ -1,0 +1,307 @@
+"""Writing events: validate, store durably in one statement, then process later."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import Event, RejectedEvent, Source
+from .parsing import BatchDefaults, EventError, parse_event
+
+logger = logging.getLogger(__name__)
+
+MAX_REJECTED_PAYLOAD = 64 * 1024
+
+_COLUMNS = (
+    "source_id",
+    "message_id",
+    "type",
+    "event",
+    "name",
+    "user_id",
+    "anonymous_id",
+    "previous_id",
+    "group_id",
+    "timestamp",
+    "original_timestamp",
+    "sent_at",
+    "received_at",
+    "properties",
+    "traits",
+    "context",
+    "extra",
+)
+_JSON_COLUMNS = frozenset({"properties", "traits", "context", "extra"})
+_PG_TYPES = {
+    "source_id": "bigint",
+    "timestamp": "timestamptz",
+    "original_timestamp": "timestamptz",
+    "sent_at": "timestamptz",
+    "received_at": "timestamptz",
+}
+
+
+@dataclass
+class Rejection:
+    index: int
+    message: str
+    message_id: str = ""
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    stored: list[int] = field(default_factory=list)  # ids of newly stored events
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _insert_postgresql(rows: Sequence[dict[str, Any]]) -> list[int]:
+    # One statement for the whole batch: each column travels as one array, so the
+    # cost does not grow with the number of placeholders.
+    selects = []
+    for i, col in enumerate(_COLUMNS):
+        if col in _JSON_COLUMNS:
+            selects.append(f"c{i}::jsonb")
+        else:
+            selects.append(f"c{i}")
+    arrays = ", ".join(f"%s::{_PG_TYPES.get(col, 'text')}[]" for col in _COLUMNS)
+    names = ", ".join(f"c{i}" for i in range(len(_COLUMNS)))
+    sql = (
+        f"INSERT INTO events_event ({', '.join(_COLUMNS)}) "
+        f"SELECT {', '.join(selects)} FROM unnest({arrays}) AS t({names}) "
+        "ON CONFLICT (source_id, message_id) DO NOTHING RETURNING id"
+    )
+    params = [
+        [_json(r[col]) for r in rows] if col in _JSON_COLUMNS else [r[col] for r in rows]
+        for col in _COLUMNS
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _insert_generic(rows: Sequence[dict[str, Any]]) -> list[int]:
+    ops = connection.ops
+    ids: list[int] = []
+    placeholders = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    for start in range(0, len(rows), 50):
+        chunk = rows[start : start + 50]
+        params: list[Any] = []
+        for r in chunk:
+            for col in _COLUMNS:
+                value = r[col]
+                if col in _JSON_COLUMNS:
+                    value = _json(value)
+                elif col in _PG_TYPES and col != "source_id" and value is not None:
+                    value = ops.adapt_datetimefield_value(value)
+                params.append(value)
+        sql = (
+            f"INSERT INTO events_event ({', '.join(_COLUMNS)}) VALUES "
+            + ", ".join([placeholders] * len(chunk))
+            + " ON CONFLICT (source_id, message_id) DO NOTHING RETURNING id"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            ids.extend(row[0] for row in cursor.fetchall())
+    return ids
+
+
+def events_insert(*, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert rows, skipping (source, messageId) pairs already stored; new ids."""
+    if not rows:
+        return []
+    if connection.vendor == "postgresql":
+        return _insert_postgresql(rows)
+    return _insert_generic(rows)
+
+
+def _enqueue(ids: list[int]) -> None:
+    from .tasks import events_process as events_process_task
+
+    try:
+        events_process_task.delay(ids)
+    except Exception:
+        # The events are committed; the pending sweep will process them.
+        logger.warning("could not enqueue processing of %d events; the sweep will", len(ids))
+
+
+def rejected_event_record(
+    *,
+    source: Source | None,
+    reason: str,
+    message: str,
+    payload: Any = None,
+    raw: bytes | str | None = None,
+    path: str = "",
+    received_at: Any = None,
+) -> None:
+    """Keep what was refused, so an admin can see it and the client be fixed."""
+    if payload is not None:
+        try:
+            text = _json(payload)
+        except TypeError:
+            text = repr(payload)
+    elif isinstance(raw, bytes):
+        text = raw[:MAX_REJECTED_PAYLOAD].decode("utf-8", errors="replace")
+    else:
+        text = raw or ""
+    message_id = ""
+    event_type = ""
+    if isinstance(payload, dict):
+        message_id = str(payload.get("messageId") or "")[:255]
+        event_type = str(payload.get("type") or "")[:32]
+    RejectedEvent.objects.create(
+        source=source,
+        received_at=received_at or timezone.now(),
+        reason=reason,
+        message=message,
+        path=path[:100],
+        message_id=message_id,
+        event_type=event_type,
+        payload=text[:MAX_REJECTED_PAYLOAD],
+    )
+
+
+def event_ingest(
+    *,
+    source: Source,
+    events: Sequence[Any],
+    defaults: BatchDefaults,
+    forced_type: str | None = None,
+    path: str = "",
+) -> IngestResult:
+    """Validate each event, store the valid ones and the rejections, all durably.
+
+    Returns once everything is committed; processing is enqueued after commit.
+    """
+    result = IngestResult()
+    rows: list[dict[str, Any]] = []
+    max_bytes = settings.CDP["MAX_EVENT_BYTES"]
+    rejected_payloads: list[tuple[Rejection, Any]] = []
+    for index, raw in enumerate(events):
+        try:
+            row = parse_event(raw, defaults, forced_type=forced_type, max_bytes=max_bytes)
+        except EventError as exc:
+            message_id = str(raw.get("messageId") or "")[:255] if isinstance(raw, dict) else ""
+            rejection = Rejection(index=index, message=str(exc), message_id=message_id)
+            result.rejected.append(rejection)
+            rejected_payloads.append((rejection, raw))
+            continue
+        row["source_id"] = source.pk
+        rows.append(row)
+    with transaction.atomic():
+        result.stored = events_insert(rows=rows)
+        result.accepted = len(rows)
+        if rejected_payloads:
+            RejectedEvent.objects.bulk_create(
+                [
+                    RejectedEvent(
+                        source=source,
+                        received_at=defaults.received_at,
+                        reason=RejectedEvent.Reason.TOO_LARGE
+                        if "bytes; the limit" in rejection.message
+                        else RejectedEvent.Reason.INVALID_EVENT,
+                        message=rejection.message,
+                        path=path[:100],
+                        message_id=rejection.message_id,
+                        event_type=str(raw.get("type") or forced_type or "")[:32]
+                        if isinstance(raw, dict)
+                        else "",
+                        payload=_safe_dump(raw),
+                    )
+                    for rejection, raw in rejected_payloads
+                ]
+            )
+        if result.stored:
+            stored = result.stored
+            transaction.on_commit(lambda: _enqueue(stored))
+    return result
+
+
+def _safe_dump(raw: Any) -> str:
+    try:
+        return _json(raw)[:MAX_REJECTED_PAYLOAD]
+    except TypeError:
+        return repr(raw)[:MAX_REJECTED_PAYLOAD]
+
+
+def events_reassign_profile(*, from_profile_id: Any, to_profile_id: Any) -> int:
+    """Move a merged profile's events to its survivor (called by identity)."""
+    return Event.objects.filter(profile_id=from_profile_id).update(profile_id=to_profile_id)
+
+
+def _claim(event: Event) -> Any:
+    from apps.identity.models import IdentifierType
+    from apps.identity.services import IdentityClaim
+
+    identifiers: list[tuple[str, Any]] = []
+    if event.user_id:
+        identifiers.append((IdentifierType.USER_ID, event.user_id))
+    if event.anonymous_id:
+        identifiers.append((IdentifierType.ANONYMOUS_ID, event.anonymous_id))
+    if event.type == "alias" and event.previous_id:
+        # previousId may be an anonymous id or an older user id; it is whichever
+        # one already exists (an anonymous id when neither does).
+        identifiers.append((_previous_id_type(event.previous_id), event.previous_id))
+    traits: dict[str, Any] | None = None
+    if event.type == "identify":
+        traits = {**(event.context.get("traits") or {}), **event.traits}
+    elif isinstance(event.context.get("traits"), dict) and event.context["traits"]:
+        traits = event.context["traits"]
+    return IdentityClaim(
+        identifiers=identifiers, timestamp=event.timestamp, traits=traits, event_id=event.id
+    )
+
+
+def _previous_id_type(value: str) -> str:
+    from apps.identity.models import IdentifierType
+    from apps.identity.selectors import identifier_exists
+
+    if identifier_exists(type=IdentifierType.USER_ID, value=value):
+        return IdentifierType.USER_ID
+    return IdentifierType.ANONYMOUS_ID
+
+
+@transaction.atomic
+def events_process(*, event_ids: Sequence[int]) -> int:
+    """Resolve the profiles of stored events. Idempotent: processed events are skipped."""
+    from apps.identity.services import profiles_resolve
+
+    qs = Event.objects.filter(id__in=event_ids, processed_at__isnull=True).order_by("id")
+    if connection.features.has_select_for_update_skip_locked:
+        qs = qs.select_for_update(skip_locked=True, of=("self",))
+    events = list(
+        qs.only(
+            "id", "type", "user_id", "anonymous_id", "previous_id", "timestamp", "traits", "context"
+        )
+    )
+    if not events:
+        return 0
+    profile_ids = profiles_resolve(claims=[_claim(e) for e in events])
+    now = timezone.now()
+    for event, profile_id in zip(events, profile_ids, strict=True):
+        event.profile_id = profile_id
+        event.processed_at = now
+    Event.objects.bulk_update(events, ["profile", "processed_at"], batch_size=500)
+    return len(events)
+
+
+def events_pending_ids(*, older_than_seconds: int, limit: int) -> list[int]:
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        Event.objects.filter(processed_at__isnull=True, received_at__lte=cutoff)
+        .order_by("received_at")
+        .values_list("id", flat=True)[:limit]
+    )

@@ -1,0 +1,231 @@
+"""The Segment HTTP tracking API (as RudderStack also serves it).
+
+Plain Django views rather than DRF: this is the hot path, and its contract is
+Segment's, not ours. Every request that parsed is answered ``200 {"success": true}``
+(with counts and reasons when some events were rejected), because the SDKs treat
+any other 2xx as a failure and resend, and drop a whole batch on 400.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from .auth import basic_auth_username, source_for_key
+from .models import RejectedEvent
+from .parsing import BatchDefaults, EventError, parse_timestamp
+from .services import event_ingest, rejected_event_record
+
+logger = logging.getLogger(__name__)
+
+SINGLE_TYPES = {
+    "identify": "identify",
+    "i": "identify",
+    "track": "track",
+    "t": "track",
+    "page": "page",
+    "p": "page",
+    "screen": "screen",
+    "s": "screen",
+    "group": "group",
+    "g": "group",
+    "alias": "alias",
+    "a": "alias",
+}
+BATCH_KINDS = {"batch", "b", "import"}
+_SUCCESS = orjson.dumps({"success": True})
+
+
+def _json_response(body: dict[str, Any] | bytes, status: int = 200) -> HttpResponse:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return HttpResponse(content, status=status, content_type="application/json")
+
+
+def _error(status: int, code: str, message: str) -> HttpResponse:
+    # Segment's SDKs read "code" and "message"; "detail" matches our own API.
+    response = _json_response(
+        {"success": False, "code": code, "message": message, "detail": message}, status
+    )
+    if status == 503:
+        response["Retry-After"] = "5"
+    return response
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes:
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise _TooLarge
+    encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+    if encoding == "gzip" or (encoding == "" and body[:2] == b"\x1f\x8b"):
+        # Bounded decompression: a small gzip bomb must not expand past the limit.
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = decompressor.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise ValueError("The body says it is gzip but could not be decompressed.") from exc
+        if len(body) > limit or decompressor.unconsumed_tail:
+            raise _TooLarge
+    elif encoding not in ("", "identity"):
+        raise ValueError(f"Unsupported Content-Encoding {encoding!r}; send gzip or plain JSON.")
+    return body
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    if settings.CDP.get("TRUST_X_FORWARDED_FOR"):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip() or None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+@csrf_exempt
+def ingest(request: HttpRequest, kind: str) -> HttpResponse:
+    if request.method != "POST":
+        return _error(405, "method_not_allowed", "Send events with POST.")
+    received_at = timezone.now()
+    path = request.path
+    limit = settings.CDP["MAX_REQUEST_BYTES"]
+
+    key = basic_auth_username(request)
+    body_error: str | None = None
+    too_large = False
+    data: Any = None
+    raw = b""
+    try:
+        raw = _read_body(request, limit)
+        data = orjson.loads(raw) if raw else None
+        if data is None:
+            body_error = "The request body is empty; send a JSON object."
+    except _TooLarge:
+        too_large = True
+    except orjson.JSONDecodeError as exc:
+        body_error = f"The request body is not valid JSON ({exc.msg} at position {exc.pos})."
+    except ValueError as exc:
+        body_error = str(exc)
+    if key is None and isinstance(data, dict) and isinstance(data.get("writeKey"), str):
+        key = data["writeKey"]
+    if key is None:
+        key = request.GET.get("writeKey") or None
+    if not key:
+        return _error(
+            401,
+            "missing_write_key",
+            "No write key: send it as the HTTP Basic username, or as writeKey in the "
+            "body or the query string.",
+        )
+    try:
+        source = source_for_key(key)
+        if source is None:
+            return _error(401, "invalid_write_key", "Unknown or disabled write key.")
+        if too_large:
+            rejected_event_record(
+                source=source,
+                reason=RejectedEvent.Reason.TOO_LARGE,
+                message=f"Request body over {limit} bytes.",
+                path=path,
+                received_at=received_at,
+            )
+            return _error(413, "too_large", f"The request body is over {limit} bytes.")
+        if body_error is None and not isinstance(data, dict):
+            body_error = "The request body must be a JSON object."
+        if body_error is not None:
+            rejected_event_record(
+                source=source,
+                reason=RejectedEvent.Reason.INVALID_JSON,
+                message=body_error,
+                raw=raw,
+                path=path,
+                received_at=received_at,
+            )
+            return _error(400, "invalid_json", body_error)
+        return _ingest_parsed(request, kind, source, data, received_at)
+    except DatabaseError:
+        logger.exception("database unavailable during ingestion")
+        return _error(503, "unavailable", "Storage is unavailable; retry later.")
+
+
+def _ingest_parsed(
+    request: HttpRequest, kind: str, source: Any, data: dict[str, Any], received_at: Any
+) -> HttpResponse:
+    path = request.path
+    is_batch = kind in BATCH_KINDS
+    if is_batch:
+        events = data.get("batch")
+        if not isinstance(events, list):
+            message = "A batch body needs a 'batch' array of events."
+            rejected_event_record(
+                source=source,
+                reason=RejectedEvent.Reason.INVALID_BODY,
+                message=message,
+                payload=data,
+                path=path,
+                received_at=received_at,
+            )
+            return _error(400, "invalid_body", message)
+        sent_at_raw = data.get("sentAt")
+        context = data.get("context") if isinstance(data.get("context"), dict) else None
+        integrations = (
+            data.get("integrations") if isinstance(data.get("integrations"), dict) else None
+        )
+    else:
+        events = [data]
+        sent_at_raw = None
+        context = integrations = None
+    try:
+        sent_at = parse_timestamp(sent_at_raw, "sentAt")
+    except EventError as exc:
+        # The envelope's time is wrong: every event would be skewed by it.
+        sent_at = None
+        events = [
+            {**e, "sentAt": sent_at_raw} if isinstance(e, dict) and "sentAt" not in e else e
+            for e in events
+        ]
+        logger.info("batch with invalid sentAt: %s", exc)
+    defaults = BatchDefaults(
+        received_at=received_at,
+        sent_at=sent_at,
+        context=context,
+        integrations=integrations,
+        ip=_client_ip(request),
+        historical=kind == "import",
+    )
+    result = event_ingest(
+        source=source,
+        events=events,
+        defaults=defaults,
+        forced_type=None if is_batch else SINGLE_TYPES[kind],
+        path=path,
+    )
+    if not result.rejected:
+        return _json_response(_SUCCESS)
+    return _json_response(
+        {
+            "success": True,
+            "accepted": result.accepted,
+            "rejected": [
+                {"index": r.index, "messageId": r.message_id, "reason": r.message}
+                for r in result.rejected
+            ],
+        }
+    )
+
+
+@csrf_exempt
+def metrics(request: HttpRequest) -> HttpResponse:
+    """analytics.js posts its own telemetry to /v1/m; accepted and discarded."""
+    return _json_response(_SUCCESS)

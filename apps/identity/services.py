@@ -1,0 +1,321 @@
+"""Deterministic identity resolution: which profile does each event belong to?
+
+``profiles_resolve`` takes the identity claims of a batch of events and, in one
+transaction, finds or creates each claim's profile, links new identifiers, merges
+profiles that turn out to be one person (unless a safety rule forbids it, in which
+case the weakest identifier is dropped and a conflict recorded) and applies traits.
+
+Concurrency (PostgreSQL): every identifier of the batch is locked with a
+transaction-level advisory lock, in one global order, before anything is read, so
+two workers never create a profile for the same identifier and never interleave on
+one. Profiles are then locked FOR UPDATE in id order. SQLite serializes writers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+
+from .models import Identifier, IdentifierType, IdentityConflict, Profile, ProfileMerge
+from .normalize import normalize, priority
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (identifier type, normalized value)
+
+
+@dataclass
+class IdentityClaim:
+    """What one event says about who sent it."""
+
+    identifiers: list[tuple[str, Any]]  # (type, raw value), in any order
+    timestamp: datetime
+    traits: dict[str, Any] | None = None
+    event_id: int | None = None
+
+
+@dataclass
+class _Claim:
+    keys: list[Key]
+    raw: dict[Key, str]
+    source: IdentityClaim
+
+
+@dataclass
+class _State:
+    """Everything the batch has read or is about to write, so each identifier and
+    profile is fetched once per batch however many events mention it."""
+
+    owner: dict[Key, uuid.UUID] = field(default_factory=dict)
+    profiles: dict[uuid.UUID, Profile] = field(default_factory=dict)
+    user_id: dict[uuid.UUID, str | None] = field(default_factory=dict)
+    new_identifiers: dict[Key, tuple[uuid.UUID, str]] = field(default_factory=dict)
+    dirty: set[uuid.UUID] = field(default_factory=set)
+    created: set[uuid.UUID] = field(default_factory=set)
+
+
+def claim_keys(claim: IdentityClaim) -> tuple[list[Key], dict[Key, str]]:
+    region = settings.CDP["PHONE_DEFAULT_REGION"]
+    keys: list[Key] = []
+    raw: dict[Key, str] = {}
+    candidates = list(claim.identifiers)
+    if claim.traits:
+        for trait, kind in (("email", IdentifierType.EMAIL), ("phone", IdentifierType.PHONE)):
+            if claim.traits.get(trait) is not None:
+                candidates.append((kind, claim.traits[trait]))
+    for kind, value in candidates:
+        normalized = normalize(kind, value, phone_region=region)
+        if normalized is None:
+            continue
+        key = (str(kind), normalized)
+        if key not in raw:
+            keys.append(key)
+            raw[key] = str(value)[:255]
+    keys.sort(key=lambda k: priority(k[0]))
+    return keys, raw
+
+
+def _lock_key(key: Key) -> int:
+    digest = hashlib.blake2b(f"{key[0]}\x00{key[1]}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _advisory_lock(keys: Iterable[Key]) -> None:
+    if connection.vendor != "postgresql":
+        return
+    ordered = sorted({_lock_key(k) for k in keys})
+    if ordered:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k",
+                [ordered],
+            )
+
+
+def _load(state: _State, keys: set[Key]) -> None:
+    by_type: dict[str, list[str]] = {}
+    for kind, value in keys:
+        by_type.setdefault(kind, []).append(value)
+    query = Q()
+    for kind, values in by_type.items():
+        query |= Q(type=kind, value__in=values)
+    if not by_type:
+        return
+    for kind, value, profile_id in Identifier.objects.filter(query).values_list(
+        "type", "value", "profile_id"
+    ):
+        state.owner[(kind, value)] = profile_id
+    _load_profiles(state, set(state.owner.values()))
+
+
+def _load_profiles(state: _State, ids: set[uuid.UUID]) -> None:
+    missing = ids - state.profiles.keys()
+    while missing:
+        qs = Profile.objects.filter(id__in=missing).order_by("id")
+        if connection.features.has_select_for_update:
+            qs = qs.select_for_update()
+        found = list(qs)
+        for profile in found:
+            state.profiles[profile.id] = profile
+        for profile_id, value in Identifier.objects.filter(
+            profile_id__in=[p.id for p in found], type=IdentifierType.USER_ID
+        ).values_list("profile_id", "value"):
+            state.user_id[profile_id] = value
+        for profile in found:
+            state.user_id.setdefault(profile.id, None)
+        # Follow absorbed profiles to their survivors.
+        missing = {
+            p.merged_into_id for p in found if p.merged_into_id is not None
+        } - state.profiles.keys()
+
+
+def _live(state: _State, profile_id: uuid.UUID) -> Profile:
+    profile = state.profiles[profile_id]
+    while profile.merged_into_id is not None:
+        _load_profiles(state, {profile.merged_into_id})
+        profile = state.profiles[profile.merged_into_id]
+    return profile
+
+
+def _owner(state: _State, key: Key) -> Profile | None:
+    if key in state.new_identifiers:
+        return _live(state, state.new_identifiers[key][0])
+    if key in state.owner:
+        return _live(state, state.owner[key])
+    return None
+
+
+def _stamp(at: datetime) -> str:
+    # One fixed-width UTC format, so stamps compare correctly as strings.
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _apply_traits(profile: Profile, traits: dict[str, Any], at: datetime) -> bool:
+    stamp = _stamp(at)
+    changed = False
+    for name, value in traits.items():
+        seen = profile.trait_timestamps.get(name)
+        if (seen is None or seen <= stamp) and (
+            profile.traits.get(name) != value or seen != stamp
+        ):
+            profile.traits[name] = value
+            profile.trait_timestamps[name] = stamp
+            changed = True
+    return changed
+
+
+def _touch(profile: Profile, at: datetime) -> bool:
+    changed = False
+    if profile.first_seen is None or at < profile.first_seen:
+        profile.first_seen = at
+        changed = True
+    if profile.last_seen is None or at > profile.last_seen:
+        profile.last_seen = at
+        changed = True
+    return changed
+
+
+def _merge(
+    state: _State, a: Profile, b: Profile, *, reason_key: Key, event_id: int | None
+) -> Profile:
+    """Merge two live profiles; the older one survives."""
+    from apps.events.services import events_reassign_profile
+
+    def age(p: Profile) -> tuple[Any, ...]:
+        return (p.first_seen or p.created_at, p.created_at, str(p.id))
+
+    survivor, absorbed = (a, b) if age(a) <= age(b) else (b, a)
+    moved = list(Identifier.objects.filter(profile=absorbed).values_list("id", flat=True))
+    pending = [k for k, (pid, _) in state.new_identifiers.items() if pid == absorbed.id]
+    ProfileMerge.objects.create(
+        survivor=survivor,
+        absorbed=absorbed,
+        reason=ProfileMerge.Reason.SHARED_IDENTIFIER,
+        details={"identifier": list(reason_key), "event_id": event_id},
+        absorbed_snapshot={
+            "traits": absorbed.traits,
+            "trait_timestamps": absorbed.trait_timestamps,
+            "first_seen": absorbed.first_seen.isoformat() if absorbed.first_seen else None,
+            "last_seen": absorbed.last_seen.isoformat() if absorbed.last_seen else None,
+            "identifier_ids": moved,
+            "pending_identifiers": [list(k) for k in pending],
+        },
+    )
+    Identifier.objects.filter(profile=absorbed).update(profile=survivor)
+    for key in pending:
+        state.new_identifiers[key] = (survivor.id, state.new_identifiers[key][1])
+    events_reassign_profile(from_profile_id=absorbed.id, to_profile_id=survivor.id)
+    for name, value in absorbed.traits.items():
+        stamp = absorbed.trait_timestamps.get(name, "")
+        seen = survivor.trait_timestamps.get(name)
+        if seen is None or seen < stamp:
+            survivor.traits[name] = value
+            survivor.trait_timestamps[name] = stamp
+    for at in (absorbed.first_seen, absorbed.last_seen):
+        if at is not None:
+            _touch(survivor, at)
+    absorbed.merged_into = survivor
+    absorbed.save(update_fields=["merged_into", "updated_at"])
+    state.user_id[survivor.id] = state.user_id.get(survivor.id) or state.user_id.get(absorbed.id)
+    state.dirty.add(survivor.id)
+    state.dirty.discard(absorbed.id)
+    logger.info("merged profile %s into %s", absorbed.id, survivor.id)
+    return survivor
+
+
+def _conflict(
+    profile: Profile, key: Key, rule: str, other: Profile | None, event_id: int | None
+) -> None:
+    IdentityConflict.objects.create(
+        profile=profile,
+        identifier_type=key[0],
+        identifier_value=key[1],
+        rule=rule,
+        other_profile=other,
+        event_id=event_id,
+    )
+
+
+def _resolve_one(state: _State, claim: _Claim) -> uuid.UUID | None:
+    if not claim.keys:
+        return None
+    event_id = claim.source.event_id
+    target: Profile | None = None
+    target_uid: str | None = None
+    link: list[Key] = []
+    dropped: list[tuple[Key, str, Profile | None]] = []
+    for key in claim.keys:  # strongest first
+        owner = _owner(state, key)
+        if owner is None:
+            if key[0] == IdentifierType.USER_ID and target_uid not in (None, key[1]):
+                dropped.append((key, IdentityConflict.Rule.ONE_USER_ID, None))
+                continue
+            link.append(key)
+            if key[0] == IdentifierType.USER_ID:
+                target_uid = key[1]
+            continue
+        owner_uid = state.user_id.get(owner.id)
+        if target is not None and owner.id == target.id:
+            continue
+        if target_uid is not None and owner_uid is not None and owner_uid != target_uid:
+            dropped.append((key, IdentityConflict.Rule.DIFFERENT_USER_IDS, owner))
+            continue
+        if target is None:
+            target = owner
+        else:
+            target = _merge(state, target, owner, reason_key=key, event_id=event_id)
+        target_uid = target_uid or owner_uid
+    if target is None:
+        target = Profile.objects.create()
+        state.profiles[target.id] = target
+        state.user_id[target.id] = None
+        state.created.add(target.id)
+    for key in link:
+        state.new_identifiers[key] = (target.id, claim.raw[key])
+        if key[0] == IdentifierType.USER_ID:
+            state.user_id[target.id] = key[1]
+    for key, rule, other in dropped:
+        _conflict(target, key, rule, other, event_id)
+    changed = _touch(target, claim.source.timestamp)
+    if claim.source.traits:
+        changed = _apply_traits(target, claim.source.traits, claim.source.timestamp) or changed
+    if changed:
+        state.dirty.add(target.id)
+    return target.id
+
+
+@transaction.atomic
+def profiles_resolve(*, claims: Sequence[IdentityClaim]) -> list[uuid.UUID | None]:
+    """Resolve each claim to a live profile id (None when it has no usable identifier)."""
+    prepared = []
+    for claim in claims:
+        keys, raw = claim_keys(claim)
+        prepared.append(_Claim(keys=keys, raw=raw, source=claim))
+    all_keys = {k for c in prepared for k in c.keys}
+    _advisory_lock(all_keys)
+    state = _State()
+    _load(state, all_keys)
+    result = [_resolve_one(state, c) for c in prepared]
+    if state.new_identifiers:
+        Identifier.objects.bulk_create(
+            [
+                Identifier(profile_id=pid, type=k[0], value=k[1], raw_value=raw)
+                for k, (pid, raw) in state.new_identifiers.items()
+            ]
+        )
+    dirty = [state.profiles[pid] for pid in sorted(state.dirty)]
+    if dirty:
+        Profile.objects.bulk_update(
+            dirty, ["traits", "trait_timestamps", "first_seen", "last_seen"], batch_size=200
+        )
+    # A profile absorbed later in the batch hands its events to its survivor.
+    return [None if pid is None else _live(state, pid).id for pid in result]

@@ -1,0 +1,243 @@
+"""Settings shared by every environment.
+
+Everything is configured here; environment variables only switch integrations on
+or off (STYLE.md, Settings). ``local``, ``test`` and ``production`` change defaults,
+never features.
+"""
+
+from cdp.env import BASE_DIR, env
+
+SECRET_KEY = env("SECRET_KEY")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "apps.common",
+    "apps.api_auth",
+    "apps.identity",
+    "apps.events",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cdp.urls"
+WSGI_APPLICATION = "cdp.wsgi.application"
+ASGI_APPLICATION = "cdp.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# The embedded default is a SQLite file so the quickstart runs on a bare machine;
+# production and CI use PostgreSQL (DATABASE_URL=postgres://...).
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the server read while a worker writes; the timeout rides out the
+    # short write locks SQLite takes instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+CACHES = {
+    "default": env.cache("CACHE_URL", default="locmemcache://"),
+}
+
+# --- Security -------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- CORS -----------------------------------------------------------------------
+# Browser SDKs post events from the customer's own sites. Ingestion is the only
+# cross-origin surface; the management API is never exposed to other origins.
+CORS_URLS_REGEX = r"^/(v1|beacon)/.*$"
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_ALL_ORIGINS = not CORS_ALLOWED_ORIGINS
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = [
+    "accept",
+    "authorization",
+    "content-type",
+    "content-encoding",
+    "user-agent",
+    "x-retry-count",
+]
+CORS_PREFLIGHT_MAX_AGE = 86400
+
+# --- Django REST framework --------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.api_auth.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.api_auth.permissions.ModelPermissions"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "apps.common.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "apps.common.exceptions.api_exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+if DEBUG:
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
+        "rest_framework.renderers.BrowsableAPIRenderer"
+    )
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CDP management API",
+    "DESCRIPTION": (
+        "Profiles, events and (in later versions) segments, consent and content "
+        "decisions. Authenticate with `Authorization: Bearer <token>`; create a "
+        "token with `python manage.py create_api_token NAME`. Event ingestion "
+        "follows the Segment HTTP tracking API under `/v1/` and is not listed here."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI served from our own static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
+        }
+    },
+    "SECURITY": [{"bearerAuth": []}],
+}
+
+# --- Celery -----------------------------------------------------------------------
+# Unset broker: tasks run eagerly in-process (quickstart). Set: a real broker
+# (Redis in production and CI).
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_TIME_LIMIT = 5 * 60
+CELERY_TASK_SOFT_TIME_LIMIT = 4 * 60
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A request must never hang on a broker outage: publish once, quickly, and leave
+# the event to the pending-event sweep if the broker is away.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The one place periodic work is scheduled; beat's DatabaseScheduler loads it.
+CELERY_BEAT_SCHEDULE = {
+    "events-process-pending": {
+        "task": "apps.events.tasks.events_process_pending",
+        "schedule": 60.0,
+    },
+}
+
+# --- Logging ----------------------------------------------------------------------
+# Personal data stays out of logs: messages log ids and counts, never payloads.
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}
+
+# --- CDP ----------------------------------------------------------------------------
+CDP = {
+    # Whole request body, after decompression (Segment: 500 KB per batch; we are
+    # more generous because server-side imports send large batches).
+    "MAX_REQUEST_BYTES": env.int("CDP_MAX_REQUEST_BYTES", default=4 * 1024 * 1024),
+    # One event, serialized (Segment's limit).
+    "MAX_EVENT_BYTES": env.int("CDP_MAX_EVENT_BYTES", default=32 * 1024),
+    # How long a write key lookup is cached per process; a disabled key stops
+    # working within this many seconds.
+    "WRITE_KEY_CACHE_SECONDS": env.int("CDP_WRITE_KEY_CACHE_SECONDS", default=5),
+    # Events still unprocessed after this long are re-enqueued by the sweep (a
+    # broker outage or a crashed worker delays processing, never loses it).
+    "PENDING_SWEEP_AFTER_SECONDS": env.int("CDP_PENDING_SWEEP_AFTER_SECONDS", default=60),
+    "PROCESS_BATCH_SIZE": env.int("CDP_PROCESS_BATCH_SIZE", default=500),
+    # Behind a reverse proxy, take the client address from X-Forwarded-For.
+    "TRUST_X_FORWARDED_FOR": env.bool("CDP_TRUST_X_FORWARDED_FOR", default=False),
+    # Default region for phone numbers written without a country code.
+    "PHONE_DEFAULT_REGION": env("CDP_PHONE_DEFAULT_REGION", default="US"),
+}

@@ -1,0 +1,31 @@
+"""Test settings (STYLE.md): fast hasher, locmem email, eager Celery by default.
+
+DATABASE_URL and CELERY_BROKER_URL still come from the environment, so the same
+suite runs on embedded SQLite and, in CI, on PostgreSQL with a Redis broker.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+
+from .base import *  # noqa: F403
+from .base import BASE_DIR, CDP, CELERY_BROKER_URL, DATABASES
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Tests run tasks in-process unless a test starts a real worker (tests/test_worker.py),
+# which consumes from CELERY_BROKER_URL (Redis in CI) or the in-memory transport.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://"
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so live-server and worker threads see one database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+CDP = {**CDP, "WRITE_KEY_CACHE_SECONDS": 0}
