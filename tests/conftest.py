@@ -30,17 +30,24 @@ def api_client(api_token: str) -> Client:
 
 
 @pytest.fixture
-def post_events(client: Client, source: Source) -> Callable[..., Any]:
-    """POST a JSON body to an ingestion route with the source's write key (Basic)."""
+def post_events(
+    client: Client, source: Source, django_capture_on_commit_callbacks: Any
+) -> Callable[..., Any]:
+    """POST a JSON body to an ingestion route with the source's write key (Basic).
+
+    After-commit processing (eager Celery in tests) runs as it would in production.
+    """
 
     def post(path: str, body: Any, *, key: str | None = None, **extra: Any) -> Any:
         auth = base64.b64encode(f"{key or source.write_key}:".encode()).decode()
-        return client.post(
-            path,
-            data=orjson.dumps(body),
-            content_type=extra.pop("content_type", "application/json"),
-            HTTP_AUTHORIZATION=f"Basic {auth}",
-            **extra,
-        )
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(
+                path,
+                data=data,
+                content_type=extra.pop("content_type", "application/json"),
+                HTTP_AUTHORIZATION=f"Basic {auth}",
+                **extra,
+            )
 
     return post

@@ -164,9 +164,7 @@ def _apply_traits(profile: Profile, traits: dict[str, Any], at: datetime) -> boo
     changed = False
     for name, value in traits.items():
         seen = profile.trait_timestamps.get(name)
-        if (seen is None or seen <= stamp) and (
-            profile.traits.get(name) != value or seen != stamp
-        ):
+        if (seen is None or seen <= stamp) and (profile.traits.get(name) != value or seen != stamp):
             profile.traits[name] = value
             profile.trait_timestamps[name] = stamp
             changed = True
