@@ -183,7 +183,13 @@ def _touch(profile: Profile, at: datetime) -> bool:
 
 
 def _merge(
-    state: _State, a: Profile, b: Profile, *, reason_key: Key, event_id: int | None
+    state: _State,
+    a: Profile,
+    b: Profile,
+    *,
+    reason_key: Key,
+    anchor_key: Key | None,
+    event_id: int | None,
 ) -> Profile:
     """Merge two live profiles; the older one survives."""
     from apps.events.services import events_reassign_profile
@@ -198,7 +204,13 @@ def _merge(
         survivor=survivor,
         absorbed=absorbed,
         reason=ProfileMerge.Reason.SHARED_IDENTIFIER,
-        details={"identifier": list(reason_key), "event_id": event_id},
+        # One event named both: ``anchor`` (already on one profile) and
+        # ``identifier`` (already on the other).
+        details={
+            "identifier": list(reason_key),
+            "anchor": list(anchor_key) if anchor_key else None,
+            "event_id": event_id,
+        },
         absorbed_snapshot={
             "traits": absorbed.traits,
             "trait_timestamps": absorbed.trait_timestamps,
@@ -248,6 +260,7 @@ def _resolve_one(state: _State, claim: _Claim) -> uuid.UUID | None:
         return None
     event_id = claim.source.event_id
     target: Profile | None = None
+    target_key: Key | None = None
     target_uid: str | None = None
     link: list[Key] = []
     dropped: list[tuple[Key, str, Profile | None]] = []
@@ -268,9 +281,11 @@ def _resolve_one(state: _State, claim: _Claim) -> uuid.UUID | None:
             dropped.append((key, IdentityConflict.Rule.DIFFERENT_USER_IDS, owner))
             continue
         if target is None:
-            target = owner
+            target, target_key = owner, key
         else:
-            target = _merge(state, target, owner, reason_key=key, event_id=event_id)
+            target = _merge(
+                state, target, owner, reason_key=key, anchor_key=target_key, event_id=event_id
+            )
         target_uid = target_uid or owner_uid
     if target is None:
         target = Profile.objects.create()

@@ -29,3 +29,5 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so live-server and worker threads see one database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
 CDP = {**CDP, "WRITE_KEY_CACHE_SECONDS": 0}
+# The in-test worker must leave pytest's log capture alone.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
