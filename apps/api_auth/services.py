@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,7 +26,7 @@ def token_hash(raw: str) -> str:
 
 @transaction.atomic
 def api_token_create(
-    *, name: str, user: AbstractBaseUser, expires_in_days: int | None = None
+    *, name: str, user: Any, expires_in_days: int | None = None
 ) -> tuple[ApiToken, str]:
     """Create a token and return it with its secret, which is never stored."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -59,7 +60,7 @@ def service_group_ensure(*, read_only: bool) -> Group:
 
 
 @transaction.atomic
-def service_user_ensure(*, name: str, read_only: bool) -> AbstractBaseUser:
+def service_user_ensure(*, name: str, read_only: bool) -> Any:
     """A login-less user that owns tokens created for an integration."""
     user_model = get_user_model()
     user, created = user_model.objects.get_or_create(username=f"api-{name}"[:150])

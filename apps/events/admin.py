@@ -16,12 +16,13 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        query = self.object_list.query
+        object_list: Any = self.object_list
+        query = object_list.query
         if connection.vendor == "postgresql" and not query.where:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT reltuples::bigint FROM pg_class WHERE relname = %s",
-                    [self.object_list.model._meta.db_table],
+                    [object_list.model._meta.db_table],
                 )
                 row = cursor.fetchone()
             if row and row[0] > 100_000:
@@ -66,8 +67,8 @@ class EventAdmin(ReadOnlyAdmin):
         "processed",
     )
     list_filter = ("type", "source", ("processed_at", admin.EmptyFieldListFilter))
-    search_fields = ("=message_id", "=user_id", "=anonymous_id", "event")
-    date_hierarchy = "timestamp"
+    # Only indexed lookups: events are found by person through their profile page.
+    search_fields = ("=message_id",)
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     list_select_related = ("source",)

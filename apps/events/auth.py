@@ -17,6 +17,8 @@ _MAX_CACHED = 10_000
 
 def source_for_key(write_key: str) -> Source | None:
     """The enabled source with this write key, or None."""
+    if "\x00" in write_key:  # never a key, and PostgreSQL refuses it in a query
+        return None
     ttl = settings.CDP["WRITE_KEY_CACHE_SECONDS"]
     now = time.monotonic()
     if ttl:

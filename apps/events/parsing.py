@@ -67,8 +67,23 @@ def parse_timestamp(value: Any, field: str) -> datetime | None:
     except ValueError:
         raise EventError(f"{field} is not a valid ISO-8601 date: {value[:40]!r}.") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+        return parsed.replace(tzinfo=UTC)
+    try:
+        # In UTC now: "0001-01-01T00:00:00+14:00" has no UTC form and would fail at
+        # insert time, failing the whole request.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise EventError(f"{field} is out of range: {value[:40]!r}.") from None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _identifier(event: dict[str, Any], key: str) -> str:
@@ -107,9 +122,13 @@ def parse_event(
         raise EventError(
             f"type must be one of {', '.join(sorted(EVENT_TYPES))}; got {str(kind)[:40]!r}."
         )
-    size = len(orjson.dumps(event))
+    dumped = orjson.dumps(event)
+    size = len(dumped)
     if size > max_bytes:
         raise EventError(f"Event is {size} bytes; the limit is {max_bytes} bytes.")
+    # PostgreSQL stores no NUL in text or jsonb; one would fail the whole batch.
+    if b"\\u0000" in dumped and _has_nul(event):
+        raise EventError("Event contains a NUL character (\\u0000), which cannot be stored.")
 
     user_id = _identifier(event, "userId")
     anonymous_id = _identifier(event, "anonymousId")
@@ -154,7 +173,12 @@ def parse_event(
     elif sent_at is not None and not defaults.historical:
         # Segment's clock-skew correction: the client's clock may be wrong, but the
         # time between the event and its sending is right.
-        corrected = received_at - (sent_at - original)
+        try:
+            corrected = received_at - (sent_at - original)
+        except OverflowError:
+            raise EventError(
+                "sentAt and timestamp are too far apart to correct for clock skew."
+            ) from None
     else:
         corrected = original
 

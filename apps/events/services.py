@@ -67,6 +67,11 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _storable(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; a refused body or id may contain one.
+    return text.replace("\x00", "\ufffd")
+
+
 def _insert_postgresql(rows: Sequence[dict[str, Any]]) -> list[int]:
     # One statement for the whole batch: each column travels as one array, so the
     # cost does not grow with the number of placeholders.
@@ -168,9 +173,9 @@ def rejected_event_record(
         reason=reason,
         message=message,
         path=path[:100],
-        message_id=message_id,
-        event_type=event_type,
-        payload=text[:MAX_REJECTED_PAYLOAD],
+        message_id=_storable(message_id),
+        event_type=_storable(event_type),
+        payload=_storable(text[:MAX_REJECTED_PAYLOAD]),
     )
 
 
@@ -215,8 +220,8 @@ def event_ingest(
                         else RejectedEvent.Reason.INVALID_EVENT,
                         message=rejection.message,
                         path=path[:100],
-                        message_id=rejection.message_id,
-                        event_type=str(raw.get("type") or forced_type or "")[:32]
+                        message_id=_storable(rejection.message_id),
+                        event_type=_storable(str(raw.get("type") or forced_type or "")[:32])
                         if isinstance(raw, dict)
                         else "",
                         payload=_safe_dump(raw),

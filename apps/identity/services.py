@@ -69,9 +69,9 @@ def claim_keys(claim: IdentityClaim) -> tuple[list[Key], dict[Key, str]]:
     raw: dict[Key, str] = {}
     candidates = list(claim.identifiers)
     if claim.traits:
-        for trait, kind in (("email", IdentifierType.EMAIL), ("phone", IdentifierType.PHONE)):
+        for trait, trait_kind in (("email", IdentifierType.EMAIL), ("phone", IdentifierType.PHONE)):
             if claim.traits.get(trait) is not None:
-                candidates.append((kind, claim.traits[trait]))
+                candidates.append((str(trait_kind), claim.traits[trait]))
     for kind, value in candidates:
         normalized = normalize(kind, value, phone_region=region)
         if normalized is None:

@@ -20,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--expires-in-days", type=int, default=None)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        user: Any
         if options["user"]:
             try:
                 user = get_user_model().objects.get(username=options["user"])

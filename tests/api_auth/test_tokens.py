@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+
+from apps.api_auth.models import ApiToken
+from apps.api_auth.services import api_token_create, api_token_revoke
+from apps.events.models import Source
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_api_token_prints_a_token_that_is_stored_only_hashed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # when
+    call_command("create_api_token", "crm-sync")
+    raw = capsys.readouterr().out.strip()
+    # then the printed token works, and only its hash is in the database
+    token = ApiToken.objects.get()
+    assert token.key_hash == hashlib.sha256(raw.encode()).hexdigest()
+    assert raw not in {token.prefix, token.key_hash, token.name}
+    assert token.user.username == "api-crm-sync"
+    response = Client().get("/api/v1/profiles", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert response.status_code == 200
+
+
+def test_read_only_token_cannot_get_write_permissions() -> None:
+    call_command("create_api_token", "bi", "--read-only", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    user = ApiToken.objects.get().user
+    assert user.has_perm("identity.view_profile")
+    assert not user.has_perm("identity.change_profile")
+
+
+def test_create_api_token_for_an_existing_user(capsys: pytest.CaptureFixture[str]) -> None:
+    get_user_model().objects.create_user("ann")
+    call_command("create_api_token", "ann-laptop", "--user", "ann")
+    assert ApiToken.objects.get().user.username == "ann"
+
+
+def test_create_source_prints_its_write_key(capsys: pytest.CaptureFixture[str]) -> None:
+    call_command("create_source", "iOS app", "--write-key", "ios_key_1")
+    assert capsys.readouterr().out.strip() == "ios_key_1"
+    assert Source.objects.get(name="iOS app").write_key == "ios_key_1"
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        (None, 401),
+        ("Bearer not-a-token", 401),
+        ("Bearer", 401),
+        ("Token abc", 401),
+    ],
+)
+def test_api_refuses_missing_or_bad_tokens(header: str | None, status: int) -> None:
+    client = Client(HTTP_AUTHORIZATION=header) if header else Client()
+    response = client.get("/api/v1/profiles")
+    assert response.status_code == status
+    assert "detail" in response.json()
+
+
+def test_write_key_cannot_read_the_api() -> None:
+    # given a valid write key
+    source = Source.objects.create(name="Web", write_key="wk_public")
+    basic = base64.b64encode(f"{source.write_key}:".encode()).decode()
+    # then neither as Basic nor as Bearer does it open the management API
+    for header in (f"Basic {basic}", f"Bearer {source.write_key}"):
+        response = Client(HTTP_AUTHORIZATION=header).get("/api/v1/profiles")
+        assert response.status_code == 401
+
+
+def test_revoked_and_expired_tokens_stop_working() -> None:
+    user = get_user_model().objects.create_superuser("root", "r@example.com", "pw")
+    revoked, revoked_raw = api_token_create(name="old", user=user)
+    api_token_revoke(token=revoked)
+    expired, expired_raw = api_token_create(name="short", user=user, expires_in_days=1)
+    ApiToken.objects.filter(pk=expired.pk).update(expires_at="2000-01-01T00:00:00Z")
+    _, good_raw = api_token_create(name="good", user=user)
+    for raw, status in ((revoked_raw, 401), (expired_raw, 401), (good_raw, 200)):
+        response = Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/v1/profiles")
+        assert response.status_code == status
+
+
+def test_token_of_a_user_without_permission_is_forbidden() -> None:
+    user = get_user_model().objects.create_user("nobody")
+    _, raw = api_token_create(name="none", user=user)
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/v1/profiles")
+    assert response.status_code == 403
