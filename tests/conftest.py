@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -10,6 +12,49 @@ from django.test import Client
 
 from apps.api_auth.services import api_token_create, service_user_ensure
 from apps.events.models import Source
+from cdp.celery import app as celery_app
+
+
+def _set_broker(url: str | None) -> None:
+    # Celery reads CELERY_BROKER_URL from the environment before its own config,
+    # and caches connection and producer pools: set both and drop the pools.
+    if url:
+        os.environ["CELERY_BROKER_URL"] = url
+    else:
+        os.environ.pop("CELERY_BROKER_URL", None)
+    celery_app.conf.broker_url = url
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def not_eager() -> Iterator[None]:
+    """Tasks go through the broker (and need a worker) instead of running inline."""
+    celery_app.conf.task_always_eager = False
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = True
+
+
+@pytest.fixture
+def broker_at() -> Iterator[Callable[[str], Any]]:
+    """``with broker_at(url):`` points Celery at another broker, then restores it."""
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    saved_conf = celery_app.conf.broker_url
+
+    @contextmanager
+    def use(url: str) -> Iterator[None]:
+        _set_broker(url)
+        try:
+            yield
+        finally:
+            _set_broker(saved_env)
+            celery_app.conf.broker_url = saved_conf
+
+    yield use
+    _set_broker(saved_env)
+    celery_app.conf.broker_url = saved_conf
 
 
 @pytest.fixture

@@ -247,7 +247,7 @@ def events_reassign_profile(*, from_profile_id: Any, to_profile_id: Any) -> int:
     return Event.objects.filter(profile_id=from_profile_id).update(profile_id=to_profile_id)
 
 
-def _claim(event: Event) -> Any:
+def _claim(event: Event, batch_user_ids: set[str]) -> Any:
     from apps.identity.models import IdentifierType
     from apps.identity.services import IdentityClaim
 
@@ -259,7 +259,9 @@ def _claim(event: Event) -> Any:
     if event.type == "alias" and event.previous_id:
         # previousId may be an anonymous id or an older user id; it is whichever
         # one already exists (an anonymous id when neither does).
-        identifiers.append((_previous_id_type(event.previous_id), event.previous_id))
+        identifiers.append(
+            (_previous_id_type(event.previous_id, batch_user_ids), event.previous_id)
+        )
     traits: dict[str, Any] | None = None
     if event.type == "identify":
         traits = {**(event.context.get("traits") or {}), **event.traits}
@@ -270,11 +272,12 @@ def _claim(event: Event) -> Any:
     )
 
 
-def _previous_id_type(value: str) -> str:
+def _previous_id_type(value: str, batch_user_ids: set[str]) -> str:
     from apps.identity.models import IdentifierType
     from apps.identity.selectors import identifier_exists
 
-    if identifier_exists(type=IdentifierType.USER_ID, value=value):
+    # A user id elsewhere in this batch is not stored yet, but is a user id all the same.
+    if value in batch_user_ids or identifier_exists(type=IdentifierType.USER_ID, value=value):
         return IdentifierType.USER_ID
     return IdentifierType.ANONYMOUS_ID
 
@@ -294,7 +297,8 @@ def events_process(*, event_ids: Sequence[int]) -> int:
     )
     if not events:
         return 0
-    profile_ids = profiles_resolve(claims=[_claim(e) for e in events])
+    batch_user_ids = {e.user_id for e in events if e.user_id}
+    profile_ids = profiles_resolve(claims=[_claim(e, batch_user_ids) for e in events])
     now = timezone.now()
     for event, profile_id in zip(events, profile_ids, strict=True):
         event.profile_id = profile_id

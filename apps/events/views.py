@@ -72,17 +72,28 @@ def _read_body(request: HttpRequest, limit: int) -> bytes:
         raise _TooLarge
     encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
     if encoding == "gzip" or (encoding == "" and body[:2] == b"\x1f\x8b"):
-        # Bounded decompression: a small gzip bomb must not expand past the limit.
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            body = decompressor.decompress(body, limit + 1)
-        except zlib.error as exc:
-            raise ValueError("The body says it is gzip but could not be decompressed.") from exc
-        if len(body) > limit or decompressor.unconsumed_tail:
-            raise _TooLarge
+        body = _gunzip(body, limit)
     elif encoding not in ("", "identity"):
         raise ValueError(f"Unsupported Content-Encoding {encoding!r}; send gzip or plain JSON.")
     return body
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress every gzip member, never past ``limit`` bytes (a small gzip
+    bomb must not expand in memory)."""
+    out = bytearray()
+    while data:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += decompressor.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ValueError("The body says it is gzip but could not be decompressed.") from exc
+        if len(out) > limit or decompressor.unconsumed_tail:
+            raise _TooLarge
+        if not decompressor.eof:
+            raise ValueError("The gzip body is truncated.")
+        data = decompressor.unused_data
+    return bytes(out)
 
 
 def _client_ip(request: HttpRequest) -> str | None:
@@ -96,7 +107,9 @@ def _client_ip(request: HttpRequest) -> str | None:
 @csrf_exempt
 def ingest(request: HttpRequest, kind: str) -> HttpResponse:
     if request.method != "POST":
-        return _error(405, "method_not_allowed", "Send events with POST.")
+        response = _error(405, "method_not_allowed", "Send events with POST.")
+        response["Allow"] = "POST, OPTIONS"
+        return response
     received_at = timezone.now()
     path = request.path
     limit = settings.CDP["MAX_REQUEST_BYTES"]
@@ -121,6 +134,9 @@ def ingest(request: HttpRequest, kind: str) -> HttpResponse:
         key = data["writeKey"]
     if key is None:
         key = request.GET.get("writeKey") or None
+    if too_large and not key:
+        # The key may be in the body we refused to read: the size is the answer.
+        return _error(413, "too_large", f"The request body is over {limit} bytes.")
     if not key:
         return _error(
             401,

@@ -18,7 +18,7 @@ class ExternalIdError(ValueError):
 def parse_external_id(external_id: str) -> tuple[str, str]:
     """``user_id:42`` -> ("user_id", "42"); raises ExternalIdError when malformed."""
     kind, sep, value = external_id.partition(":")
-    if not sep or not value:
+    if not sep or not value or kind not in EXTERNAL_ID_TYPES:
         raise ExternalIdError(
             "Profile ids have the form <type>:<value>, e.g. user_id:42 or "
             "email:a@example.com; type is one of " + ", ".join(EXTERNAL_ID_TYPES) + "."

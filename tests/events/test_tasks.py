@@ -7,9 +7,8 @@ queue; nothing about the queue is mocked.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -21,27 +20,6 @@ from apps.identity.selectors import profile_get_by_external_id
 from cdp.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def not_eager() -> Iterator[None]:
-    celery_app.conf.task_always_eager = False
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = True
-
-
-def _use_broker(url: str) -> None:
-    # Celery reads CELERY_BROKER_URL from the environment before its own config,
-    # and caches connection and producer pools: set both, drop the pools.
-    if url:
-        os.environ["CELERY_BROKER_URL"] = url
-    else:
-        os.environ.pop("CELERY_BROKER_URL", None)
-    celery_app.conf.broker_url = url
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
 
 
 def _wait_until(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
@@ -85,15 +63,12 @@ def test_worker_consumes_processing_task_from_broker(not_eager: None) -> None:
 
 
 def test_broker_outage_delays_processing_and_loses_nothing(
-    not_eager: None, caplog: pytest.LogCaptureFixture
+    not_eager: None, broker_at: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a broker that is down (nothing listens on port 9)
     source = Source.objects.create(name="App", write_key="wk_outage")
     client = Client()
-    saved_url = os.environ.get("CELERY_BROKER_URL", "")
-    saved_conf = celery_app.conf.broker_url
-    _use_broker("redis://127.0.0.1:9/0")
-    try:
+    with broker_at("redis://127.0.0.1:9/0"):
         # when an event arrives
         started = time.monotonic()
         result = _post(
@@ -103,9 +78,6 @@ def test_broker_outage_delays_processing_and_loses_nothing(
             source.write_key,
         )
         elapsed = time.monotonic() - started
-    finally:
-        _use_broker(saved_url)
-        celery_app.conf.broker_url = saved_conf
     # then the client still gets its 200 promptly and the event is stored, unprocessed
     assert result == {"success": True}
     assert elapsed < 10
