@@ -44,8 +44,9 @@ LIBRARY = {"name": "analytics.js", "version": "5.2.1"}
 COUPONS = {"SAVE10": 0.10, "SPRING15": 0.15, "FLASH20": 0.20, "WELCOME10": 0.10, "FREESHIP": 0.0}
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(text.split(", "))
+def _names(text: str, sep: str = ", ") -> tuple[str, ...]:
+    # Long lists as one string: the formatter would put each item on its own line.
+    return tuple(text.split(sep))
 
 
 # category -> (brands from premium to budget, product names, (low, high) base price)
@@ -141,6 +142,11 @@ class Product:
     brand: str
     price: float
 
+    @property
+    def kind(self) -> str:
+        """What it is without the brand ("Wireless Earbuds"): what people search for."""
+        return self.name.removeprefix(f"{self.brand} ")
+
     def properties(self) -> dict[str, Any]:
         return {
             "product_id": self.product_id,
@@ -180,17 +186,17 @@ PERSONAS: tuple[Persona, ...] = (
     Persona(
         name="loyal_high_spender",
         weight=0.15,
-        sessions_per_30_days=1.6,
+        sessions_per_30_days=0.95,
         active_from=(0.0, 0.2),
         active_until=(0.95, 1.0),
-        views=(1, 4),
+        views=(1, 3),
         bounce_rate=0.10,
         favourites=(1, 2),
         focus=0.85,
         price_bias=1.6,
         search_rate=0.15,
-        add_rate=0.45,
-        checkout_rate=0.75,
+        add_rate=0.55,
+        checkout_rate=0.80,
         purchase_rate=0.92,
         max_quantity=2,
         coupon_rate=0.05,
@@ -200,16 +206,16 @@ PERSONAS: tuple[Persona, ...] = (
     Persona(
         name="bargain_hunter",
         weight=0.25,
-        sessions_per_30_days=1.3,
+        sessions_per_30_days=0.85,
         active_from=(0.0, 0.4),
         active_until=(0.9, 1.0),
-        views=(2, 5),
+        views=(1, 3),
         bounce_rate=0.15,
         favourites=(2, 4),
         focus=0.45,
         price_bias=-1.6,
-        search_rate=0.55,
-        add_rate=0.25,
+        search_rate=0.45,
+        add_rate=0.30,
         checkout_rate=0.55,
         purchase_rate=0.80,
         max_quantity=3,
@@ -220,10 +226,10 @@ PERSONAS: tuple[Persona, ...] = (
     Persona(
         name="window_shopper",
         weight=0.25,
-        sessions_per_30_days=1.1,
+        sessions_per_30_days=0.75,
         active_from=(0.0, 0.6),
         active_until=(0.85, 1.0),
-        views=(2, 6),
+        views=(1, 4),
         bounce_rate=0.20,
         favourites=(2, 3),
         focus=0.50,
@@ -240,17 +246,17 @@ PERSONAS: tuple[Persona, ...] = (
     Persona(
         name="lapsed",
         weight=0.15,
-        sessions_per_30_days=1.8,
+        sessions_per_30_days=1.4,
         active_from=(0.0, 0.15),
         active_until=(0.25, 0.45),
-        views=(1, 4),
+        views=(1, 3),
         bounce_rate=0.15,
         favourites=(1, 2),
         focus=0.70,
         price_bias=0.4,
         search_rate=0.25,
-        add_rate=0.30,
-        checkout_rate=0.60,
+        add_rate=0.35,
+        checkout_rate=0.70,
         purchase_rate=0.85,
         max_quantity=2,
         coupon_rate=0.30,
@@ -260,16 +266,16 @@ PERSONAS: tuple[Persona, ...] = (
     Persona(
         name="new",
         weight=0.20,
-        sessions_per_30_days=3.5,
+        sessions_per_30_days=2.6,
         active_from=(0.8, 0.93),
         active_until=(1.0, 1.0),
-        views=(1, 4),
+        views=(1, 3),
         bounce_rate=0.10,
         favourites=(1, 2),
         focus=0.65,
         price_bias=0.0,
         search_rate=0.40,
-        add_rate=0.30,
+        add_rate=0.35,
         checkout_rate=0.60,
         purchase_rate=0.80,
         max_quantity=2,
@@ -312,12 +318,15 @@ _COUNTRIES = (  # code, share, Faker locale, page locales, time zones
     ("FR", 0.08, "fr_FR", ("fr-FR",), ("Europe/Paris",)),
 )
 # Numbers reserved for fiction, so no real person's phone ends up in demo data.
-_US_AREA_CODES = (
+_US_AREA_CODES = _names(
     "201 202 203 205 206 207 208 210 212 213 214 215 216 217 218 219 224 225 228 229 231 234 "
     "239 240 248 251 252 253 254 256 260 262 267 269 270 281 301 302 303 304 305 307 308 309 "
-    "310 312 313 314 315 316 317 318 319 320 321 323 330 334 336 337 339 347 351 352 360 361"
-).split()
-_CA_AREA_CODES = "204 226 236 250 289 306 403 416 418 438 450 506 514 519 587 604 613 647".split()
+    "310 312 313 314 315 316 317 318 319 320 321 323 330 334 336 337 339 347 351 352 360 361",
+    sep=" ",
+)
+_CA_AREA_CODES = _names(
+    "204 226 236 250 289 306 403 416 418 438 450 506 514 519 587 604 613 647", sep=" "
+)
 _PHONE_FORMATS_NANP = ("e164", "e164", "dashes", "parens", "dots", "intl")
 
 _USER_AGENTS = {
@@ -350,79 +359,32 @@ _EMAIL_DOMAINS = {
     "DE": ("gmail.com", "gmx.de", "web.de", "t-online.de", "outlook.de"),
     "FR": ("gmail.com", "orange.fr", "free.fr", "laposte.net", "outlook.fr"),
 }
-_NICKNAMES = {
-    "Robert": "Bob",
-    "William": "Bill",
-    "Richard": "Rick",
-    "James": "Jim",
-    "Michael": "Mike",
-    "Elizabeth": "Liz",
-    "Katherine": "Kate",
-    "Catherine": "Cathy",
-    "Jennifer": "Jen",
-    "Christopher": "Chris",
-    "Thomas": "Tom",
-    "Margaret": "Maggie",
-    "Daniel": "Dan",
-    "Joseph": "Joe",
-    "Anthony": "Tony",
-    "Matthew": "Matt",
-    "Patricia": "Pat",
-    "Susan": "Sue",
-    "Jessica": "Jess",
-    "Samantha": "Sam",
-    "Alexander": "Alex",
-    "Benjamin": "Ben",
-    "Nicholas": "Nick",
-    "Jonathan": "Jon",
-    "Stephanie": "Steph",
-    "Rebecca": "Becky",
-    "Andrew": "Andy",
-    "Edward": "Ed",
-    "Timothy": "Tim",
-    "Kenneth": "Ken",
-    "Steven": "Steve",
-    "Deborah": "Debbie",
-    "Victoria": "Vicky",
-    "Charles": "Charlie",
-    "David": "Dave",
-    "Ronald": "Ron",
-    "Donald": "Don",
-    "Gregory": "Greg",
-    "Peter": "Pete",
-    "Frederick": "Fred",
-    "Johannes": "Hannes",
-    "Alexandra": "Alex",
-    "Christina": "Tina",
-    "Nathaniel": "Nate",
-    "Zachary": "Zach",
-    "Abigail": "Abby",
-    "Kimberly": "Kim",
-    "Jacqueline": "Jackie",
-}
-_STREET_ABBREVIATIONS = (
-    ("Street", "St."),
-    ("Avenue", "Ave"),
-    ("Road", "Rd"),
-    ("Drive", "Dr."),
-    ("Court", "Ct"),
-    ("Lane", "Ln"),
-    ("Boulevard", "Blvd"),
-    ("Place", "Pl."),
-    ("straße", "str."),
-    ("Straße", "Str."),
-    ("Square", "Sq"),
-    ("Crescent", "Cres."),
+# Formal name -> the name people also sign up with.
+_NICKNAMES = dict(
+    pair.split("=")
+    for pair in _names(
+        "Robert=Bob, William=Bill, Richard=Rick, James=Jim, Michael=Mike, Elizabeth=Liz, "
+        "Katherine=Kate, Catherine=Cathy, Jennifer=Jen, Christopher=Chris, Thomas=Tom, "
+        "Margaret=Maggie, Daniel=Dan, Joseph=Joe, Anthony=Tony, Matthew=Matt, Patricia=Pat, "
+        "Susan=Sue, Jessica=Jess, Samantha=Sam, Alexander=Alex, Benjamin=Ben, Nicholas=Nick, "
+        "Jonathan=Jon, Stephanie=Steph, Rebecca=Becky, Andrew=Andy, Edward=Ed, Timothy=Tim, "
+        "Kenneth=Ken, Steven=Steve, Deborah=Debbie, Victoria=Vicky, Charles=Charlie, "
+        "David=Dave, Ronald=Ron, Donald=Don, Gregory=Greg, Peter=Pete, Frederick=Fred, "
+        "Johannes=Hannes, Alexandra=Sandra, Christina=Tina, Nathaniel=Nate, Zachary=Zach, "
+        "Abigail=Abby, Kimberly=Kim, Jacqueline=Jackie, Katharina=Kathi, Wolfgang=Wolf"
+    )
 )
-_CAMPAIGN_THEMES = (
-    "Weekly picks",
-    "New arrivals",
-    "Flash sale",
-    "Members' weekend",
-    "Free shipping week",
-    "Back in stock",
-    "Gift guide",
-    "Seasonal sale",
+_STREET_ABBREVIATIONS = tuple(
+    tuple(pair.split("=", 1))
+    for pair in _names(
+        "Street=St., Avenue=Ave, Road=Rd, Drive=Dr., Court=Ct, Lane=Ln, Boulevard=Blvd, "
+        "Place=Pl., straße=str., Straße=Str., Square=Sq, Crescent=Cres., Apt. =#, "
+        "Suite=Ste, Flat=Flat no., chemin=ch., boulevard=bd, avenue=av., rue=r."
+    )
+)
+_CAMPAIGN_THEMES = _names(
+    "Weekly picks, New arrivals, Flash sale, Members' weekend, Free shipping week, "
+    "Back in stock, Gift guide, Seasonal sale"
 )
 _AD_CAMPAIGNS = ("brand_search", "spring_sale", "retargeting", "new_collection", "gift_ideas")
 
@@ -665,7 +627,7 @@ class DemoGenerator:
             "DE": lambda: fake.state(),
             "FR": lambda: fake.region(),
         }[country]()
-        street = fake.street_address()
+        street = fake.street_address().replace("\n", ", ")  # en_GB: "Flat 5\nHigh St"
         if country == "FR" and not street[:1].isdigit():
             street = f"{self.rng.randint(1, 120)} {street}"
         return {
@@ -676,12 +638,11 @@ class DemoGenerator:
             "country": country,
         }
 
-    def _email(self, first: str, last: str, country: str, *, pattern: int | None = None) -> str:
+    def _email(self, first: str, last: str, country: str, *, domain: str = "") -> str:
         rng = self.rng
         f, la = _ascii(first) or "x", _ascii(last) or "y"
-        domain = rng.choice(_EMAIL_DOMAINS[country])
+        domain = domain or rng.choice(_EMAIL_DOMAINS[country])
         for attempt in range(50):
-            kind = pattern if pattern is not None and attempt == 0 else rng.randrange(6)
             local = (
                 f"{f}.{la}",
                 f"{f}{la}",
@@ -689,7 +650,7 @@ class DemoGenerator:
                 f"{f}_{la}",
                 f"{f}{la[0]}",
                 f"{f}.{la}{rng.randint(1, 99)}",
-            )[kind]
+            )[rng.randrange(6)]
             if attempt > 5:
                 local = f"{local}{rng.randint(100, 9999)}"
             email = f"{local}@{domain}"
@@ -736,15 +697,16 @@ class DemoGenerator:
         elif change in ("nickname", "typo_last"):
             last = _typo(rng, last)
         traits.update(firstName=first, lastName=last, name=f"{first} {last}")
-        original_email = original.traits["email"]
+        local, _, domain = original.traits["email"].partition("@")
         if (first, last) == (original.traits["firstName"], original.traits["lastName"]):
-            local, _, domain = original_email.partition("@")
             email = f"{_typo(rng, local)}@{domain}"
             while email in self._emails:
                 email = f"{_typo(rng, local)}@{domain}"
             self._emails.add(email)
-        else:
-            email = self._email(first, last, original.country)
+        else:  # the new name's address, mostly at the same mail provider
+            email = self._email(
+                first, last, original.country, domain=domain if rng.random() < 0.7 else ""
+            )
         traits["email"] = email
         if rng.random() < 0.5:  # a new (work) phone, never the same one
             phone = self._phone(original.country)
@@ -787,7 +749,7 @@ class DemoGenerator:
                     sent_at=at,
                 )
             )
-            at += timedelta(days=self.rng.choice((6, 7, 7, 8)))
+            at += timedelta(days=self.rng.choice((10, 12, 14, 14)))
         return campaigns
 
     # --- events -------------------------------------------------------------------
@@ -845,19 +807,14 @@ def _typo(rng: random.Random, text: str) -> str:
 
 
 def _reword_address(rng: random.Random, address: dict[str, str]) -> dict[str, str]:
+    """The same place written another way: "Street" as "St.", a unit number added."""
     street = address["street"]
-    for long, short in _STREET_ABBREVIATIONS:
-        if long in street:
-            street = street.replace(long, short)
-            break
+    forms = [(long, short) for long, short in _STREET_ABBREVIATIONS if long in street]
+    if forms and rng.random() < 0.8:
+        long, short = rng.choice(forms)
+        street = street.replace(long, short, 1)
     else:
         street = f"{street}, Apt {rng.randint(1, 40)}"
-    if street == address["street"] or rng.random() < 0.3:
-        street = (
-            street.replace(" Apt ", " Apt. ")
-            if "Apt" in street
-            else f"{street} #{rng.randint(1, 12)}"
-        )
     result = {**address, "street": street}
     if rng.random() < 0.3:
         result["city"] = address["city"].upper()
@@ -920,8 +877,9 @@ class _PersonWriter:
             )
             for _ in range(count)
         )
-        # Sessions are at least half an hour apart (else they would be one session)
-        # and finish before the window closes, so nothing lies in the future.
+        # Visits last up to about half an hour; starts at least 90 minutes apart keep
+        # them from overlapping. The last one starts an hour before the window closes,
+        # so nothing lies in the future.
         last_start = self.gen.end - timedelta(hours=1)
         result: list[datetime] = []
         for start in starts:
@@ -1055,7 +1013,7 @@ class _Session:
                 ("https://www.google.com/", "https://www.bing.com/", "https://duckduckgo.com/")
             ), None
         if roll < 0.78:
-            term = rng.choice(self.gen.catalogue).name.split(" ", 1)[-1].lower()
+            term = rng.choice(self.gen.catalogue).kind.lower()
             return "https://www.google.com/", {
                 "source": "google",
                 "medium": "cpc",
@@ -1124,7 +1082,7 @@ class _Session:
         roll = rng.random()
         if roll < persona.search_rate:
             self._search(category)
-        elif category != self.last_category and roll < persona.search_rate + 0.5:
+        elif category != self.last_category and roll < persona.search_rate + 0.25:
             self._view_list(category)
         product = self.gen.product_pick(rng, category, persona.price_bias)
         self._view_product(product)
@@ -1134,7 +1092,7 @@ class _Session:
     def _search(self, category: str) -> None:
         rng = self.rng
         product = rng.choice(self.gen.by_category[category])
-        words = product.name.split(" ", 1)[-1].lower()
+        words = product.kind.lower()
         if self.persona.price_bias < 0 and rng.random() < 0.6:
             query = rng.choice((f"{words} sale", f"cheap {words}", f"{category.lower()} deals"))
         elif rng.random() < 0.3:
@@ -1149,7 +1107,7 @@ class _Session:
     def _view_list(self, category: str) -> None:
         slug = _slug(category)
         self.view_page("Category", f"/c/{slug}", category, category=category)
-        shown = self.gen.by_category[category][:4]
+        shown = self.rng.sample(self.gen.by_category[category], k=4)
         self.track(
             "Product List Viewed",
             {
@@ -1184,7 +1142,10 @@ class _Session:
         quantity = self.rng.choices(
             range(1, self.persona.max_quantity + 1), weights=[6, 2, 1][: self.persona.max_quantity]
         )[0]
-        self.cart.append((product, quantity))
+        # Adding a product already in the cart raises its quantity (one order line).
+        in_cart = dict(self.cart)
+        in_cart[product] = in_cart.get(product, 0) + quantity
+        self.cart = list(in_cart.items())
         self.track(
             "Product Added",
             {

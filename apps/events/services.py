@@ -300,10 +300,12 @@ def events_process(*, event_ids: Sequence[int]) -> int:
     batch_user_ids = {e.user_id for e in events if e.user_id}
     profile_ids = profiles_resolve(claims=[_claim(e, batch_user_ids) for e in events])
     now = timezone.now()
+    # One UPDATE per profile, not a CASE per row: a batch names few people.
+    by_profile: dict[Any, list[int]] = {}
     for event, profile_id in zip(events, profile_ids, strict=True):
-        event.profile_id = profile_id
-        event.processed_at = now
-    Event.objects.bulk_update(events, ["profile", "processed_at"], batch_size=500)
+        by_profile.setdefault(profile_id, []).append(event.id)
+    for profile_id, ids in by_profile.items():
+        Event.objects.filter(id__in=ids).update(profile_id=profile_id, processed_at=now)
     return len(events)
 
 
