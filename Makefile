@@ -25,7 +25,7 @@ migrate: setup
 	$(BIN)/python manage.py migrate --noinput
 
 run: migrate
-	$(BIN)/python manage.py quickstart
+	$(BIN)/python manage.py quickstart --base-url http://$(HOST):$(PORT)
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: setup

@@ -18,6 +18,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--customers", type=int, default=2000)
         parser.add_argument("--skip-demo", action="store_true")
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["skip_demo"]:
@@ -41,10 +42,11 @@ class Command(BaseCommand):
 
         source = Source.objects.filter(name="Demo web").first()
         write_key = source.write_key if source else "(run: python manage.py create_source NAME)"
+        url = options["base_url"].rstrip("/")
         self.stdout.write(
             self.style.SUCCESS("\nCDP is ready.\n")
-            + f"  Admin:      http://127.0.0.1:8000/admin/  login admin / {password}\n"
-            + "  API docs:   http://127.0.0.1:8000/api/docs/\n"
-            + f"  Write key:  {write_key}   (POST events to http://127.0.0.1:8000/v1/...)\n"
+            + f"  Admin:      {url}/admin/  login admin / {password}\n"
+            + f"  API docs:   {url}/api/docs/\n"
+            + f"  Write key:  {write_key}   (POST events to {url}/v1/...)\n"
             + f"  API token:  {token}   (Authorization: Bearer ..., valid 30 days)\n"
         )
