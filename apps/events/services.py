@@ -247,6 +247,29 @@ def events_reassign_profile(*, from_profile_id: Any, to_profile_id: Any) -> int:
     return Event.objects.filter(profile_id=from_profile_id).update(profile_id=to_profile_id)
 
 
+def events_reassign_by_ids(
+    *,
+    from_profile_id: Any,
+    to_profile_id: Any,
+    user_ids: Sequence[str],
+    anonymous_ids: Sequence[str],
+    keep_user_ids: Sequence[str],
+) -> int:
+    """Move the events a split profile owns back to it (called by identity).
+
+    An event is the split profile's when its user id is one of ``user_ids``, or it
+    has an anonymous id in ``anonymous_ids`` and no user id that stays behind.
+    """
+    if not user_ids and not anonymous_ids:
+        return 0
+    from django.db.models import Q
+
+    mine = Q(user_id__in=list(user_ids)) | (
+        Q(anonymous_id__in=list(anonymous_ids)) & ~Q(user_id__in=list(keep_user_ids))
+    )
+    return Event.objects.filter(mine, profile_id=from_profile_id).update(profile_id=to_profile_id)
+
+
 def _claim(event: Event, batch_user_ids: set[str]) -> Any:
     from apps.identity.models import IdentifierType
     from apps.identity.services import IdentityClaim
@@ -262,13 +285,22 @@ def _claim(event: Event, batch_user_ids: set[str]) -> Any:
         identifiers.append(
             (_previous_id_type(event.previous_id, batch_user_ids), event.previous_id)
         )
+    # Clients put anything in context: only well-formed parts are used.
+    context_traits = event.context.get("traits")
+    if not isinstance(context_traits, dict):
+        context_traits = {}
     traits: dict[str, Any] | None = None
     if event.type == "identify":
-        traits = {**(event.context.get("traits") or {}), **event.traits}
-    elif isinstance(event.context.get("traits"), dict) and event.context["traits"]:
-        traits = event.context["traits"]
+        traits = {**context_traits, **event.traits}
+    elif context_traits:
+        traits = context_traits
+    external_ids = event.context.get("externalIds")
     return IdentityClaim(
-        identifiers=identifiers, timestamp=event.timestamp, traits=traits, event_id=event.id
+        identifiers=identifiers,
+        timestamp=event.timestamp,
+        traits=traits,
+        event_id=event.id,
+        external_ids=external_ids if isinstance(external_ids, list) else None,
     )
 
 

@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 from apps.common.models import TimeStampedModel
@@ -71,19 +72,37 @@ class ProfileMerge(models.Model):
 
     class Reason(models.TextChoices):
         SHARED_IDENTIFIER = "shared_identifier", "Shared identifier"
+        MATCH_SCORE = "match_score", "Probabilistic match"
         ADMIN = "admin", "Admin"
 
     survivor = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_won")
     absorbed = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_lost")
     reason = models.CharField(max_length=30, choices=Reason.choices)
-    # e.g. {"identifier": ["user_id", "42"], "event_id": 123}
+    # Why: {"identifier": [type, value], "anchor": [...], "event_id": 123} for a
+    # shared identifier; {"score": ..., "evidence": {...}} for a match; the admin's note.
     details = models.JSONField(default=dict, blank=True)
-    # The absorbed profile as it was: traits, trait timestamps, identifier ids.
+    # Both profiles as they were just before: traits, trait timestamps, first and
+    # last seen, and (absorbed) the identifiers it brought. A split restores them.
     absorbed_snapshot = models.JSONField(default=dict, blank=True)
+    survivor_snapshot = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The admin who merged (empty for automatic merges).",
+    )
+    forced = models.BooleanField(default=False, help_text="Safety rules were overridden.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("force_merge_profile", "Can merge profiles against the safety rules")]
 
     def __str__(self) -> str:
         return f"{self.absorbed_id} -> {self.survivor_id}"
@@ -95,6 +114,7 @@ class IdentityConflict(models.Model):
     class Rule(models.TextChoices):
         ONE_USER_ID = "one_user_id", "At most one user id per profile"
         DIFFERENT_USER_IDS = "different_user_ids", "Profiles with different user ids"
+        CAP = "cap", "Too many identifiers of this type"
 
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="conflicts")
     identifier_type = models.CharField(max_length=50)
@@ -111,3 +131,89 @@ class IdentityConflict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identifier_type} conflict on {self.profile_id}"
+
+
+class Normalization(models.TextChoices):
+    EXACT = "exact", "Exact (trimmed)"
+    LOWERCASE = "lowercase", "Case-insensitive"
+    EMAIL = "email", "Email address"
+    PHONE = "phone", "Phone number (E.164)"
+
+
+class IdentifierTypeConfig(models.Model):
+    """How one identifier type is read, normalized and limited.
+
+    The four built-in types are rows too (created by a migration), so their limits
+    can be tuned; admins add custom types such as ``crm_id`` or ``device_id``.
+    """
+
+    key = models.SlugField(max_length=50, unique=True, help_text="e.g. crm_id")
+    label = models.CharField(max_length=100)
+    priority = models.PositiveSmallIntegerField(
+        default=50,
+        help_text="Lower is stronger. When an event's identifiers cannot all be linked, "
+        "the weakest are dropped.",
+    )
+    max_per_profile = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most identifiers of this type one profile may hold (empty: no limit). "
+        "A link or merge that would exceed it does not happen.",
+    )
+    normalization = models.CharField(
+        max_length=20, choices=Normalization.choices, default=Normalization.EXACT
+    )
+    trait = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Trait that carries this identifier (e.g. email). Events may also send "
+        "it in context.externalIds with this type.",
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["priority", "key"]
+        verbose_name = "identifier type"
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class JunkIdentifierValue(models.Model):
+    """A value that is never an identifier, in addition to the built-in list.
+
+    Compared case-insensitively, after trimming."""
+
+    value = models.CharField(max_length=255, unique=True)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["value"]
+        verbose_name = "junk identifier value"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TraitStrategy(models.TextChoices):
+    NEWEST = "newest", "Newest value by event time"
+    FIRST_SEEN = "first_seen", "First value seen (earliest event time)"
+
+
+class TraitMergeRule(models.Model):
+    """How one trait is chosen when events or merged profiles disagree.
+
+    Traits without a rule keep the newest value by event time."""
+
+    trait = models.CharField(max_length=100, unique=True)
+    strategy = models.CharField(max_length=20, choices=TraitStrategy.choices)
+
+    class Meta:
+        ordering = ["trait"]
+
+    def __str__(self) -> str:
+        return f"{self.trait}: {self.strategy}"
+
+
+from .dedup.models import *  # noqa: E402,F403  (models of the dedup package)

@@ -51,7 +51,22 @@ def is_junk(value: str) -> bool:
     return folded in JUNK_VALUES or bool(_ZEROS_AND_DASHES.match(folded))
 
 
-def normalize(identifier_type: str, raw: object, *, phone_region: str = "US") -> str | None:
+BUILTIN_NORMALIZATION = {
+    IdentifierType.USER_ID: "exact",
+    IdentifierType.ANONYMOUS_ID: "exact",
+    IdentifierType.EMAIL: "email",
+    IdentifierType.PHONE: "phone",
+}
+
+
+def normalize(
+    identifier_type: str,
+    raw: object,
+    *,
+    phone_region: str = "US",
+    normalization: str | None = None,
+    extra_junk: frozenset[str] = frozenset(),
+) -> str | None:
     """The canonical form of ``raw``, or None when it is not a usable identifier."""
     if raw is None or isinstance(raw, bool | dict | list):
         return None
@@ -60,10 +75,15 @@ def normalize(identifier_type: str, raw: object, *, phone_region: str = "US") ->
     value = str(raw).strip()
     if not value or len(value) > MAX_LENGTH or is_junk(value):
         return None
-    if identifier_type == IdentifierType.EMAIL:
+    if extra_junk and value.casefold() in extra_junk:
+        return None
+    how = normalization or BUILTIN_NORMALIZATION.get(identifier_type, "exact")  # type: ignore[call-overload]
+    if how == "lowercase":
+        return value.casefold()
+    if how == "email":
         value = value.lower()
         return value if _EMAIL.match(value) else None
-    if identifier_type == IdentifierType.PHONE:
+    if how == "phone":
         try:
             number = phonenumbers.parse(value, phone_region)
         except phonenumbers.NumberParseException:

@@ -180,7 +180,7 @@ def test_malformed_external_id_is_400_with_detail(api_client, ada, external_id, 
     assert response.status_code == 400
     expected = message or (
         "Profile ids have the form <type>:<value>, e.g. user_id:42 or email:a@example.com; "
-        "type is one of id, user_id, anonymous_id, email, phone."
+        "type is one of id, user_id, email, phone, anonymous_id."
     )
     assert response.json() == {"detail": "Invalid input.", "errors": {"external_id": expected}}
 

@@ -5,30 +5,44 @@ transaction, finds or creates each claim's profile, links new identifiers, merge
 profiles that turn out to be one person (unless a safety rule forbids it, in which
 case the weakest identifier is dropped and a conflict recorded) and applies traits.
 
+Safety rules (``rules.IdentityRules``, admin-editable): junk values are never
+identifiers; a profile holds at most one user id and at most the configured number
+of each other type; profiles with different user ids never merge automatically.
+Identifiers are considered strongest first (by type priority), so it is always the
+weakest identifier of an event that is dropped.
+
 Concurrency (PostgreSQL): every identifier of the batch is locked with a
 transaction-level advisory lock, in one global order, before anything is read, so
 two workers never create a profile for the same identifier and never interleave on
-one. Profiles are then locked FOR UPDATE in id order. SQLite serializes writers.
+one. Profiles are then locked FOR UPDATE in id order; a merge that reaches a
+profile outside that set is rare, and a deadlock it causes is retried by the task.
+SQLite serializes writers.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 
-from .models import Identifier, IdentifierType, IdentityConflict, Profile, ProfileMerge
-from .normalize import normalize, priority
+from apps.identity.models import (
+    Identifier,
+    IdentifierType,
+    IdentityConflict,
+    Profile,
+    ProfileMerge,
+    TraitStrategy,
+)
 
-logger = logging.getLogger(__name__)
+from .merge import merge_rows, survivor_of
+from .rules import IdentityRules, identity_rules_load
 
 Key = tuple[str, str]  # (identifier type, normalized value)
 
@@ -41,6 +55,8 @@ class IdentityClaim:
     timestamp: datetime
     traits: dict[str, Any] | None = None
     event_id: int | None = None
+    # Segment's context.externalIds: [{"id": ..., "type": ...}, ...]
+    external_ids: list[Any] | None = None
 
 
 @dataclass
@@ -55,32 +71,36 @@ class _State:
     """Everything the batch has read or is about to write, so each identifier and
     profile is fetched once per batch however many events mention it."""
 
+    rules: IdentityRules
     owner: dict[Key, uuid.UUID] = field(default_factory=dict)
     profiles: dict[uuid.UUID, Profile] = field(default_factory=dict)
     user_id: dict[uuid.UUID, str | None] = field(default_factory=dict)
+    counts: dict[uuid.UUID, Counter[str]] = field(default_factory=dict)
     new_identifiers: dict[Key, tuple[uuid.UUID, str]] = field(default_factory=dict)
     dirty: set[uuid.UUID] = field(default_factory=set)
-    created: set[uuid.UUID] = field(default_factory=set)
 
 
-def claim_keys(claim: IdentityClaim) -> tuple[list[Key], dict[Key, str]]:
-    region = settings.CDP["PHONE_DEFAULT_REGION"]
+def claim_keys(claim: IdentityClaim, rules: IdentityRules) -> tuple[list[Key], dict[Key, str]]:
+    """The claim's usable identifiers, normalized, strongest first."""
     keys: list[Key] = []
     raw: dict[Key, str] = {}
     candidates = list(claim.identifiers)
     if claim.traits:
-        for trait, trait_kind in (("email", IdentifierType.EMAIL), ("phone", IdentifierType.PHONE)):
+        for trait, kind in rules.trait_types():
             if claim.traits.get(trait) is not None:
-                candidates.append((str(trait_kind), claim.traits[trait]))
+                candidates.append((kind, claim.traits[trait]))
+    for item in claim.external_ids or ():
+        if isinstance(item, dict) and isinstance(item.get("type"), str):
+            candidates.append((item["type"], item.get("id")))
     for kind, value in candidates:
-        normalized = normalize(kind, value, phone_region=region)
+        normalized = rules.normalize(str(kind), value)
         if normalized is None:
             continue
         key = (str(kind), normalized)
         if key not in raw:
             keys.append(key)
             raw[key] = str(value)[:255]
-    keys.sort(key=lambda k: priority(k[0]))
+    keys.sort(key=lambda k: rules.priority(k[0]))
     return keys, raw
 
 
@@ -105,11 +125,11 @@ def _load(state: _State, keys: set[Key]) -> None:
     by_type: dict[str, list[str]] = {}
     for kind, value in keys:
         by_type.setdefault(kind, []).append(value)
+    if not by_type:
+        return
     query = Q()
     for kind, values in by_type.items():
         query |= Q(type=kind, value__in=values)
-    if not by_type:
-        return
     for kind, value, profile_id in Identifier.objects.filter(query).values_list(
         "type", "value", "profile_id"
     ):
@@ -124,14 +144,21 @@ def _load_profiles(state: _State, ids: set[uuid.UUID]) -> None:
         if connection.features.has_select_for_update:
             qs = qs.select_for_update()
         found = list(qs)
+        found_ids = [p.id for p in found]
         for profile in found:
             state.profiles[profile.id] = profile
+            state.user_id.setdefault(profile.id, None)
+            state.counts.setdefault(profile.id, Counter())
         for profile_id, value in Identifier.objects.filter(
-            profile_id__in=[p.id for p in found], type=IdentifierType.USER_ID
+            profile_id__in=found_ids, type=IdentifierType.USER_ID
         ).values_list("profile_id", "value"):
             state.user_id[profile_id] = value
-        for profile in found:
-            state.user_id.setdefault(profile.id, None)
+        for row in (
+            Identifier.objects.filter(profile_id__in=found_ids)
+            .values("profile_id", "type")
+            .annotate(n=Count("id"))
+        ):
+            state.counts[row["profile_id"]][row["type"]] = row["n"]
         # Follow absorbed profiles to their survivors.
         missing = {
             p.merged_into_id for p in found if p.merged_into_id is not None
@@ -159,12 +186,20 @@ def _stamp(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _apply_traits(profile: Profile, traits: dict[str, Any], at: datetime) -> bool:
+def _apply_traits(
+    profile: Profile, traits: dict[str, Any], at: datetime, rules: IdentityRules
+) -> bool:
     stamp = _stamp(at)
     changed = False
     for name, value in traits.items():
         seen = profile.trait_timestamps.get(name)
-        if (seen is None or seen <= stamp) and (profile.traits.get(name) != value or seen != stamp):
+        if seen is None:
+            take = True
+        elif rules.strategy(name) == TraitStrategy.FIRST_SEEN:
+            take = stamp < seen
+        else:
+            take = seen <= stamp and (profile.traits.get(name) != value or seen != stamp)
+        if take:
             profile.traits[name] = value
             profile.trait_timestamps[name] = stamp
             changed = True
@@ -191,16 +226,9 @@ def _merge(
     anchor_key: Key | None,
     event_id: int | None,
 ) -> Profile:
-    """Merge two live profiles; the older one survives."""
-    from apps.events.services import events_reassign_profile
-
-    def age(p: Profile) -> tuple[Any, ...]:
-        return (p.first_seen or p.created_at, p.created_at, str(p.id))
-
-    survivor, absorbed = (a, b) if age(a) <= age(b) else (b, a)
-    moved = list(Identifier.objects.filter(profile=absorbed).values_list("id", flat=True))
+    survivor, absorbed = survivor_of(a, b)
     pending = [k for k, (pid, _) in state.new_identifiers.items() if pid == absorbed.id]
-    ProfileMerge.objects.create(
+    merge_rows(
         survivor=survivor,
         absorbed=absorbed,
         reason=ProfileMerge.Reason.SHARED_IDENTIFIER,
@@ -211,34 +239,15 @@ def _merge(
             "anchor": list(anchor_key) if anchor_key else None,
             "event_id": event_id,
         },
-        absorbed_snapshot={
-            "traits": absorbed.traits,
-            "trait_timestamps": absorbed.trait_timestamps,
-            "first_seen": absorbed.first_seen.isoformat() if absorbed.first_seen else None,
-            "last_seen": absorbed.last_seen.isoformat() if absorbed.last_seen else None,
-            "identifier_ids": moved,
-            "pending_identifiers": [list(k) for k in pending],
-        },
+        rules=state.rules,
+        pending_identifiers=pending,
     )
-    Identifier.objects.filter(profile=absorbed).update(profile=survivor)
     for key in pending:
         state.new_identifiers[key] = (survivor.id, state.new_identifiers[key][1])
-    events_reassign_profile(from_profile_id=absorbed.id, to_profile_id=survivor.id)
-    for name, value in absorbed.traits.items():
-        stamp = absorbed.trait_timestamps.get(name, "")
-        seen = survivor.trait_timestamps.get(name)
-        if seen is None or seen < stamp:
-            survivor.traits[name] = value
-            survivor.trait_timestamps[name] = stamp
-    for at in (absorbed.first_seen, absorbed.last_seen):
-        if at is not None:
-            _touch(survivor, at)
-    absorbed.merged_into = survivor
-    absorbed.save(update_fields=["merged_into", "updated_at"])
     state.user_id[survivor.id] = state.user_id.get(survivor.id) or state.user_id.get(absorbed.id)
+    state.counts[survivor.id] = state.counts[survivor.id] + state.counts[absorbed.id]
     state.dirty.add(survivor.id)
     state.dirty.discard(absorbed.id)
-    logger.info("merged profile %s into %s", absorbed.id, survivor.id)
     return survivor
 
 
@@ -255,6 +264,14 @@ def _conflict(
     )
 
 
+def _over_cap(state: _State, counts: Counter[str], extra: Counter[str]) -> bool:
+    for kind, n in extra.items():
+        cap = state.rules.cap(kind)
+        if cap is not None and counts.get(kind, 0) + n > cap:
+            return True
+    return False
+
+
 def _resolve_one(state: _State, claim: _Claim) -> uuid.UUID | None:
     if not claim.keys:
         return None
@@ -263,22 +280,35 @@ def _resolve_one(state: _State, claim: _Claim) -> uuid.UUID | None:
     target_key: Key | None = None
     target_uid: str | None = None
     link: list[Key] = []
+    link_counts: Counter[str] = Counter()
     dropped: list[tuple[Key, str, Profile | None]] = []
+
+    def holding() -> Counter[str]:
+        base = state.counts[target.id] if target is not None else Counter()
+        return base + link_counts
+
     for key in claim.keys:  # strongest first
+        kind = key[0]
         owner = _owner(state, key)
         if owner is None:
-            if key[0] == IdentifierType.USER_ID and target_uid not in (None, key[1]):
+            if kind == IdentifierType.USER_ID and target_uid not in (None, key[1]):
                 dropped.append((key, IdentityConflict.Rule.ONE_USER_ID, None))
-                continue
-            link.append(key)
-            if key[0] == IdentifierType.USER_ID:
-                target_uid = key[1]
+            elif _over_cap(state, holding(), Counter({kind: 1})):
+                dropped.append((key, IdentityConflict.Rule.CAP, None))
+            else:
+                link.append(key)
+                link_counts[kind] += 1
+                if kind == IdentifierType.USER_ID:
+                    target_uid = key[1]
             continue
-        owner_uid = state.user_id.get(owner.id)
         if target is not None and owner.id == target.id:
             continue
+        owner_uid = state.user_id.get(owner.id)
         if target_uid is not None and owner_uid is not None and owner_uid != target_uid:
             dropped.append((key, IdentityConflict.Rule.DIFFERENT_USER_IDS, owner))
+            continue
+        if _over_cap(state, holding(), state.counts[owner.id]):
+            dropped.append((key, IdentityConflict.Rule.CAP, owner))
             continue
         if target is None:
             target, target_key = owner, key
@@ -291,16 +321,20 @@ def _resolve_one(state: _State, claim: _Claim) -> uuid.UUID | None:
         target = Profile.objects.create()
         state.profiles[target.id] = target
         state.user_id[target.id] = None
-        state.created.add(target.id)
+        state.counts[target.id] = Counter()
     for key in link:
         state.new_identifiers[key] = (target.id, claim.raw[key])
+        state.counts[target.id][key[0]] += 1
         if key[0] == IdentifierType.USER_ID:
             state.user_id[target.id] = key[1]
     for key, rule, other in dropped:
         _conflict(target, key, rule, other, event_id)
     changed = _touch(target, claim.source.timestamp)
     if claim.source.traits:
-        changed = _apply_traits(target, claim.source.traits, claim.source.timestamp) or changed
+        changed = (
+            _apply_traits(target, claim.source.traits, claim.source.timestamp, state.rules)
+            or changed
+        )
     if changed:
         state.dirty.add(target.id)
     return target.id
@@ -309,13 +343,14 @@ def _resolve_one(state: _State, claim: _Claim) -> uuid.UUID | None:
 @transaction.atomic
 def profiles_resolve(*, claims: Sequence[IdentityClaim]) -> list[uuid.UUID | None]:
     """Resolve each claim to a live profile id (None when it has no usable identifier)."""
+    rules = identity_rules_load()
     prepared = []
     for claim in claims:
-        keys, raw = claim_keys(claim)
+        keys, raw = claim_keys(claim, rules)
         prepared.append(_Claim(keys=keys, raw=raw, source=claim))
     all_keys = {k for c in prepared for k in c.keys}
     _advisory_lock(all_keys)
-    state = _State()
+    state = _State(rules=rules)
     _load(state, all_keys)
     result = [_resolve_one(state, c) for c in prepared]
     if state.new_identifiers:

@@ -1,0 +1,291 @@
+"""Merging two profiles, and splitting a merged one back out.
+
+Every merge, automatic or not, goes through ``merge_rows``: it records both
+profiles as they were (so a split can restore them), moves identifiers and events
+to the survivor and combines traits by the configured strategy.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.common.exceptions import ApplicationError
+from apps.identity.models import (
+    Identifier,
+    IdentifierType,
+    Profile,
+    ProfileMerge,
+    TraitStrategy,
+)
+
+from .rules import IdentityRules, identity_rules_load
+
+logger = logging.getLogger(__name__)
+
+
+class MergeRefused(ApplicationError):
+    """The merge would break a safety rule (or there is nothing to merge)."""
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _parse(at: str | None) -> datetime | None:
+    return datetime.fromisoformat(at) if at else None
+
+
+def _snapshot(profile: Profile) -> dict[str, Any]:
+    return {
+        "traits": dict(profile.traits),
+        "trait_timestamps": dict(profile.trait_timestamps),
+        "first_seen": _iso(profile.first_seen),
+        "last_seen": _iso(profile.last_seen),
+    }
+
+
+def survivor_of(a: Profile, b: Profile) -> tuple[Profile, Profile]:
+    """(survivor, absorbed): the older identity survives."""
+
+    def age(p: Profile) -> tuple[Any, ...]:
+        return (p.first_seen or p.created_at, p.created_at, str(p.id))
+
+    return (a, b) if age(a) <= age(b) else (b, a)
+
+
+def combine_traits(survivor: Profile, absorbed: Profile, rules: IdentityRules) -> None:
+    for name, value in absorbed.traits.items():
+        theirs = absorbed.trait_timestamps.get(name, "")
+        ours = survivor.trait_timestamps.get(name)
+        if ours is None:
+            take = True
+        elif rules.strategy(name) == TraitStrategy.FIRST_SEEN:
+            take = bool(theirs) and theirs < ours
+        else:
+            take = theirs > ours
+        if take:
+            survivor.traits[name] = value
+            survivor.trait_timestamps[name] = theirs
+
+
+def merge_rows(
+    *,
+    survivor: Profile,
+    absorbed: Profile,
+    reason: str,
+    details: dict[str, Any],
+    rules: IdentityRules,
+    actor: Any = None,
+    forced: bool = False,
+    pending_identifiers: list[tuple[str, str]] | None = None,
+) -> ProfileMerge:
+    """Merge two live profiles whose rows the caller has locked."""
+    from apps.events.services import events_reassign_profile
+
+    keys = [
+        list(k) for k in Identifier.objects.filter(profile=absorbed).values_list("type", "value")
+    ]
+    keys += [list(k) for k in pending_identifiers or []]
+    record = ProfileMerge.objects.create(
+        survivor=survivor,
+        absorbed=absorbed,
+        reason=reason,
+        details=details,
+        absorbed_snapshot={**_snapshot(absorbed), "identifiers": keys},
+        survivor_snapshot=_snapshot(survivor),
+        actor=actor,
+        forced=forced,
+    )
+    Identifier.objects.filter(profile=absorbed).update(profile=survivor)
+    events_reassign_profile(from_profile_id=absorbed.id, to_profile_id=survivor.id)
+    combine_traits(survivor, absorbed, rules)
+    for at in (absorbed.first_seen, absorbed.last_seen):
+        if at is not None:
+            if survivor.first_seen is None or at < survivor.first_seen:
+                survivor.first_seen = at
+            if survivor.last_seen is None or at > survivor.last_seen:
+                survivor.last_seen = at
+    survivor.save(
+        update_fields=["traits", "trait_timestamps", "first_seen", "last_seen", "updated_at"]
+    )
+    absorbed.merged_into = survivor
+    absorbed.save(update_fields=["merged_into", "updated_at"])
+    logger.info("merged profile %s into %s (%s)", absorbed.id, survivor.id, reason)
+    return record
+
+
+def _lock_live(profile_ids: list[uuid.UUID]) -> dict[uuid.UUID, Profile]:
+    """Lock the given profiles (id order) and follow each to its live survivor."""
+    locked: dict[uuid.UUID, Profile] = {}
+    todo = set(profile_ids)
+    while todo:
+        qs = Profile.objects.filter(id__in=todo).order_by("id")
+        if connection.features.has_select_for_update:
+            qs = qs.select_for_update()
+        found = list(qs)
+        if len(found) != len(todo):
+            raise MergeRefused("Profile not found.")
+        locked.update({p.id: p for p in found})
+        todo = {p.merged_into_id for p in found if p.merged_into_id} - locked.keys()  # type: ignore[misc]
+    return locked
+
+
+def _live(locked: dict[uuid.UUID, Profile], profile_id: uuid.UUID) -> Profile:
+    profile = locked[profile_id]
+    while profile.merged_into_id is not None:
+        profile = locked[profile.merged_into_id]
+    return profile
+
+
+def merge_blockers(a: Profile, b: Profile, rules: IdentityRules) -> list[str]:
+    """Why two live profiles may not be merged automatically (empty: they may)."""
+    reasons = []
+    counts: dict[tuple[uuid.UUID, str], list[str]] = {}
+    for pid, kind, value in Identifier.objects.filter(profile__in=[a, b]).values_list(
+        "profile_id", "type", "value"
+    ):
+        counts.setdefault((pid, kind), []).append(value)
+    a_uid = counts.get((a.id, IdentifierType.USER_ID), [])
+    b_uid = counts.get((b.id, IdentifierType.USER_ID), [])
+    if a_uid and b_uid and set(a_uid) != set(b_uid):
+        reasons.append("the profiles have different user ids")
+    kinds = {k for (_, k) in counts}
+    for kind in sorted(kinds - {IdentifierType.USER_ID}):
+        cap = rules.cap(kind)
+        total = len(counts.get((a.id, kind), [])) + len(counts.get((b.id, kind), []))
+        if cap is not None and total > cap:
+            reasons.append(f"together they would hold {total} {kind} identifiers (limit {cap})")
+    return reasons
+
+
+@transaction.atomic
+def profile_merge(
+    *,
+    profile_ids: tuple[uuid.UUID, uuid.UUID],
+    reason: str,
+    details: dict[str, Any] | None = None,
+    actor: Any = None,
+    force: bool = False,
+) -> ProfileMerge:
+    """Merge two profiles (the older survives). Raises MergeRefused when a safety
+    rule forbids it, unless ``force`` (an admin's explicit, audited decision)."""
+    locked = _lock_live(list(profile_ids))
+    a, b = (_live(locked, pid) for pid in profile_ids)
+    if a.id == b.id:
+        raise MergeRefused("These are already one profile.")
+    rules = identity_rules_load()
+    blockers = merge_blockers(a, b, rules)
+    if blockers and not force:
+        raise MergeRefused("Not merged: " + "; ".join(blockers) + ".", {"blockers": blockers})
+    survivor, absorbed = survivor_of(a, b)
+    return merge_rows(
+        survivor=survivor,
+        absorbed=absorbed,
+        reason=reason,
+        details={**(details or {}), **({"overridden": blockers} if blockers else {})},
+        rules=rules,
+        actor=actor,
+        forced=bool(blockers),
+    )
+
+
+@transaction.atomic
+def profile_split(*, profile_id: uuid.UUID, actor: Any = None) -> Profile:
+    """Undo the merge that absorbed ``profile_id``: its identifiers, the events they
+    carry and its traits return to it, and it is a live profile again."""
+    record = (
+        ProfileMerge.objects.filter(absorbed_id=profile_id, undone_at__isnull=True)
+        .order_by("-created_at")
+        .first()
+    )
+    if record is None:
+        raise MergeRefused("This profile was not merged into another one.")
+    locked = _lock_live([profile_id, record.survivor_id])
+    absorbed = locked[profile_id]
+    live = _live(locked, record.survivor_id)
+    if absorbed.merged_into_id != record.survivor_id:
+        raise MergeRefused("This profile's merge record does not match its current state.")
+
+    keys = [tuple(k) for k in record.absorbed_snapshot.get("identifiers", [])]
+    if keys:
+        match = Q()
+        for kind, value in keys:
+            match |= Q(type=kind, value=value)
+        Identifier.objects.filter(match, profile=live).update(profile=absorbed)
+
+    # Events go back when the strongest id they carry is now the absorbed profile's.
+    from apps.events.services import events_reassign_by_ids
+
+    mine = {k for k in keys}
+    my_users = [v for k, v in mine if k == IdentifierType.USER_ID]
+    my_anon = [v for k, v in mine if k == IdentifierType.ANONYMOUS_ID]
+    their_users = list(
+        Identifier.objects.filter(profile=live, type=IdentifierType.USER_ID).values_list(
+            "value", flat=True
+        )
+    )
+    events_reassign_by_ids(
+        from_profile_id=live.id,
+        to_profile_id=absorbed.id,
+        user_ids=my_users,
+        anonymous_ids=my_anon,
+        keep_user_ids=their_users,
+    )
+
+    snap = record.absorbed_snapshot
+    absorbed.traits = dict(snap.get("traits", {}))
+    absorbed.trait_timestamps = dict(snap.get("trait_timestamps", {}))
+    absorbed.first_seen = _parse(snap.get("first_seen"))
+    absorbed.last_seen = _parse(snap.get("last_seen"))
+    absorbed.merged_into = None
+    absorbed.save()
+
+    # The survivor gives back what came from the absorbed profile and keeps what
+    # it learnt since.
+    before = record.survivor_snapshot
+    for name in list(live.traits):
+        came_from_absorbed = (
+            name in absorbed.traits
+            and live.traits[name] == absorbed.traits[name]
+            and live.trait_timestamps.get(name) == absorbed.trait_timestamps.get(name)
+        )
+        if not came_from_absorbed:
+            continue
+        if name in before.get("traits", {}):
+            live.traits[name] = before["traits"][name]
+            live.trait_timestamps[name] = before["trait_timestamps"].get(name, "")
+        else:
+            del live.traits[name]
+            live.trait_timestamps.pop(name, None)
+    if live.id == record.survivor_id:
+        from apps.events.selectors import event_time_range
+
+        first, last = event_time_range(profile_id=live.id)
+        candidates_first = [t for t in (_parse(before.get("first_seen")), first) if t]
+        candidates_last = [t for t in (_parse(before.get("last_seen")), last) if t]
+        live.first_seen = min(candidates_first) if candidates_first else None
+        live.last_seen = max(candidates_last) if candidates_last else None
+    live.save()
+
+    record.undone_at = timezone.now()
+    record.undone_by = actor
+    record.save(update_fields=["undone_at", "undone_by"])
+    logger.info("split profile %s out of %s", absorbed.id, live.id)
+    return absorbed
+
+
+__all__ = [
+    "MergeRefused",
+    "merge_blockers",
+    "merge_rows",
+    "profile_merge",
+    "profile_split",
+    "survivor_of",
+]
