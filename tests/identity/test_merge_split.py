@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from apps.events.models import Event
+from apps.identity.models import Identifier, Profile, ProfileMerge
+from apps.identity.services import MergeRefused, profile_merge, profile_split
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
+
+
+def _state(profile_id: Any) -> dict[str, Any]:
+    """Everything a merge and split must give back, as plain values."""
+    p = Profile.objects.get(pk=profile_id)
+    return {
+        "live": p.merged_into_id is None,
+        "traits": p.traits,
+        "trait_timestamps": p.trait_timestamps,
+        "first_seen": p.first_seen,
+        "last_seen": p.last_seen,
+        "identifiers": sorted(
+            Identifier.objects.filter(profile=p).values_list("type", "value", "raw_value")
+        ),
+        "events": sorted(Event.objects.filter(profile=p).values_list("message_id", flat=True)),
+    }
+
+
+@pytest.fixture
+def two_people(post_events: Any) -> tuple[Any, Any]:
+    """Two real profiles built from events: an older known customer and a newer visitor."""
+    post_events(
+        "/v1/batch",
+        {
+            "batch": [
+                {
+                    "type": "identify",
+                    "messageId": "a1",
+                    "userId": "ann",
+                    "anonymousId": "laptop",
+                    "traits": {"name": "Ann", "plan": "pro", "email": "ann@example.com"},
+                    "timestamp": T0.isoformat(),
+                },
+                {
+                    "type": "track",
+                    "messageId": "a2",
+                    "anonymousId": "laptop",
+                    "event": "Order Completed",
+                    "timestamp": (T0 + timedelta(hours=1)).isoformat(),
+                },
+                {
+                    "type": "identify",
+                    "messageId": "b1",
+                    "anonymousId": "phone",
+                    "traits": {"plan": "free", "city": "Oslo"},
+                    "timestamp": (T0 + timedelta(days=2)).isoformat(),
+                },
+                {
+                    "type": "page",
+                    "messageId": "b2",
+                    "anonymousId": "phone",
+                    "name": "Home",
+                    "timestamp": (T0 + timedelta(days=3)).isoformat(),
+                },
+            ]
+        },
+    )
+    ann = Identifier.objects.get(type="user_id", value="ann").profile_id
+    visitor = Identifier.objects.get(type="anonymous_id", value="phone").profile_id
+    assert ann != visitor
+    return ann, visitor
+
+
+def test_merge_then_split_leaves_both_profiles_as_they_were(two_people: tuple[Any, Any]) -> None:
+    # given
+    ann, visitor = two_people
+    before = {ann: _state(ann), visitor: _state(visitor)}
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+
+    # when an admin merges them
+    record = profile_merge(profile_ids=(visitor, ann), reason="admin", actor=admin)
+
+    # then the older profile survives with everything
+    assert (record.survivor_id, record.absorbed_id) == (ann, visitor)
+    merged = _state(ann)
+    assert merged["traits"] == {
+        "name": "Ann",
+        "plan": "free",
+        "email": "ann@example.com",
+        "city": "Oslo",
+    }
+    assert merged["events"] == ["a1", "a2", "b1", "b2"]
+    assert ("anonymous_id", "phone", "phone") in merged["identifiers"]
+    assert merged["last_seen"] == T0 + timedelta(days=3)
+    assert not _state(visitor)["live"]
+
+    # when the merge is split again
+    profile_split(profile_id=visitor, actor=admin)
+
+    # then both are exactly as before, and the audit trail says who undid what
+    assert _state(ann) == before[ann]
+    assert _state(visitor) == before[visitor]
+    record.refresh_from_db()
+    assert record.undone_at is not None and record.undone_by == admin
+
+
+def test_split_after_automatic_merge_returns_events_by_their_identifiers(post_events: Any) -> None:
+    # given a phone visitor who logs in as ann, merging two profiles automatically
+    post_events("/v1/identify", {"messageId": "m1", "userId": "ann", "anonymousId": "laptop"})
+    post_events("/v1/track", {"messageId": "m2", "anonymousId": "phone", "event": "Viewed"})
+    post_events("/v1/identify", {"messageId": "m3", "userId": "ann", "anonymousId": "phone"})
+    merge = ProfileMerge.objects.get()
+    assert merge.reason == "shared_identifier"
+    assert merge.details["identifier"] == ["anonymous_id", "phone"]
+
+    # when the absorbed phone profile is split out
+    profile_split(profile_id=merge.absorbed_id)
+
+    # then the phone's anonymous events go back to it; events naming ann stay with ann
+    assert _state(merge.absorbed_id)["events"] == ["m2"]
+    assert _state(merge.survivor_id)["events"] == ["m1", "m3"]
+    assert _state(merge.absorbed_id)["identifiers"] == [("anonymous_id", "phone", "phone")]
+
+
+def test_merge_refuses_profiles_with_different_user_ids_unless_forced(post_events: Any) -> None:
+    # given two known customers
+    post_events("/v1/identify", {"userId": "ann"})
+    post_events("/v1/identify", {"userId": "bob"})
+    ann = Identifier.objects.get(value="ann").profile_id
+    bob = Identifier.objects.get(value="bob").profile_id
+
+    # when an automatic merge is attempted, it is refused and nothing changes
+    with pytest.raises(MergeRefused, match="different user ids"):
+        profile_merge(profile_ids=(ann, bob), reason="match_score")
+    assert not ProfileMerge.objects.exists()
+    assert Profile.objects.live().count() == 2
+
+    # when an admin forces it, it happens and the override is on record
+    record = profile_merge(profile_ids=(ann, bob), reason="admin", force=True)
+    assert record.forced
+    assert record.details["overridden"] == ["the profiles have different user ids"]
+
+
+def test_merging_a_profile_with_itself_or_its_survivor_is_refused(
+    two_people: tuple[Any, Any],
+) -> None:
+    ann, visitor = two_people
+    profile_merge(profile_ids=(ann, visitor), reason="admin")
+    with pytest.raises(MergeRefused, match="already one profile"):
+        profile_merge(profile_ids=(ann, visitor), reason="admin")
+
+
+def test_split_of_a_profile_that_was_not_merged_is_refused(two_people: tuple[Any, Any]) -> None:
+    ann, _ = two_people
+    with pytest.raises(MergeRefused, match="not merged"):
+        profile_split(profile_id=ann)
+
+
+def test_chained_merges_split_back_in_any_order(post_events: Any) -> None:
+    # given three devices of one person merged one after another
+    post_events("/v1/identify", {"messageId": "x1", "userId": "u", "anonymousId": "d1"})
+    post_events("/v1/track", {"messageId": "x2", "anonymousId": "d2", "event": "E"})
+    post_events("/v1/track", {"messageId": "x3", "anonymousId": "d3", "event": "E"})
+    post_events("/v1/identify", {"messageId": "x4", "userId": "u", "anonymousId": "d2"})
+    post_events("/v1/identify", {"messageId": "x5", "userId": "u", "anonymousId": "d3"})
+    first, _second = ProfileMerge.objects.order_by("created_at")
+
+    # when the first merge is undone after the second
+    profile_split(profile_id=first.absorbed_id)
+
+    # then only that device's profile comes back; the rest stays merged
+    assert _state(first.absorbed_id)["events"] == ["x2"]
+    assert _state(first.survivor_id)["events"] == ["x1", "x3", "x4", "x5"]
+    assert Profile.objects.live().count() == 2
