@@ -31,11 +31,13 @@ def claim(
 
 def _set_type(key: str, **values: Any) -> None:
     # Rows for built-in types come from a migration (which transactional tests may
-    # have flushed): make sure the row exists before changing it.
+    # have flushed): make sure the row is there, as the migration makes it, first.
+    builtin = key in ("email", "phone")
     defaults = {
         "label": key,
         "priority": 10,
-        "normalization": key if key in ("email", "phone") else "exact",
+        "normalization": key if builtin else "exact",
+        "trait": key if builtin else "",
     }
     IdentifierTypeConfig.objects.update_or_create(key=key, defaults={**defaults, **values})
 

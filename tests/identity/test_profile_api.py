@@ -118,6 +118,8 @@ def test_profile_is_found_by_each_identifier_type(api_client, ada, external_id):
         "traits": {"email": "Ada@Example.COM", "phone": "(415) 555-2671", "name": "Ada"},
         "first_seen": "2024-03-01T09:00:00Z",
         "last_seen": "2024-03-01T09:09:00Z",
+        "merged_into": None,
+        "merges": [],
     }
 
 

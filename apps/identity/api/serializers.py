@@ -3,7 +3,8 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.events.models import Event
-from apps.identity.models import Identifier, Profile
+from apps.identity.models import Identifier, Profile, ProfileMerge
+from apps.identity.selectors import profile_merge_history
 
 
 class IdentifierSerializer(serializers.ModelSerializer[Identifier]):
@@ -12,12 +13,56 @@ class IdentifierSerializer(serializers.ModelSerializer[Identifier]):
         fields = ["type", "value"]
 
 
+class MergeOutputSerializer(serializers.ModelSerializer[ProfileMerge]):
+    actor = serializers.CharField(source="actor.username", default=None)
+    undone_by = serializers.CharField(source="undone_by.username", default=None)
+
+    class Meta:
+        model = ProfileMerge
+        fields = [
+            "id",
+            "survivor",
+            "absorbed",
+            "reason",
+            "details",
+            "forced",
+            "actor",
+            "created_at",
+            "undone_at",
+            "undone_by",
+        ]
+
+
 class ProfileOutputSerializer(serializers.ModelSerializer[Profile]):
     identifiers = IdentifierSerializer(many=True, read_only=True)
 
     class Meta:
         model = Profile
-        fields = ["id", "traits", "identifiers", "first_seen", "last_seen"]
+        fields = ["id", "traits", "identifiers", "first_seen", "last_seen", "merged_into"]
+
+
+class ProfileDetailOutputSerializer(ProfileOutputSerializer):
+    merges = serializers.SerializerMethodField()
+
+    class Meta(ProfileOutputSerializer.Meta):
+        fields = [*ProfileOutputSerializer.Meta.fields, "merges"]
+
+    def get_merges(self, profile: Profile) -> list[dict[str, Any]]:
+        return MergeOutputSerializer(profile_merge_history(profile=profile), many=True).data  # type: ignore[return-value]
+
+
+class ProfileMergeInputSerializer(serializers.Serializer[Any]):
+    profiles = serializers.ListField(
+        child=serializers.CharField(),
+        min_length=2,
+        max_length=2,
+        help_text='Two external ids, e.g. ["user_id:42", "email:a@example.com"].',
+    )
+    force = serializers.BooleanField(
+        default=False,
+        help_text="Merge even against the safety rules (needs the force-merge permission).",
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
 class EventOutputSerializer(serializers.ModelSerializer[Event]):

@@ -5,16 +5,24 @@ from typing import Any
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, pagination
-from rest_framework.exceptions import ValidationError
+from rest_framework import generics, pagination, permissions
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.events.selectors import event_list_for_profile
-from apps.identity.models import Profile
+from apps.identity.models import Profile, ProfileMerge
 from apps.identity.selectors import ExternalIdError, profile_get_by_external_id, profile_list
+from apps.identity.services import MergeRefused, profile_merge, profile_split
 
-from .serializers import EventOutputSerializer, ProfileOutputSerializer
+from .serializers import (
+    EventOutputSerializer,
+    MergeOutputSerializer,
+    ProfileDetailOutputSerializer,
+    ProfileMergeInputSerializer,
+    ProfileOutputSerializer,
+)
 
 EXTERNAL_ID = OpenApiParameter(
     "external_id",
@@ -24,14 +32,21 @@ EXTERNAL_ID = OpenApiParameter(
 )
 
 
-def _get_profile(external_id: str) -> Profile:
+def _get_profile(external_id: str, *, follow_merges: bool = True) -> Profile:
     try:
-        profile = profile_get_by_external_id(external_id=external_id)
+        profile = profile_get_by_external_id(external_id=external_id, follow_merges=follow_merges)
     except ExternalIdError as exc:
         raise ValidationError({"external_id": str(exc)}) from exc
     if profile is None:
         raise Http404("No profile with this id.")
     return profile
+
+
+class CanChangeProfiles(permissions.BasePermission):
+    """Merging and splitting change people's data: the change permission."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user and request.user.has_perm("identity.change_profile"))
 
 
 class ProfileListApi(generics.ListAPIView[Profile]):
@@ -53,7 +68,9 @@ class ProfileListApi(generics.ListAPIView[Profile]):
 
 
 class ProfileDetailApi(generics.RetrieveAPIView[Profile]):
-    serializer_class = ProfileOutputSerializer
+    """A profile with its identifiers and merge history (merges follow to the survivor)."""
+
+    serializer_class = ProfileDetailOutputSerializer
     queryset = Profile.objects.none()
 
     @extend_schema(parameters=[EXTERNAL_ID])
@@ -85,3 +102,50 @@ class ProfileEventListApi(generics.ListAPIView[Any]):
     def get_queryset(self) -> Any:
         profile = _get_profile(self.kwargs["external_id"])
         return event_list_for_profile(profile_id=profile.id)
+
+
+class ProfileMergeApi(APIView):
+    """Merge two profiles; the older survives. Safety rules apply unless ``force``."""
+
+    permission_classes = [permissions.IsAuthenticated, CanChangeProfiles]
+
+    @extend_schema(request=ProfileMergeInputSerializer, responses={200: MergeOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = ProfileMergeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        force = data.validated_data["force"]
+        if force and not request.user.has_perm("identity.force_merge_profile"):
+            raise PermissionDenied("Forcing a merge needs the force-merge permission.")
+        first, second = (_get_profile(e) for e in data.validated_data["profiles"])
+        try:
+            record = profile_merge(
+                profile_ids=(first.id, second.id),
+                reason=ProfileMerge.Reason.ADMIN,
+                details={"note": data.validated_data.get("note", ""), "via": "api"},
+                actor=request.user,
+                force=force,
+            )
+        except MergeRefused as exc:
+            return Response({"detail": exc.message, **exc.extra}, status=409)
+        return Response(MergeOutputSerializer(record).data)
+
+
+class ProfileSplitApi(APIView):
+    """Split a merged profile back out of its survivor.
+
+    Address the absorbed profile as ``id:<uuid>`` (its identifiers point to the
+    survivor until the split)."""
+
+    permission_classes = [permissions.IsAuthenticated, CanChangeProfiles]
+
+    @extend_schema(
+        parameters=[EXTERNAL_ID], request=None, responses={200: ProfileDetailOutputSerializer}
+    )
+    def post(self, request: Request, external_id: str) -> Response:
+        profile = _get_profile(external_id, follow_merges=False)
+        try:
+            restored = profile_split(profile_id=profile.id, actor=request.user)
+        except MergeRefused as exc:
+            return Response({"detail": exc.message}, status=409)
+        restored = profile_list().get(pk=restored.pk)
+        return Response(ProfileDetailOutputSerializer(restored).data)
