@@ -415,3 +415,6 @@ class JunkIdentifierValueAdmin(admin.ModelAdmin):
 class TraitMergeRuleAdmin(admin.ModelAdmin):
     list_display = ("trait", "strategy")
     list_editable = ("strategy",)
+
+
+from .dedup import admin as dedup_admin  # noqa: E402,F401  (registers the dedup admin)

@@ -5,6 +5,8 @@ or off (STYLE.md, Settings). ``local``, ``test`` and ``production`` change defau
 never features.
 """
 
+from celery.schedules import crontab
+
 from cdp.env import BASE_DIR, env
 
 SECRET_KEY = env("SECRET_KEY")
@@ -200,6 +202,15 @@ CELERY_BEAT_SCHEDULE = {
     "events-process-pending": {
         "task": "apps.events.tasks.events_process_pending",
         "schedule": 60.0,
+    },
+    "identity-dedup-incremental": {
+        "task": "apps.identity.dedup.tasks.dedup_run",
+        "schedule": 15 * 60.0,
+    },
+    "identity-dedup-full-weekly": {
+        "task": "apps.identity.dedup.tasks.dedup_run",
+        "schedule": crontab(hour=3, minute=30, day_of_week="sun"),
+        "kwargs": {"full": True},
     },
 }
 

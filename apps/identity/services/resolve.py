@@ -130,11 +130,21 @@ def _load(state: _State, keys: set[Key]) -> None:
     query = Q()
     for kind, values in by_type.items():
         query |= Q(type=kind, value__in=values)
-    for kind, value, profile_id in Identifier.objects.filter(query).values_list(
-        "type", "value", "profile_id"
-    ):
-        state.owner[(kind, value)] = profile_id
-    _load_profiles(state, set(state.owner.values()))
+
+    def owners() -> dict[Key, uuid.UUID]:
+        rows = Identifier.objects.filter(query).values_list("type", "value", "profile_id")
+        return {(kind, value): profile_id for kind, value, profile_id in rows}
+
+    # The owners were read before their rows were locked. A merge leaves a
+    # forwarding pointer (merged_into), but a split moves identifiers back with
+    # none: read again once locked, until what we hold is what owns our keys.
+    state.owner = owners()
+    while True:
+        _load_profiles(state, set(state.owner.values()))
+        fresh = owners()
+        if fresh == state.owner:
+            break
+        state.owner = fresh
 
 
 def _load_profiles(state: _State, ids: set[uuid.UUID]) -> None:

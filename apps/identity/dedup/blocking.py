@@ -1,0 +1,232 @@
+"""Blocking: which pairs of profiles are worth comparing at all.
+
+Comparing every pair of n profiles is n²/2 comparisons; instead each profile gets a
+few blocking keys (one per pass: the same birthday, the same names in either order,
+the same phone digits in any order, ...) and only profiles that share a key are
+compared. Each pass catches duplicates that another one misses (a typo in the
+email, a new phone, a nickname), so together they find nearly every duplicate
+while the pairs stay a tiny fraction of n².
+
+Keys are stored as 64-bit hashes (``DedupBlockKey``), the blocking index that lets
+an incremental run find the neighbours of changed profiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .compare import IndexArray
+from .names import canonical_names
+from .records import Records, email_local, street_numbers
+
+KeyFunction = Callable[[dict[str, str]], Iterable[str]]
+
+
+def _one(value: str) -> list[str]:
+    return [value] if value else []
+
+
+def _email(v: dict[str, str]) -> list[str]:
+    return _one(v.get("email", ""))
+
+
+def _email_local(v: dict[str, str]) -> list[str]:
+    local = email_local(v.get("email", ""))
+    return [local] if len(local) >= 4 else []
+
+
+def _phone(v: dict[str, str]) -> list[str]:
+    return _one(v.get("phone", ""))
+
+
+def _birthday(v: dict[str, str]) -> list[str]:
+    return _one(v.get("birthday", ""))
+
+
+def _names(v: dict[str, str]) -> tuple[str, str]:
+    return v.get("first_name", ""), v.get("last_name", "")
+
+
+def _name_pair(v: dict[str, str]) -> list[str]:
+    # Either order: catches first and last names swapped.
+    first, last = _names(v)
+    return ["|".join(sorted((first, last)))] if first and last else []
+
+
+def _last_first2(v: dict[str, str]) -> list[str]:
+    # A typo or a short form of the first name, past its first two letters.
+    first, last = _names(v)
+    return [f"{last}|{first[:2]}"] if first and last else []
+
+
+def _nickname(v: dict[str, str]) -> list[str]:
+    # Bob, Rob and Robert Smith share the key "robert|smith".
+    first, last = _names(v)
+    if not (first and last):
+        return []
+    return [f"{name}|{last}" for name in canonical_names(first)]
+
+
+def _address(v: dict[str, str]) -> list[str]:
+    # Same postal code and house number: the same door, whatever the names.
+    postal = v.get("address:postal", "")
+    number = street_numbers(v.get("address:street", ""))
+    return [f"{postal}|{number}"] if postal and number else []
+
+
+@dataclass(frozen=True)
+class BlockingPass:
+    name: str
+    needs: tuple[str, ...]  # field names that must be configured
+    keys: KeyFunction
+
+
+BUILTIN_PASSES: tuple[BlockingPass, ...] = (
+    BlockingPass("email", ("email",), _email),
+    BlockingPass("email_local", ("email",), _email_local),
+    BlockingPass("phone", ("phone",), _phone),
+    BlockingPass("birthday", ("birthday",), _birthday),
+    BlockingPass("name_pair", ("first_name", "last_name"), _name_pair),
+    BlockingPass("last_first2", ("first_name", "last_name"), _last_first2),
+    BlockingPass("nickname", ("first_name", "last_name"), _nickname),
+    BlockingPass("address", ("address",), _address),
+)
+
+
+def passes_for(records: Records) -> list[BlockingPass]:
+    names = {s.name for s in records.specs}
+    passes = [p for p in BUILTIN_PASSES if set(p.needs) <= names]
+    for spec in records.specs:
+        if spec.blocking:
+
+            def custom(v: dict[str, str], name: str = spec.name) -> list[str]:
+                return _one(v.get(name, ""))
+
+            passes.append(BlockingPass(f"field:{spec.name}", (spec.name,), custom))
+    return passes
+
+
+def key_hash(pass_name: str, key: str) -> int:
+    digest = hashlib.blake2b(f"{pass_name}\x1f{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass
+class BlockKeys:
+    """(row, key hash, pass number) for every blocking key of every record."""
+
+    rows: IndexArray
+    keys: IndexArray
+    passes: IndexArray
+    pass_names: list[str]
+
+
+def block_keys(records: Records, rows: Iterable[int] | None = None) -> BlockKeys:
+    passes = passes_for(records)
+    names = list(records.columns)
+    columns = [records.columns[name].tolist() for name in names]
+    out_rows: list[int] = []
+    out_keys: list[int] = []
+    out_passes: list[int] = []
+    hashes: dict[tuple[int, str], int] = {}  # many records share a key: hash each once
+    for i in range(len(records)) if rows is None else rows:
+        values = {name: column[i] for name, column in zip(names, columns, strict=True)}
+        for p, blocking_pass in enumerate(passes):
+            for key in blocking_pass.keys(values):
+                value = hashes.get((p, key))
+                if value is None:
+                    value = hashes[(p, key)] = key_hash(blocking_pass.name, key)
+                out_rows.append(i)
+                out_keys.append(value)
+                out_passes.append(p)
+    return BlockKeys(
+        rows=np.array(out_rows, dtype=np.int64),
+        keys=np.array(out_keys, dtype=np.int64),
+        passes=np.array(out_passes, dtype=np.int64),
+        pass_names=[p.name for p in passes],
+    )
+
+
+@dataclass
+class BlockingStats:
+    pairs: int = 0
+    per_pass: dict[str, int] = field(default_factory=dict)
+    oversized_blocks: int = 0
+    largest_block: int = 0
+    # Pass name -> codes (left * n + right) of the pairs it found.
+    pass_codes: dict[str, IndexArray] = field(default_factory=dict)
+
+
+def candidate_pairs(
+    keys: BlockKeys,
+    n: int,
+    *,
+    max_block_size: int,
+    changed: np.ndarray | None = None,
+) -> tuple[IndexArray, IndexArray, BlockingStats]:
+    """Unique (left < right) row pairs sharing a key; with ``changed``, only pairs
+    where at least one side changed. Blocks above ``max_block_size`` are skipped."""
+    stats = BlockingStats()
+    codes: list[IndexArray] = []
+    for p, name in enumerate(keys.pass_names):
+        mask = keys.passes == p
+        pass_codes = _pairs_in_blocks(
+            keys.rows[mask], keys.keys[mask], n, max_block_size, changed, stats
+        )
+        stats.per_pass[name] = len(pass_codes)
+        stats.pass_codes[name] = pass_codes
+        codes.append(pass_codes)
+    allcodes = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+    stats.pairs = len(allcodes)
+    return allcodes // max(n, 1), allcodes % max(n, 1), stats
+
+
+def _pairs_in_blocks(
+    rows: IndexArray,
+    keys: IndexArray,
+    n: int,
+    max_block_size: int,
+    changed: np.ndarray | None,
+    stats: BlockingStats,
+) -> IndexArray:
+    if len(rows) < 2:
+        return np.zeros(0, dtype=np.int64)
+    # One entry per (row, key); grouped by key.
+    order = np.lexsort((rows, keys))
+    keys, rows = keys[order], rows[order]
+    first = np.r_[True, (keys[1:] != keys[:-1]) | (rows[1:] != rows[:-1])]
+    keys, rows = keys[first], rows[first]
+    sizes = np.unique(keys, return_counts=True)[1]
+    stats.largest_block = max(stats.largest_block, int(sizes.max()))
+    oversized = sizes > max_block_size
+    stats.oversized_blocks += int(oversized.sum())
+    keep_group = (sizes >= 2) & ~oversized
+    if not keep_group.any():
+        return np.zeros(0, dtype=np.int64)
+    keep = np.repeat(keep_group, sizes)
+    keys, rows = keys[keep], rows[keep]
+    if changed is not None:
+        # Blocks without a changed row cannot give a wanted pair.
+        group_ids = np.cumsum(np.r_[True, keys[1:] != keys[:-1]]) - 1
+        has_changed = np.bincount(group_ids, weights=changed[rows]) > 0
+        keep = has_changed[group_ids]
+        keys, rows = keys[keep], rows[keep]
+    found: list[IndexArray] = []
+    biggest = int(sizes[keep_group].max())
+    for d in range(1, biggest):
+        same = keys[:-d] == keys[d:]
+        if not same.any():
+            break
+        left, right = rows[:-d][same], rows[d:][same]
+        if changed is not None:
+            wanted = changed[left] | changed[right]
+            left, right = left[wanted], right[wanted]
+        lo, hi = np.minimum(left, right), np.maximum(left, right)
+        found.append(lo * n + hi)
+    if not found:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate(found))

@@ -1,0 +1,138 @@
+"""Comparators and normalization: levels for the errors people make."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apps.identity.dedup.compare import LEVELS, Comparator, compare_field
+from apps.identity.dedup.records import (
+    normalize_date,
+    normalize_email,
+    normalize_name,
+    normalize_phone,
+    normalize_street,
+)
+
+
+def level(comparator: str, a: str, b: str, *, nicknames: bool = False) -> int:
+    result = compare_field(
+        comparator, np.array([a], dtype=object), np.array([b], dtype=object), nicknames=nicknames
+    )
+    return int(result.level[0])
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("robert", "robert", 3),
+        ("robert", "robret", 2),  # transposition
+        ("kowalski", "kovvalski", 1),  # OCR: w read as vv
+        ("amy", "ay", 1),  # one edit in a short name
+        ("j", "john", 1),  # an initial
+        ("bob", "robert", 2),  # nickname
+        ("bill", "william", 2),
+        ("hannes", "johannes", 2),
+        ("mary", "robert", 0),
+        ("", "robert", -1),
+    ],
+)
+def test_name_levels(a: str, b: str, expected: int) -> None:
+    assert level(Comparator.NAME, a, b, nicknames=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("john.smith@gmail.com", "john.smith@gmail.com", 3),
+        ("john.smith@gmail.com", "jonh.smith@gmail.com", 2),  # typo
+        ("john.smith@gmail.com", "john.smith@gmial.com", 2),  # typo in the domain
+        ("john.smith@gmail.com", "john.smith42@gmail.com", 1),  # another mailbox
+        ("john.smith@gmail.com", "john_smith@gmail.com", 1),
+        ("john.smith@gmail.com", "johnsmith@yahoo.com", 1),  # same name elsewhere
+        ("john.smith@gmail.com", "mary.jones@gmail.com", 0),
+    ],
+)
+def test_email_levels(a: str, b: str, expected: int) -> None:
+    assert level(Comparator.EMAIL, normalize_email(a), normalize_email(b)) == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("+1 201-555-0147", "(201) 555-0147", 2),
+        ("+1 201-555-0147", "201.555.0174", 1),  # two digits swapped
+        ("+1 201-555-0147", "201-555-0148", 1),  # one digit off
+        ("+1 201-555-0147", "+1 415-555-0199", 0),
+        ("+44 20 7946 0123", "020 7946 0123", 2),  # international and national forms
+    ],
+)
+def test_phone_levels(a: str, b: str, expected: int) -> None:
+    assert level(Comparator.PHONE, normalize_phone(a), normalize_phone(b)) == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("1984-07-12", "1984-07-12T00:00:00Z", 2),
+        ("1984-07-12", "1984-12-07", 1),  # day and month swapped
+        ("1984-07-12", "1948-07-12", 1),  # two digits swapped
+        ("1984-07-12", "1985-07-12", 1),
+        ("1984-07-12", "1990-02-01", 0),
+    ],
+)
+def test_date_levels(a: str, b: str, expected: int) -> None:
+    assert level(Comparator.DATE, normalize_date(a), normalize_date(b)) == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("42 Maple Street", "42 maple st.", 3),
+        ("42 Maple Street", "42 Maple Street, Apt 5", 3),  # the unit is left out
+        ("Hauptstraße 12", "Hauptstr. 12", 3),
+        ("42 Maple Street", "42 Mapel Street", 2),
+        ("42 Maple Street", "44 Maple Street", 0),  # another house
+    ],
+)
+def test_street_levels(a: str, b: str, expected: int) -> None:
+    assert level(Comparator.STREET, normalize_street(a), normalize_street(b)) == expected
+
+
+def test_normalization_folds_case_accents_and_punctuation() -> None:
+    assert normalize_name("  José-María ") == "josemaria"
+    assert normalize_name("null") == ""
+    assert normalize_email("John.Smith+shop@GMAIL.com") == "john.smith@gmail.com"
+    assert normalize_email("not an email") == ""
+    assert normalize_phone("0000000000") == ""
+    assert normalize_date("12/31/1999") == "19991231"
+    assert normalize_date("31.12.1999") == "19991231"
+    assert normalize_date("yesterday") == ""
+
+
+text = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789@.", max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=text, b=text, comparator=st.sampled_from(list(Comparator)))
+def test_comparators_are_symmetric_and_in_range(a: str, b: str, comparator: str) -> None:
+    if comparator == Comparator.ADDRESS:
+        return  # compared through its parts (see compare_address)
+    forward, backward = level(comparator, a, b), level(comparator, b, a)
+    assert forward == backward
+    top = len(LEVELS[comparator]) - 1
+    assert -1 <= forward <= top
+    if not a or not b:
+        assert forward == -1
+    elif a == b:
+        assert forward == top
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=4, max_size=12), data=st.data())
+def test_one_typo_in_a_name_is_still_similar(name: str, data: st.DataObject) -> None:
+    i = data.draw(st.integers(min_value=1, max_value=len(name) - 2))
+    typo = name[:i] + name[i + 1] + name[i] + name[i + 2 :]  # two neighbours swapped
+    assert level(Comparator.NAME, name, typo) >= 1
