@@ -27,6 +27,8 @@ CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://"
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so live-server and worker threads see one database.
+    # var/ is git-ignored, so a fresh clone does not have it yet.
+    (BASE_DIR / "var").mkdir(exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
 CDP = {**CDP, "WRITE_KEY_CACHE_SECONDS": 0}
 # The in-test worker must leave pytest's log capture alone.
