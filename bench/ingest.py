@@ -251,6 +251,47 @@ def busy_cpu_seconds() -> float:
     return (sum(values) - values[3] - values[4]) / CLK_TCK
 
 
+# /sys/dev/block/<major>:<minor>/stat of the disk holding PostgreSQL's data directory
+# (set in main); None when it cannot be found.
+DISK_STAT: str | None = None
+
+
+def find_disk_stat(dsn: str) -> str | None:
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        st = os.stat(row[0]) if row else None
+    except (psycopg.Error, OSError):
+        return None
+    if st is None:
+        return None
+    path = f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/stat"
+    return path if os.path.exists(path) else None
+
+
+def disk_sample() -> tuple[int, int, int]:
+    """(ms the disk was busy, cache flushes, ms spent in flushes) since boot.
+
+    A COMMIT waits for the WAL to be flushed to the disk (fdatasync), so the
+    flushes' latency is the floor of every request's latency.
+    """
+    if not DISK_STAT:
+        return (0, 0, 0)
+    fields = _read(DISK_STAT).split()
+    if len(fields) < 17:
+        return (int(fields[9]), 0, 0) if len(fields) >= 10 else (0, 0, 0)
+    return (int(fields[9]), int(fields[15]), int(fields[16]))
+
+
+def disk_note(a: tuple[int, int, int], b: tuple[int, int, int], seconds: float) -> str:
+    if not DISK_STAT or seconds <= 0:
+        return ""
+    busy = (b[0] - a[0]) / 1000 / seconds
+    flushes = b[1] - a[1]
+    mean = (b[2] - a[2]) / flushes if flushes else 0.0
+    return f"disk busy {busy:.0%}, {flushes} flushes averaging {mean:.1f} ms"
+
+
 class CpuMeter:
     """Where the machine's CPU went during a phase.
 
@@ -266,6 +307,7 @@ class CpuMeter:
         self.database = database
         self.start = self._sample()
         self.busy0 = busy_cpu_seconds()
+        self.disk0 = disk_sample()
         self.t0 = time.monotonic()
 
     def _sample(self) -> dict[str, dict[int, float]]:
@@ -296,6 +338,7 @@ class CpuMeter:
         used["other"] = max(0.0, busy - sum(used.values()))
         used["wall"] = wall
         used["busy"] = busy
+        self.disk = disk_note(self.disk0, disk_sample(), wall)
         return used
 
 
@@ -436,6 +479,7 @@ class PhaseResult:
     cpu: dict[str, float] = field(default_factory=dict)
     connects: int = 0
     windows: list[str] = field(default_factory=list)
+    disk: str = ""
 
     @property
     def rate(self) -> float:
@@ -506,6 +550,7 @@ def batch_phase(
     parts = _run_processes(name, _batch_client, (port, next_index), clients, timeout)
     result = _merge(name, parts)
     result.cpu = meter.stop(loadgen=result.client_cpu)
+    result.disk = meter.disk
     _BODIES, _BODY_EVENTS = [], []
     return result
 
@@ -614,6 +659,7 @@ def baseline_phase(
     result.cpu = meter.stop(
         extra_postgres=sum(p.get("backend_cpu", 0.0) for p in parts), loadgen=result.client_cpu
     )
+    result.disk = meter.disk
     _BASELINE_BATCHES = []
     return result
 
@@ -696,7 +742,7 @@ def latency_phase(
 
     # Once a second: how much CPU went to processes other than ours, so that a
     # latency spike can be told apart from someone else's burst of work.
-    samples: list[tuple[float, float, float]] = []
+    samples: list[tuple[float, float, float, tuple[int, int, int]]] = []
     stop = threading.Event()
     probe = CpuMeter(master, database)
 
@@ -705,7 +751,7 @@ def latency_phase(
             usage = resource.getrusage(resource.RUSAGE_SELF)
             ours = sum(sum(group.values()) for group in probe._sample().values())
             ours += usage.ru_utime + usage.ru_stime
-            samples.append((time.monotonic() - t0, busy_cpu_seconds(), ours))
+            samples.append((time.monotonic() - t0, busy_cpu_seconds(), ours, disk_sample()))
             stop.wait(1.0)
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -723,6 +769,7 @@ def latency_phase(
     result = PhaseResult("single /v1/track")
     result.client_cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     result.cpu = meter.stop(loadgen=result.client_cpu)
+    result.disk = meter.disk
     result.events = ok[0]
     result.requests = ok[0]
     result.seconds = duration
@@ -733,21 +780,25 @@ def latency_phase(
 
 
 def _worst_seconds(
-    by_second: dict[int, list[float]], samples: list[tuple[float, float, float]]
+    by_second: dict[int, list[float]],
+    samples: list[tuple[float, float, float, tuple[int, int, int]]],
 ) -> list[str]:
-    """The three seconds with the slowest requests, with the CPU others used then."""
+    """The three seconds with the slowest requests, with the CPU others used then
+    and how the database's disk was doing."""
     lines = []
     worst = sorted(by_second.items(), key=lambda kv: max(kv[1]), reverse=True)[:3]
     for second, values in sorted(worst):
         other = float("nan")
-        # samples are (seconds since t0, busy CPU, our CPU); take the ones around it.
+        disk = ""
+        # samples: (seconds since t0, busy CPU, our CPU, disk); take those around it.
         around = [s for s in samples if second - 1.0 <= s[0] <= second + 2.0]
         if len(around) >= 2:
-            (ta, ba, oa), (tb, bb, ob) = around[0], around[-1]
+            (ta, ba, oa, da), (tb, bb, ob, db) = around[0], around[-1]
             other = max(0.0, (bb - ba) - (ob - oa)) / (tb - ta)
+            disk = disk_note(da, db, tb - ta)
         lines.append(
             f"second {second:3d}: {len(values)} requests, max {max(values) * 1000:.0f} ms; "
-            f"other processes {other:.2f} cores around then"
+            f"around then: other processes {other:.2f} cores" + (f", {disk}" if disk else "")
         )
     return lines
 
@@ -838,24 +889,27 @@ def create_baseline_tables(dsn: str, tables: list[str]) -> int:
         return int(row[0])
 
 
-def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> str:
+def wait_for_quiet(max_wait: float, threshold: float = 0.15, disk_threshold: float = 0.2) -> str:
     """Before a timed phase: wait (bounded) until the machine is idle apart from us.
 
     Other work on the machine (a test suite, say) steals CPU from the server and
-    PostgreSQL; waiting for it to pass makes runs comparable. Returns a note.
+    PostgreSQL, and the disk stays busy for a while after a bulk load (the WAL
+    flushes of every COMMIT then take 100 ms or more); waiting for both to pass
+    makes runs comparable. Returns a note.
     """
     deadline = time.monotonic() + max_wait
     waited = 0.0
     while True:
-        b0, t0 = busy_cpu_seconds(), time.monotonic()
+        b0, d0, t0 = busy_cpu_seconds(), disk_sample(), time.monotonic()
         time.sleep(1.0)
-        load = (busy_cpu_seconds() - b0) / (time.monotonic() - t0)
-        if load < threshold:
-            return f"machine idle ({load:.2f} cores busy)" + (
-                f" after waiting {waited:.0f}s" if waited else ""
-            )
+        seconds = time.monotonic() - t0
+        load = (busy_cpu_seconds() - b0) / seconds
+        disk = (disk_sample()[0] - d0[0]) / 1000 / seconds
+        state = f"{load:.2f} cores busy, disk {disk:.0%} busy"
+        if load < threshold and disk < disk_threshold:
+            return f"machine idle ({state})" + (f" after waiting {waited:.0f}s" if waited else "")
         if time.monotonic() >= deadline:
-            return f"! machine still busy ({load:.2f} cores) after {waited:.0f}s; going ahead"
+            return f"! machine still busy ({state}) after {waited:.0f}s; going ahead"
         waited += 1.0
 
 
@@ -1014,6 +1068,8 @@ def cpu_line(result: PhaseResult) -> str:
         per_event = f" {value / result.events * 1e6:.0f}µs/ev" if result.events else ""
         parts.append(f"{label} {value:.1f}s={value / wall:.2f} cores{per_event}")
     line = f"    CPU over {wall:.1f}s: " + "; ".join(parts)
+    if result.disk:
+        line += f"\n    PostgreSQL's disk: {result.disk}"
     if c.get("other", 0.0) / wall > 0.15:
         line += (
             f"\n    ! other processes used {c['other'] / wall:.2f} of the "
@@ -1130,6 +1186,8 @@ def main() -> int:
         recreate_database(args.database)
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "create_source", "bench", "--write-key", WRITE_KEY)
+        global DISK_STAT
+        DISK_STAT = find_disk_stat(dsn)
         source_id = create_baseline_tables(dsn, ["bench_baseline_insert", "bench_baseline_copy"])
         dropped = redis_flush()
         print(f"  redis db {REDIS_DB} flushed (held {dropped} queued tasks)")
