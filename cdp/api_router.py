@@ -2,5 +2,7 @@ from django.urls import include, path
 
 app_name = "api"
 urlpatterns = [
+    # Before identity: its profile detail route matches any path under profiles/.
+    path("", include("apps.consent.api.urls")),
     path("", include("apps.identity.api.urls")),
 ]

@@ -55,6 +55,8 @@ class BatchDefaults:
     integrations: dict[str, Any] | None = None
     ip: str | None = None
     historical: bool = False  # /v1/import: keep the client's times as they are
+    gpc: bool = False  # the request carried Sec-GPC: 1 (opt-out of sale/sharing)
+    user_agent: str = ""
 
 
 def parse_timestamp(value: Any, field: str) -> datetime | None:

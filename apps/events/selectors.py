@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import Max, Min, QuerySet
@@ -18,3 +19,30 @@ def event_time_range(*, profile_id: uuid.UUID) -> tuple[Any, Any]:
         first=Min("timestamp"), last=Max("timestamp")
     )
     return agg["first"], agg["last"]
+
+
+def events_for_export(*, profile_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+    """Every event of these profiles, oldest first, as plain rows (data-subject access)."""
+    rows = (
+        Event.objects.filter(profile_id__in=list(profile_ids))
+        .order_by("timestamp", "id")
+        .values(
+            "message_id",
+            "type",
+            "event",
+            "name",
+            "user_id",
+            "anonymous_id",
+            "previous_id",
+            "group_id",
+            "timestamp",
+            "original_timestamp",
+            "sent_at",
+            "received_at",
+            "properties",
+            "traits",
+            "context",
+            "extra",
+        )
+    )
+    return [dict(row) for row in rows]

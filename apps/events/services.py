@@ -61,6 +61,8 @@ class IngestResult:
     accepted: int = 0
     stored: list[int] = field(default_factory=list)  # ids of newly stored events
     rejected: list[Rejection] = field(default_factory=list)
+    # Valid events not stored: the person was erased or has not consented to storage.
+    withheld: int = 0
 
 
 def _json(value: Any) -> str:
@@ -207,8 +209,16 @@ def event_ingest(
         row["source_id"] = source.pk
         rows.append(row)
     with transaction.atomic():
-        result.stored = events_insert(rows=rows)
         result.accepted = len(rows)
+        if rows:
+            from apps.consent.services import consent_gate
+
+            gate = consent_gate(
+                rows=rows, gpc=defaults.gpc, request_ip=defaults.ip, user_agent=defaults.user_agent
+            )
+            rows = gate.rows
+            result.withheld = gate.suppressed + gate.dropped
+        result.stored = events_insert(rows=rows)
         if rejected_payloads:
             RejectedEvent.objects.bulk_create(
                 [
@@ -348,3 +358,68 @@ def events_pending_ids(*, older_than_seconds: int, limit: int) -> list[int]:
         .order_by("received_at")
         .values_list("id", flat=True)[:limit]
     )
+
+
+def events_erase(
+    *,
+    profile_ids: Sequence[Any],
+    user_ids: Sequence[str] = (),
+    anonymous_ids: Sequence[str] = (),
+    batch_size: int = 5000,
+) -> int:
+    """Delete one batch of a person's events (erasure); call until it returns 0.
+
+    Events are the person's by profile, or, not yet processed, by the ids they carry.
+    """
+    from django.db.models import Q
+
+    mine = Q(profile_id__in=list(profile_ids))
+    if user_ids:
+        mine |= Q(user_id__in=list(user_ids))
+    if anonymous_ids:
+        mine |= Q(anonymous_id__in=list(anonymous_ids))
+    if user_ids or anonymous_ids:
+        mine |= Q(type="alias", previous_id__in=[*user_ids, *anonymous_ids])
+    ids = list(Event.objects.filter(mine).values_list("id", flat=True)[:batch_size])
+    if not ids:
+        return 0
+    Event.objects.filter(id__in=ids).delete()
+    return len(ids)
+
+
+def rejected_events_erase(*, values: Sequence[str]) -> int:
+    """Delete refused payloads that mention any of these values (erasure)."""
+    from django.db.models import Q
+
+    match = Q()
+    for value in values:
+        if value:
+            match |= Q(payload__contains=value) | Q(message_id=value)
+    if not match:
+        return 0
+    return RejectedEvent.objects.filter(match).delete()[0]
+
+
+def events_purge_older_than(*, cutoff: Any, batch_size: int = 10000) -> int:
+    """Delete one batch of events received before ``cutoff`` (retention)."""
+    ids = list(
+        # In id order: the oldest events have the lowest ids, so the primary key
+        # index finds a batch without sorting the table.
+        Event.objects.filter(received_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:batch_size]
+    )
+    if ids:
+        Event.objects.filter(id__in=ids).delete()
+    return len(ids)
+
+
+def rejected_events_purge_older_than(*, cutoff: Any, batch_size: int = 10000) -> int:
+    ids = list(
+        RejectedEvent.objects.filter(received_at__lt=cutoff).values_list("id", flat=True)[
+            :batch_size
+        ]
+    )
+    if ids:
+        RejectedEvent.objects.filter(id__in=ids).delete()
+    return len(ids)

@@ -219,6 +219,8 @@ def _ingest_parsed(
         integrations=integrations,
         ip=_client_ip(request),
         historical=kind == "import",
+        gpc=request.headers.get("Sec-GPC", "").strip() == "1",
+        user_agent=request.headers.get("User-Agent", "")[:500],
     )
     result = event_ingest(
         source=source,

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from .models import Identifier, IdentifierType, Profile, ProfileMerge
 from .services.rules import IdentityRules, identity_rules_load
@@ -74,3 +76,88 @@ def profile_merge_history(*, profile: Profile) -> QuerySet[ProfileMerge]:
         .select_related("actor", "undone_by")
         .order_by("-created_at")
     )
+
+
+def identifier_owners(*, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
+    """(type, normalized value) -> the profile holding it, for those that exist."""
+    by_type: dict[str, list[str]] = {}
+    for kind, value in keys:
+        by_type.setdefault(kind, []).append(value)
+    if not by_type:
+        return {}
+    match = Q()
+    for kind, values in by_type.items():
+        match |= Q(type=kind, value__in=values)
+    return {
+        (kind, value): profile_id
+        for kind, value, profile_id in Identifier.objects.filter(match).values_list(
+            "type", "value", "profile_id"
+        )
+    }
+
+
+def profile_tree_ids(*, profile_id: uuid.UUID) -> list[uuid.UUID]:
+    """The profile and every profile merged into it, directly or through others."""
+    tree, frontier = [profile_id], [profile_id]
+    while frontier:
+        found = Profile.objects.filter(merged_into_id__in=frontier).values_list("id", flat=True)
+        frontier = [p for p in found if p not in tree]
+        tree += frontier
+    return tree
+
+
+def profiles_for_export(*, profile_ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": str(p.id),
+            "traits": p.traits,
+            "first_seen": p.first_seen,
+            "last_seen": p.last_seen,
+            "created_at": p.created_at,
+            "merged_into": str(p.merged_into_id) if p.merged_into_id else None,
+        }
+        for p in Profile.objects.filter(id__in=list(profile_ids)).order_by("created_at")
+    ]
+
+
+def identifiers_for_export(*, profile_ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
+    rows = (
+        Identifier.objects.filter(profile_id__in=list(profile_ids))
+        .order_by("created_at", "id")
+        .values("type", "value", "raw_value", "created_at")
+    )
+    return [dict(row) for row in rows]
+
+
+def merges_for_export(*, profile_ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
+    ids = list(profile_ids)
+    return [
+        {
+            "survivor": str(m.survivor_id),
+            "absorbed": str(m.absorbed_id),
+            "reason": m.reason,
+            "details": m.details,
+            "absorbed_snapshot": m.absorbed_snapshot,
+            "created_at": m.created_at,
+            "undone_at": m.undone_at,
+        }
+        for m in ProfileMerge.objects.filter(
+            Q(survivor_id__in=ids) | Q(absorbed_id__in=ids)
+        ).order_by("created_at")
+    ]
+
+
+def person_identifier_values(*, profile_ids: Iterable[uuid.UUID]) -> list[tuple[str, str, str]]:
+    """(type, normalized value, raw value) of every identifier these profiles hold
+    or held (merge records remember the identifiers an absorbed profile brought)."""
+    ids = list(profile_ids)
+    out = set(
+        Identifier.objects.filter(profile_id__in=ids).values_list("type", "value", "raw_value")
+    )
+    for snapshot in ProfileMerge.objects.filter(
+        Q(survivor_id__in=ids) | Q(absorbed_id__in=ids)
+    ).values_list("absorbed_snapshot", flat=True):
+        for pair in (snapshot or {}).get("identifiers", []):
+            if isinstance(pair, list) and len(pair) == 2:
+                out.add((str(pair[0]), str(pair[1]), str(pair[1])))
+    return sorted(out)

@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "apps.api_auth",
     "apps.identity",
     "apps.events",
+    "apps.consent",
+    "simple_history",
 ]
 
 MIDDLEWARE = [
@@ -42,6 +44,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Records which admin made each change in the history tables.
+    "simple_history.middleware.HistoryRequestMiddleware",
 ]
 
 ROOT_URLCONF = "cdp.urls"
@@ -207,6 +211,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.identity.dedup.tasks.dedup_run",
         "schedule": 15 * 60.0,
     },
+    "consent-erasure-resume": {
+        "task": "apps.consent.tasks.erasure_resume_stalled",
+        "schedule": 10 * 60.0,
+    },
+    "consent-dsr-deadlines": {
+        "task": "apps.consent.tasks.dsr_deadlines_check",
+        "schedule": crontab(hour=7, minute=0),
+    },
+    "consent-retention-purge": {
+        "task": "apps.consent.tasks.retention_purge",
+        "schedule": crontab(hour=2, minute=15),
+    },
     "identity-dedup-full-weekly": {
         "task": "apps.identity.dedup.tasks.dedup_run",
         "schedule": crontab(hour=3, minute=30, day_of_week="sun"),
@@ -250,4 +266,13 @@ CDP = {
     "TRUST_X_FORWARDED_FOR": env.bool("CDP_TRUST_X_FORWARDED_FOR", default=False),
     # Default region for phone numbers written without a country code.
     "PHONE_DEFAULT_REGION": env("CDP_PHONE_DEFAULT_REGION", default="US"),
+    # Consent purposes and the suppression list are cached per process this long.
+    "CONSENT_CACHE_SECONDS": env.int("CDP_CONSENT_CACHE_SECONDS", default=5),
+    # Key of the hashes kept instead of IP addresses (consent proof) and of erased
+    # people's identifiers (suppression). Set it once and keep it: by default it is
+    # derived from SECRET_KEY, and rotating that would forget who was erased.
+    "PRIVACY_HASH_KEY": env("CDP_PRIVACY_HASH_KEY", default=""),
+    # Retention (0 keeps forever): events, and refused payloads (raw client data).
+    "EVENT_RETENTION_DAYS": env.int("CDP_EVENT_RETENTION_DAYS", default=730),
+    "REJECTED_EVENT_RETENTION_DAYS": env.int("CDP_REJECTED_EVENT_RETENTION_DAYS", default=30),
 }

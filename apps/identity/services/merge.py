@@ -87,6 +87,7 @@ def merge_rows(
     pending_identifiers: list[tuple[str, str]] | None = None,
 ) -> ProfileMerge:
     """Merge two live profiles whose rows the caller has locked."""
+    from apps.consent.services import consent_reassign_profile
     from apps.events.services import events_reassign_profile
 
     keys = [
@@ -105,6 +106,8 @@ def merge_rows(
     )
     Identifier.objects.filter(profile=absorbed).update(profile=survivor)
     events_reassign_profile(from_profile_id=absorbed.id, to_profile_id=survivor.id)
+    # Both consent logs are kept: the absorbed profile's follows it to the survivor.
+    consent_reassign_profile(from_profile_id=absorbed.id, to_profile_id=survivor.id)
     combine_traits(survivor, absorbed, rules)
     for at in (absorbed.first_seen, absorbed.last_seen):
         if at is not None:
@@ -237,6 +240,16 @@ def profile_split(*, profile_id: uuid.UUID, actor: Any = None) -> Profile:
         user_ids=my_users,
         anonymous_ids=my_anon,
         keep_user_ids=their_users,
+    )
+
+    # Consent statements made for it (or for profiles it had absorbed) return too.
+    from apps.consent.services import consent_restore_after_split
+    from apps.identity.selectors import profile_tree_ids
+
+    consent_restore_after_split(
+        split_profile_id=absorbed.id,
+        origin_profile_ids=profile_tree_ids(profile_id=absorbed.id),
+        from_profile_id=live.id,
     )
 
     snap = record.absorbed_snapshot

@@ -1,0 +1,294 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, permissions, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.consent.models import ConsentRecord, DataSubjectRequest, Purpose
+from apps.consent.selectors import (
+    UnknownPurpose,
+    consent_log_for_profile,
+    consent_states_for_profile,
+    dsr_list_by_urgency,
+    has_consent,
+    purpose_rule,
+)
+from apps.consent.services import consent_record
+from apps.consent.services.dsr import dsr_create, dsr_extend, dsr_transition
+from apps.consent.services.erasure import erasure_start
+from apps.consent.services.export import SubjectNotFound, dsr_export_archive
+
+from .serializers import (
+    ConsentInputSerializer,
+    ConsentRecordOutputSerializer,
+    ConsentStateOutputSerializer,
+    DsrExtendInputSerializer,
+    DsrInputSerializer,
+    DsrOutputSerializer,
+    DsrTransitionInputSerializer,
+    PurposeOutputSerializer,
+)
+
+EXTERNAL_ID = OpenApiParameter(
+    "external_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="<type>:<value>, type one of user_id, anonymous_id, email, phone, id.",
+)
+
+
+def has_perm(perm: str) -> type[permissions.BasePermission]:
+    class HasPerm(permissions.BasePermission):
+        message = f"This needs the {perm} permission."
+
+        def has_permission(self, request: Request, view: Any) -> bool:
+            return bool(request.user and request.user.has_perm(perm))
+
+    return HasPerm
+
+
+def _profile(external_id: str, *, create: bool = False) -> Any:
+    from apps.identity.selectors import (
+        ExternalIdError,
+        parse_external_id,
+        profile_get_by_external_id,
+    )
+
+    try:
+        profile = profile_get_by_external_id(external_id=external_id)
+        kind, value = parse_external_id(external_id)
+    except ExternalIdError as exc:
+        raise ValidationError({"external_id": str(exc)}) from exc
+    if profile is None and create and kind != "id":
+        # Consent often comes before any event (a signup form): the person starts here.
+        from django.utils import timezone
+
+        from apps.identity.services import IdentityClaim, profiles_resolve
+
+        profile_id = profiles_resolve(
+            claims=[IdentityClaim(identifiers=[(kind, value)], timestamp=timezone.now())]
+        )[0]
+        if profile_id is not None:
+            profile = profile_get_by_external_id(external_id=f"id:{profile_id}")
+    if profile is None:
+        raise Http404("No profile with this id.")
+    return profile
+
+
+class PurposeListApi(generics.ListAPIView[Purpose]):
+    """Consent purposes, with what each gates and the categories mapped to it."""
+
+    serializer_class = PurposeOutputSerializer
+    queryset = Purpose.objects.prefetch_related("categories").order_by("key")
+    pagination_class = None
+
+
+class ProfileConsentApi(APIView):
+    """A profile's consent: the current state per purpose and the full log.
+
+    POST appends a statement (grant, deny or withdraw; withdrawing is the same
+    call as granting). It takes effect at once, ingestion included.
+    """
+
+    queryset = ConsentRecord.objects.none()  # model permissions on the consent log
+
+    @extend_schema(parameters=[EXTERNAL_ID], responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, external_id: str) -> Response:
+        profile = _profile(external_id)
+        return Response(
+            {
+                "profile": str(profile.id),
+                "states": ConsentStateOutputSerializer(
+                    consent_states_for_profile(profile), many=True
+                ).data,
+                "log": ConsentRecordOutputSerializer(
+                    consent_log_for_profile(profile), many=True
+                ).data,
+            }
+        )
+
+    @extend_schema(
+        parameters=[EXTERNAL_ID],
+        request=ConsentInputSerializer,
+        responses={201: ConsentRecordOutputSerializer},
+    )
+    def post(self, request: Request, external_id: str) -> Response:
+        data = ConsentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        try:
+            rule = purpose_rule(v["purpose"])
+        except UnknownPurpose as exc:
+            raise ValidationError({"purpose": str(exc)}) from exc
+        proof = v.get("proof") or {}
+        with transaction.atomic():
+            profile = _profile(external_id, create=True)
+            record = consent_record(
+                profile_id=profile.id,
+                purpose=rule,
+                status=v["status"],
+                source=v["source"],
+                given_at=v.get("given_at"),
+                method=v.get("method", ""),
+                notice_version=v.get("notice_version"),
+                ip=proof.get("ip"),
+                user_agent=proof.get("user_agent", ""),
+                page_url=proof.get("page_url", ""),
+                tcf_string=v.get("tcf_string", ""),
+                gcm_flags=v.get("gcm_flags"),
+                entered_by=request.user if request.user.is_authenticated else None,
+            )
+        return Response(ConsentRecordOutputSerializer(record).data, status=status.HTTP_201_CREATED)
+
+
+class ProfileConsentCheckApi(APIView):
+    """May this profile's data be used for a purpose now (or at ``at``)?"""
+
+    queryset = ConsentRecord.objects.none()
+
+    @extend_schema(
+        parameters=[
+            EXTERNAL_ID,
+            OpenApiParameter("purpose", OpenApiTypes.STR, required=True),
+            OpenApiParameter("at", OpenApiTypes.DATETIME),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request, external_id: str) -> Response:
+        from django.utils.dateparse import parse_datetime
+
+        profile = _profile(external_id)
+        at_raw = request.query_params.get("at")
+        at = parse_datetime(at_raw) if at_raw else None
+        if at_raw and (at is None or at.tzinfo is None):
+            raise ValidationError({"at": "An ISO-8601 date and time with a time zone."})
+        try:
+            allowed = has_consent(profile, request.query_params.get("purpose", ""), at=at)
+        except UnknownPurpose as exc:
+            raise ValidationError({"purpose": str(exc)}) from exc
+        return Response({"profile": str(profile.id), "allowed": allowed, "at": at_raw})
+
+
+class DsrListApi(generics.ListCreateAPIView[DataSubjectRequest]):
+    """Data-subject requests, open and most urgent first; POST records a new one."""
+
+    serializer_class = DsrOutputSerializer
+    queryset = DataSubjectRequest.objects.none()
+    pagination_class = None
+
+    def get_queryset(self) -> Any:
+        return dsr_list_by_urgency().prefetch_related("events__actor")
+
+    @extend_schema(request=DsrInputSerializer, responses={201: DsrOutputSerializer})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = DsrInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dsr = dsr_create(actor=request.user, **data.validated_data)
+        return Response(DsrOutputSerializer(dsr).data, status=status.HTTP_201_CREATED)
+
+
+class DsrDetailApi(generics.RetrieveAPIView[DataSubjectRequest]):
+    serializer_class = DsrOutputSerializer
+    queryset = DataSubjectRequest.objects.prefetch_related("events__actor")
+
+
+class DsrTransitionApi(APIView):
+    """Move a request along: verified, in_progress, completed or rejected (with a note)."""
+
+    permission_classes = [
+        permissions.IsAuthenticated,
+        has_perm("consent.process_datasubjectrequest"),
+    ]
+
+    @extend_schema(request=DsrTransitionInputSerializer, responses={200: DsrOutputSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        dsr = get_object_or_404(DataSubjectRequest, pk=pk)
+        data = DsrTransitionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dsr = dsr_transition(request=dsr, actor=request.user, **data.validated_data)
+        return Response(DsrOutputSerializer(dsr).data)
+
+
+class DsrExtendApi(APIView):
+    """Extend the deadline by one or two months in all, with the reason."""
+
+    permission_classes = [
+        permissions.IsAuthenticated,
+        has_perm("consent.process_datasubjectrequest"),
+    ]
+
+    @extend_schema(request=DsrExtendInputSerializer, responses={200: DsrOutputSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        dsr = get_object_or_404(DataSubjectRequest, pk=pk)
+        data = DsrExtendInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dsr = dsr_extend(request=dsr, actor=request.user, **data.validated_data)
+        return Response(DsrOutputSerializer(dsr).data)
+
+
+class DsrEraseApi(APIView):
+    """Start the erasure of a verified erasure request (runs as a Celery task)."""
+
+    permission_classes = [
+        permissions.IsAuthenticated,
+        has_perm("consent.process_datasubjectrequest"),
+    ]
+
+    @extend_schema(request=None, responses={202: DsrOutputSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        from apps.consent.tasks import erasure_run as erasure_run_task
+
+        dsr = get_object_or_404(DataSubjectRequest, pk=pk)
+        with transaction.atomic():
+            dsr = erasure_start(request=dsr, actor=request.user)
+            request_id = str(dsr.pk)
+            transaction.on_commit(lambda: erasure_run_task.delay(request_id))
+        dsr.refresh_from_db()
+        return Response(DsrOutputSerializer(dsr).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DsrExportApi(APIView):
+    """The subject's data as a zip (JSON plus a CSV per table)."""
+
+    permission_classes = [
+        permissions.IsAuthenticated,
+        has_perm("consent.export_datasubjectrequest"),
+    ]
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    def get(self, request: Request, pk: str) -> HttpResponse:
+        dsr = get_object_or_404(DataSubjectRequest, pk=pk)
+        return export_response(dsr, request.user)
+
+
+def export_response(dsr: DataSubjectRequest, user: Any) -> HttpResponse:
+    from apps.consent.models import RequestEvent, RequestType
+
+    if dsr.type not in (RequestType.ACCESS, RequestType.PORTABILITY):
+        raise ValidationError({"detail": "Only access and portability requests have an export."})
+    if dsr.status not in ("verified", "in_progress", "completed"):
+        raise ValidationError({"detail": "Verify the requester's identity before exporting."})
+    try:
+        archive = dsr_export_archive(subject=dsr.subject)
+    except SubjectNotFound as exc:
+        raise Http404(str(exc)) from exc
+    import hashlib
+
+    RequestEvent.objects.create(
+        request=dsr,
+        actor=user,
+        action="exported",
+        note=f"archive sha256 {hashlib.sha256(archive).hexdigest()}, {len(archive)} bytes",
+    )
+    response = HttpResponse(archive, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="data-export-{str(dsr.pk)[:8]}.zip"'
+    return response

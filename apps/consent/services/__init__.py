@@ -1,0 +1,22 @@
+"""Consent and privacy services."""
+
+from .consent import (
+    ConsentRefused,
+    consent_grant,
+    consent_reassign_profile,
+    consent_record,
+    consent_restore_after_split,
+    consent_withdraw,
+)
+from .ingest import GateResult, consent_gate
+
+__all__ = [
+    "ConsentRefused",
+    "GateResult",
+    "consent_gate",
+    "consent_grant",
+    "consent_reassign_profile",
+    "consent_record",
+    "consent_restore_after_split",
+    "consent_withdraw",
+]

@@ -1,0 +1,162 @@
+"""Writing consent: append a statement to the log, keep the derived state."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.common.exceptions import ApplicationError
+from apps.consent.hashing import ip_hash
+from apps.consent.models import ConsentRecord, ConsentState, ConsentStatus
+from apps.consent.selectors import PurposeRule, consent_config, purpose_rule
+
+logger = logging.getLogger(__name__)
+
+
+class ConsentRefused(ApplicationError):
+    pass
+
+
+def _state_refresh(*, profile_ids: Iterable[uuid.UUID]) -> None:
+    """Rebuild the current state of these profiles from their logs."""
+    ids = list(set(profile_ids))
+    if not ids:
+        return
+    config = consent_config()
+    latest: dict[tuple[uuid.UUID, int], ConsentRecord] = {}
+    for record in ConsentRecord.objects.filter(profile_id__in=ids).order_by("given_at", "id"):
+        latest[(record.profile_id, record.purpose_id)] = record
+    ConsentState.objects.filter(profile_id__in=ids).delete()
+    states = []
+    for (profile_id, purpose_id), record in latest.items():
+        rule = config.by_id.get(purpose_id) or consent_config(fresh=True).by_id.get(purpose_id)
+        expires = None
+        if rule and rule.expiry_days is not None and record.status == ConsentStatus.GRANTED:
+            expires = record.given_at + timedelta(days=rule.expiry_days)
+        states.append(
+            ConsentState(
+                profile_id=profile_id,
+                purpose_id=purpose_id,
+                status=record.status,
+                given_at=record.given_at,
+                expires_at=expires,
+                record=record,
+            )
+        )
+    ConsentState.objects.bulk_create(states)
+
+
+@transaction.atomic
+def consent_record(
+    *,
+    profile_id: uuid.UUID,
+    purpose: str | PurposeRule,
+    status: str,
+    source: str,
+    given_at: datetime | None = None,
+    method: str = "",
+    notice_version: str | None = None,
+    ip: str | None = None,
+    user_agent: str = "",
+    page_url: str = "",
+    tcf_string: str = "",
+    gcm_flags: dict[str, Any] | None = None,
+    event_message_id: str = "",
+    entered_by: Any = None,
+) -> ConsentRecord:
+    """Append one statement to the log; it takes effect at once.
+
+    Granting and withdrawing are the same call with a different status.
+    """
+    rule = purpose_rule(purpose)
+    if status not in ConsentStatus.values:
+        raise ConsentRefused(f"Unknown consent status {status!r}.")
+    if rule.required and status != ConsentStatus.GRANTED:
+        raise ConsentRefused(
+            f"Purpose {rule.key!r} is required (legal basis is not consent); "
+            "it cannot be denied or withdrawn. Use an objection or erasure request."
+        )
+    now = timezone.now()
+    given = given_at or now
+    if given > now + timedelta(minutes=5):
+        raise ConsentRefused("given_at is in the future.")
+    version = rule.notice_version if notice_version is None else notice_version
+    record = ConsentRecord.objects.create(
+        profile_id=profile_id,
+        origin_profile_id=profile_id,
+        purpose_id=rule.id,
+        status=status,
+        given_at=given,
+        source=source,
+        method=method[:100],
+        notice_version=version[:50],
+        notice_hash=rule.notice_hash if version == rule.notice_version else "",
+        ip_hash=ip_hash(ip),
+        user_agent=user_agent[:500],
+        page_url=page_url[:2000],
+        tcf_string=tcf_string,
+        gcm_flags=gcm_flags or {},
+        event_message_id=event_message_id[:255],
+        entered_by=entered_by,
+    )
+    _state_refresh(profile_ids=[profile_id])
+    logger.info("consent %s for purpose %s recorded (%s)", status, rule.key, source)
+    return record
+
+
+def consent_grant(*, profile_id: uuid.UUID, purpose: str, **kwargs: Any) -> ConsentRecord:
+    return consent_record(
+        profile_id=profile_id, purpose=purpose, status=ConsentStatus.GRANTED, **kwargs
+    )
+
+
+def consent_withdraw(*, profile_id: uuid.UUID, purpose: str, **kwargs: Any) -> ConsentRecord:
+    return consent_record(
+        profile_id=profile_id, purpose=purpose, status=ConsentStatus.WITHDRAWN, **kwargs
+    )
+
+
+def consent_reassign_profile(*, from_profile_id: uuid.UUID, to_profile_id: uuid.UUID) -> int:
+    """A merge: the absorbed profile's log joins the survivor's (both are kept).
+
+    The survivor's state is then the latest statement of either person-record.
+    """
+    moved = ConsentRecord.objects.filter(profile_id=from_profile_id).update(
+        profile_id=to_profile_id
+    )
+    if moved:
+        _state_refresh(profile_ids=[from_profile_id, to_profile_id])
+    return moved
+
+
+def consent_restore_after_split(
+    *,
+    split_profile_id: uuid.UUID,
+    origin_profile_ids: Iterable[uuid.UUID],
+    from_profile_id: uuid.UUID,
+) -> int:
+    """A split: statements made for the split-out profile (or for profiles it had
+    absorbed before) go back to it."""
+    origins = list(origin_profile_ids)
+    moved = ConsentRecord.objects.filter(
+        profile_id=from_profile_id, origin_profile_id__in=origins
+    ).update(profile_id=split_profile_id)
+    if moved:
+        _state_refresh(profile_ids=[split_profile_id, from_profile_id])
+    return moved
+
+
+__all__ = [
+    "ConsentRefused",
+    "consent_grant",
+    "consent_reassign_profile",
+    "consent_record",
+    "consent_restore_after_split",
+    "consent_withdraw",
+]

@@ -1,0 +1,169 @@
+"""Data-subject requests: creation with the legal deadline, the status workflow."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.common.exceptions import ApplicationError
+from apps.consent.deadlines import MAX_EXTENSION_MONTHS, due_date
+from apps.consent.models import (
+    OPEN_STATUSES,
+    DataSubjectRequest,
+    RequestEvent,
+    RequestStatus,
+    RequestType,
+)
+
+logger = logging.getLogger(__name__)
+
+# Which status may follow which.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    RequestStatus.RECEIVED: (RequestStatus.VERIFIED, RequestStatus.REJECTED),
+    RequestStatus.VERIFIED: (
+        RequestStatus.IN_PROGRESS,
+        RequestStatus.COMPLETED,
+        RequestStatus.REJECTED,
+    ),
+    RequestStatus.IN_PROGRESS: (RequestStatus.COMPLETED, RequestStatus.REJECTED),
+    RequestStatus.COMPLETED: (),
+    RequestStatus.REJECTED: (),
+}
+
+
+class RequestRefused(ApplicationError):
+    pass
+
+
+def _validate_subject(subject: str) -> str:
+    from apps.identity.selectors import ExternalIdError, parse_external_id
+
+    subject = subject.strip()
+    try:
+        parse_external_id(subject)
+    except ExternalIdError as exc:
+        raise RequestRefused(f"subject: {exc}") from exc
+    return subject
+
+
+@transaction.atomic
+def dsr_create(
+    *,
+    type: str,
+    subject: str,
+    received_at: datetime | None = None,
+    details: str = "",
+    actor: Any = None,
+) -> DataSubjectRequest:
+    if type not in RequestType.values:
+        raise RequestRefused(f"Unknown request type {type!r}.")
+    received = received_at or timezone.now()
+    if received > timezone.now() + timedelta(minutes=5):
+        raise RequestRefused("received_at is in the future.")
+    request = DataSubjectRequest(
+        type=type,
+        subject=_validate_subject(subject),
+        received_at=received,
+        due_date=due_date(timezone.localdate(received)),
+        details=details,
+        created_by=actor,
+    )
+    request.full_clean()
+    request.save()
+    RequestEvent.objects.create(
+        request=request, actor=actor, action="created", to_status=request.status
+    )
+    logger.info("data-subject request %s (%s) received", request.id, type)
+    return request
+
+
+@transaction.atomic
+def dsr_transition(
+    *, request: DataSubjectRequest, status: str, actor: Any = None, note: str = ""
+) -> DataSubjectRequest:
+    request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+    if status not in TRANSITIONS.get(request.status, ()):
+        allowed = ", ".join(TRANSITIONS.get(request.status, ())) or "none (it is closed)"
+        raise RequestRefused(
+            f"A {request.get_status_display().lower()} request cannot become {status}; "
+            f"allowed: {allowed}."
+        )
+    if status == RequestStatus.REJECTED and not note.strip():
+        raise RequestRefused("Say why the request is rejected (the person must be told).")
+    if (
+        status == RequestStatus.COMPLETED
+        and request.type == RequestType.ERASURE
+        and not request.erasure_summary
+    ):
+        raise RequestRefused("An erasure request completes when the erasure has run.")
+    previous = request.status
+    request.status = status
+    if status in (RequestStatus.COMPLETED, RequestStatus.REJECTED):
+        request.completed_at = timezone.now()
+        request.progress = 100 if status == RequestStatus.COMPLETED else request.progress
+    request.save()
+    RequestEvent.objects.create(
+        request=request,
+        actor=actor,
+        action="status",
+        from_status=previous,
+        to_status=status,
+        note=note,
+    )
+    return request
+
+
+@transaction.atomic
+def dsr_extend(
+    *, request: DataSubjectRequest, months: int, reason: str, actor: Any = None
+) -> DataSubjectRequest:
+    """Extend the deadline by up to two further months in all (Art. 12(3)); the
+    reason is recorded, and the person must be told within the first month."""
+    request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+    if request.status not in OPEN_STATUSES:
+        raise RequestRefused("Only an open request can be extended.")
+    total = request.extension_months + months
+    if months < 1 or total > MAX_EXTENSION_MONTHS:
+        raise RequestRefused(
+            f"The deadline can be extended by {MAX_EXTENSION_MONTHS} months at most in all "
+            f"(already extended by {request.extension_months})."
+        )
+    if not reason.strip():
+        raise RequestRefused("An extension needs a reason.")
+    if timezone.localdate() > request.due_date:
+        raise RequestRefused("The deadline has passed; it can no longer be extended.")
+    before = request.due_date
+    request.extension_months = total
+    request.extension_reason = "\n".join(filter(None, [request.extension_reason, reason.strip()]))
+    request.due_date = due_date(timezone.localdate(request.received_at), total)
+    request.save()
+    RequestEvent.objects.create(
+        request=request,
+        actor=actor,
+        action="extended",
+        note=f"{before.isoformat()} -> {request.due_date.isoformat()}: {reason.strip()}",
+    )
+    return request
+
+
+def dsr_progress(*, request_id: Any, progress: int, note: str) -> None:
+    DataSubjectRequest.objects.filter(pk=request_id).update(
+        progress=max(0, min(100, progress)), progress_note=note[:200], updated_at=timezone.now()
+    )
+
+
+def dsr_deadline_report(*, today: date | None = None, soon_days: int = 7) -> dict[str, int]:
+    """Counts of open requests that are overdue or due soon (for the beat task)."""
+    today = today or timezone.localdate()
+    open_requests = DataSubjectRequest.objects.filter(status__in=OPEN_STATUSES)
+    return {
+        "open": open_requests.count(),
+        "overdue": open_requests.filter(due_date__lt=today).count(),
+        "due_soon": open_requests.filter(
+            due_date__gte=today, due_date__lte=today + timedelta(days=soon_days)
+        ).count(),
+    }

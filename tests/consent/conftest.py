@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apps.consent.models import CategoryMapping, LegalBasis, Purpose
+from apps.consent.selectors import consent_config_clear
+from apps.identity.services import IdentityClaim, profiles_resolve
+
+
+@pytest.fixture(autouse=True)
+def _fresh_consent_config() -> Any:
+    consent_config_clear()
+    yield
+    consent_config_clear()
+
+
+@pytest.fixture
+def make_purpose(db: None) -> Any:
+    def make(key: str, **fields: Any) -> Purpose:
+        categories = fields.pop("categories", [])
+        purpose = Purpose.objects.create(key=key, name=fields.pop("name", key.title()), **fields)
+        for category in categories:
+            CategoryMapping.objects.create(category=category, purpose=purpose)
+        consent_config_clear()
+        return purpose
+
+    return make
+
+
+@pytest.fixture
+def storage_purpose(make_purpose: Any) -> Purpose:
+    return make_purpose(
+        "analytics",
+        gates_storage=True,
+        storage_policy="drop",
+        legal_basis=LegalBasis.CONSENT,
+        default_granted=False,
+        categories=["Analytics"],
+        notice_version="v3",
+        notice_text="We measure how you use the site.",
+    )
+
+
+@pytest.fixture
+def make_profile(db: None) -> Any:
+    from django.utils import timezone
+
+    def make(*identifiers: tuple[str, str]) -> Any:
+        from apps.identity.models import Profile
+
+        profile_id = profiles_resolve(
+            claims=[IdentityClaim(identifiers=list(identifiers), timestamp=timezone.now())]
+        )[0]
+        return Profile.objects.get(pk=profile_id)
+
+    return make
+
+
+@pytest.fixture
+def admin_api(db: None) -> Any:
+    """An API client whose token has every CDP permission (the full-access group)."""
+    from django.test import Client
+
+    from apps.api_auth.services import api_token_create, service_user_ensure
+
+    user = service_user_ensure(name="privacy-admin", read_only=False)
+    _, raw = api_token_create(name="privacy-admin", user=user)
+    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")

@@ -1,0 +1,272 @@
+"""Erasure removes a person from every table, provably, and keeps them out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection
+
+from apps.consent.models import DataSubjectRequest, ErasureHookOutcome, SuppressionEntry
+from apps.consent.registry import register_deletion_hook, unregister_deletion_hook
+from apps.consent.services import consent_grant
+from apps.consent.services.dsr import dsr_create, dsr_transition
+from apps.consent.services.erasure import erasure_run, erasure_start
+from apps.events.models import Event
+from apps.identity.dedup.models import DuplicateCandidate
+from apps.identity.models import IdentityConflict, Profile, ProfileMerge
+from apps.identity.selectors import profile_get_by_external_id
+from apps.identity.services import profile_merge
+
+pytestmark = pytest.mark.django_db
+
+# Everything that identifies Erin, as she sent it and as it is normalized.
+ERIN = {
+    "user_id": "erin-7731",
+    "email_raw": "Erin.Quarrington@Example.COM",
+    "email": "erin.quarrington@example.com",
+    "phone_raw": "(415) 555-0199",
+    "phone": "+14155550199",
+    "anon_web": "anon-erin-web-5d1f",
+    "anon_app": "anon-erin-app-88c2",
+    "first_name": "Erinyes",
+    "last_name": "Quarrington",
+    "street": "17 Wombat Lane",
+}
+OTHER = {"user_id": "olaf-1", "email": "olaf@example.com", "last_name": "Mickelborough"}
+
+
+def _scan(needles: list[str]) -> dict[str, list[str]]:
+    """Every table and column in the database (by introspection) holding a needle."""
+    hits: dict[str, list[str]] = {}
+    introspection = connection.introspection
+    with connection.cursor() as cursor:
+        for table in introspection.table_names(cursor):
+            for column in introspection.get_table_description(cursor, table):
+                qn = connection.ops.quote_name
+                if connection.vendor == "postgresql":
+                    expr = f"{qn(column.name)}::text"
+                else:
+                    expr = f"CAST({qn(column.name)} AS TEXT)"
+                for needle in needles:
+                    cursor.execute(
+                        f"SELECT 1 FROM {qn(table)} WHERE LOWER({expr}) LIKE %s LIMIT 1",
+                        [f"%{needle.lower()}%"],
+                    )
+                    if cursor.fetchone():
+                        hits.setdefault(f"{table}.{column.name}", []).append(needle)
+    return hits
+
+
+@pytest.fixture
+def erin(post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
+    """Erin, with events, merges, consents, a dedup candidate, a conflict, a refused
+    payload, an earlier access request (with its history) and an admin log entry."""
+    make_purpose("marketing")
+    traits = {
+        "email": ERIN["email_raw"],
+        "phone": ERIN["phone_raw"],
+        "firstName": ERIN["first_name"],
+        "lastName": ERIN["last_name"],
+        "address": {"street": ERIN["street"], "city": "Springfield"},
+    }
+    batch = [
+        {"type": "page", "anonymousId": ERIN["anon_web"], "name": "Home", "messageId": "e1"},
+        {
+            "type": "track",
+            "anonymousId": ERIN["anon_web"],
+            "event": "Product Viewed",
+            "properties": {"product_id": "sku-1"},
+            "messageId": "e2",
+        },
+        {
+            "type": "identify",
+            "anonymousId": ERIN["anon_web"],
+            "userId": ERIN["user_id"],
+            "traits": traits,
+            "messageId": "e3",
+        },
+        {"type": "screen", "anonymousId": ERIN["anon_app"], "name": "Cart", "messageId": "e4"},
+        {
+            "type": "alias",
+            "previousId": ERIN["anon_app"],
+            "userId": ERIN["user_id"],
+            "messageId": "e5",
+        },
+        # refused (no event name) and kept in the rejected log with her email in it
+        {"type": "track", "userId": ERIN["user_id"], "properties": {"email": ERIN["email"]}},
+        {
+            "type": "identify",
+            "userId": OTHER["user_id"],
+            "traits": {"email": OTHER["email"], "lastName": OTHER["last_name"]},
+            "messageId": "o1",
+        },
+    ]
+    assert post_events("/v1/batch", {"batch": batch}).status_code == 200
+    profile = profile_get_by_external_id(external_id=f"email:{ERIN['email']}")
+    assert profile is not None
+    assert ProfileMerge.objects.filter(survivor=profile).exists()  # anonymous ids merged
+    # a profile the dedup found as a possible duplicate of her, merged by an admin
+    twin = Profile.objects.create(
+        traits={"firstName": ERIN["first_name"], "lastName": "Quaringten"}
+    )
+    profile_merge(profile_ids=(profile.id, twin.id), reason="admin", details={"note": "twin"})
+    olaf = profile_get_by_external_id(external_id=f"user_id:{OTHER['user_id']}")
+    assert olaf is not None
+    a, b = sorted([profile, olaf], key=lambda p: str(p.id))
+    DuplicateCandidate.objects.create(
+        profile_a=a,
+        profile_b=b,
+        score=3.5,
+        evidence={"fields": {"lastName": {"values": [ERIN["last_name"], OTHER["last_name"]]}}},
+    )
+    IdentityConflict.objects.create(
+        profile=olaf, identifier_type="phone", identifier_value=ERIN["phone"], rule="cap"
+    )
+    consent_grant(
+        profile_id=profile.id,
+        purpose="marketing",
+        source="api",
+        page_url=f"https://shop.example.com/signup?email={ERIN['email']}",
+        user_agent="Mozilla/5.0",
+    )
+    earlier = dsr_create(type="access", subject=f"email:{ERIN['email']}", details="Copy please")
+    dsr_transition(request=earlier, status="verified", note=f"checked {ERIN['email']}")
+    LogEntry.objects.create(
+        user=get_user_model().objects.get(username="admin"),
+        content_type=ContentType.objects.get_for_model(Profile),
+        object_id=str(profile.id),
+        object_repr=ERIN["email"],
+        action_flag=CHANGE,
+        change_message="looked at",
+    )
+    return profile
+
+
+def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_events: Any) -> None:
+    needles = [v for k, v in ERIN.items()]
+    before = _scan(needles)
+    # the scan does find her before: in events, identifiers, profiles, merges...
+    assert {t.split(".")[0] for t in before} >= {
+        "events_event",
+        "events_rejectedevent",
+        "identity_identifier",
+        "identity_profile",
+        "identity_profilemerge",
+        "identity_identityconflict",
+        "identity_duplicatecandidate",
+        "consent_consentrecord",
+        "consent_datasubjectrequest",
+        "consent_historicaldatasubjectrequest",
+        "consent_requestevent",
+        "django_admin_log",
+    }
+    calls: list[list[tuple[str, str]]] = []
+
+    def destination(identifiers: Any) -> str:
+        calls.append(list(identifiers))
+        return "ok"
+
+    def broken(identifiers: Any) -> str:
+        raise ConnectionError("destination down")
+
+    register_deletion_hook("test-destination", destination)
+    register_deletion_hook("test-broken", broken)
+    try:
+        # when: an erasure request goes from receipt to completion
+        request = dsr_create(type="erasure", subject=f"email:{ERIN['email_raw']}")
+        dsr_transition(request=request, status="verified")
+        erasure_start(request=request)
+        assert erasure_run(request_id=request.id) is True
+    finally:
+        unregister_deletion_hook("test-destination")
+        unregister_deletion_hook("test-broken")
+
+    # then: no table and no column holds any of her identifiers or traits
+    assert _scan(needles) == {}
+    # the other person is untouched
+    olaf = profile_get_by_external_id(external_id=f"user_id:{OTHER['user_id']}")
+    assert olaf is not None and olaf.traits["lastName"] == OTHER["last_name"]
+    assert Event.objects.filter(user_id=OTHER["user_id"]).count() == 1
+    # the proof of erasure holds counts and hashes, no personal data
+    request.refresh_from_db()
+    assert request.status == "completed" and request.progress == 100
+    assert request.subject.startswith("erased:") and len(request.subject_hash) == 64
+    counts = request.erasure_summary["counts"]
+    assert counts == {
+        "events": 5,
+        "rejected_events": 1,
+        "profiles": 3,  # her profile, the app's anonymous profile, the twin
+        "merges": 2,
+        "identifiers": 5,
+        "conflicts": 1,
+        "dedup_candidates": 1,
+        "dedup_block_keys": 0,
+        "consent_records": 1,
+        "admin_log_entries": 1,
+        "suppression_entries": 5,
+    }
+    # destinations were asked to delete her too, and each outcome is recorded
+    assert dict(
+        ErasureHookOutcome.objects.filter(request=request).values_list("hook", "outcome")
+    ) == {
+        "test-destination": "ok",
+        "test-broken": "failed",
+    }
+    assert ("email", ERIN["email_raw"]) in calls[0] or ("email", ERIN["email"]) in calls[0]
+    # and suppression keeps her out: her next events are dropped
+    assert SuppressionEntry.objects.count() >= 5
+    response = post_events(
+        "/v1/batch",
+        {
+            "batch": [
+                {"type": "track", "userId": ERIN["user_id"], "event": "Back", "messageId": "x1"},
+                {"type": "page", "anonymousId": ERIN["anon_app"], "messageId": "x2"},
+                {
+                    "type": "identify",
+                    "anonymousId": "brand-new-device",
+                    "traits": {"email": ERIN["email_raw"].upper()},
+                    "messageId": "x3",
+                },
+                {"type": "track", "userId": "someone-else", "event": "Hi", "messageId": "x4"},
+            ]
+        },
+    )
+    assert response.status_code == 200
+    assert list(
+        Event.objects.filter(message_id__startswith="x").values_list("message_id", flat=True)
+    ) == ["x4"]
+    assert _scan(needles) == {}
+
+
+def test_erasure_resumes_after_a_crash(erin: Profile) -> None:
+    request = dsr_create(type="erasure", subject=f"user_id:{ERIN['user_id']}")
+    dsr_transition(request=request, status="verified")
+    erasure_start(request=request)
+    # when: the worker dies after three steps (events deleted in batches of 2)
+    assert erasure_run(request_id=request.id, max_steps=3, batch_size=2) is False
+    request.refresh_from_db()
+    assert request.status == "in_progress" and 0 < request.progress < 100
+    assert request.work_state["step"] == "events"
+    assert Event.objects.filter(profile_id=erin.id).count() < 5
+    # then: running it again (the task's retry, or the stalled-erasure sweep) finishes
+    from apps.consent.tasks import erasure_run as erasure_run_task
+
+    assert erasure_run_task.delay(str(request.id)).get() is True
+    request.refresh_from_db()
+    assert request.status == "completed"
+    assert not Profile.objects.filter(id=erin.id).exists()
+    assert _scan([ERIN["email"], ERIN["last_name"], ERIN["anon_web"]]) == {}
+
+
+def test_erasure_needs_a_verified_request(erin: Profile) -> None:
+    from apps.consent.services.dsr import RequestRefused
+
+    request = dsr_create(type="erasure", subject=f"user_id:{ERIN['user_id']}")
+    with pytest.raises(RequestRefused, match="Verify"):
+        erasure_start(request=request)
+    assert DataSubjectRequest.objects.get(pk=request.pk).status == "received"
+    assert Profile.objects.filter(id=erin.id).exists()
