@@ -1,0 +1,254 @@
+"""The consent and data-subject request API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from apps.consent.deadlines import due_date
+from apps.consent.models import ConsentRecord, DataSubjectRequest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_grant_and_withdraw_through_the_api(admin_api: Any, make_purpose: Any) -> None:
+    make_purpose("newsletter", notice_version="2026-01", notice_text="Monthly news.")
+    url = "/api/v1/profiles/email:Ada@Example.com/consents"
+    # when: consent comes before any event (a signup form)
+    response = admin_api.post(
+        url,
+        {
+            "purpose": "newsletter",
+            "status": "granted",
+            "method": "signup checkbox",
+            "proof": {"ip": "198.51.100.7", "user_agent": "UA", "page_url": "https://x/signup"},
+            "tcf_string": "CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA",
+            "gcm_flags": {"ad_storage": "granted", "analytics_storage": "denied"},
+        },
+        content_type="application/json",
+    )
+    # then: the person exists, the statement and its proof are in the log
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "granted" and body["source"] == "api"
+    assert body["notice_version"] == "2026-01" and len(body["notice_hash"]) == 64
+    assert body["gcm_flags"] == {"ad_storage": "granted", "analytics_storage": "denied"}
+    assert "198.51.100.7" not in json.dumps(body)
+    granted_at = ConsentRecord.objects.get().given_at + timedelta(microseconds=1)
+    check = admin_api.get(url + "/check?purpose=newsletter").json()
+    assert check["allowed"] is True
+    # when: withdrawing is the same call
+    assert (
+        admin_api.post(
+            url, {"purpose": "newsletter", "status": "withdrawn"}, content_type="application/json"
+        ).status_code
+        == 201
+    )
+    state = admin_api.get(url).json()
+    assert [(s["purpose"], s["status"], s["allowed"]) for s in state["states"]] == [
+        ("newsletter", "withdrawn", False)
+    ]
+    assert [r["status"] for r in state["log"]] == ["withdrawn", "granted"]
+    # and the past is still answerable: granted in between, not before
+    from urllib.parse import quote
+
+    def allowed_at(at: Any) -> bool:
+        return admin_api.get(url + f"/check?purpose=newsletter&at={quote(at.isoformat())}").json()[
+            "allowed"
+        ]
+
+    assert allowed_at(granted_at) is True
+    assert allowed_at(granted_at - timedelta(minutes=5)) is False
+
+
+def test_consent_api_errors(admin_api: Any, api_client: Any, make_purpose: Any) -> None:
+    make_purpose("newsletter")
+    url = "/api/v1/profiles/email:ada@example.com/consents"
+    bad_purpose = admin_api.post(
+        url, {"purpose": "nope", "status": "granted"}, content_type="application/json"
+    )
+    assert bad_purpose.status_code == 400 and "nope" in bad_purpose.json()["errors"]["purpose"]
+    bad_status = admin_api.post(
+        url, {"purpose": "newsletter", "status": "maybe"}, content_type="application/json"
+    )
+    assert bad_status.status_code == 400
+    bad_id = admin_api.post(
+        "/api/v1/profiles/shoe:1/consents",
+        {"purpose": "newsletter", "status": "granted"},
+        content_type="application/json",
+    )
+    assert bad_id.status_code == 400
+    # a read-only token reads but cannot write
+    assert (
+        api_client.post(
+            url, {"purpose": "newsletter", "status": "granted"}, content_type="application/json"
+        ).status_code
+        == 403
+    )
+    assert api_client.get("/api/v1/consent/purposes").status_code == 200
+    assert ConsentRecord.objects.count() == 0
+    # no token at all
+    from django.test import Client
+
+    assert Client().get("/api/v1/consent/purposes").status_code in (401, 403)
+
+
+def test_request_workflow_and_deadlines(admin_api: Any) -> None:
+    received = timezone.now() - timedelta(days=3)
+    created = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "access", "subject": "email:ada@example.com", "received_at": received.isoformat()},
+        content_type="application/json",
+    )
+    assert created.status_code == 201, created.content
+    dsr = created.json()
+    assert dsr["due_date"] == due_date(timezone.localdate(received)).isoformat()
+    url = f"/api/v1/privacy-requests/{dsr['id']}"
+    # not allowed: received -> completed
+    refused = admin_api.post(
+        url + "/transition", {"status": "completed"}, content_type="application/json"
+    )
+    assert refused.status_code == 400 and "allowed: verified, rejected" in refused.json()["detail"]
+    # extensions: reason required, two months at most in all
+    assert (
+        admin_api.post(
+            url + "/extend", {"months": 1, "reason": ""}, content_type="application/json"
+        ).status_code
+        == 400
+    )
+    extended = admin_api.post(
+        url + "/extend", {"months": 2, "reason": "Complex request"}, content_type="application/json"
+    )
+    assert extended.status_code == 200
+    assert extended.json()["due_date"] == due_date(timezone.localdate(received), 2).isoformat()
+    again = admin_api.post(
+        url + "/extend", {"months": 1, "reason": "more"}, content_type="application/json"
+    )
+    assert again.status_code == 400 and "2 months at most" in again.json()["detail"]
+    for status in ("verified", "in_progress", "completed"):
+        r = admin_api.post(
+            url + "/transition", {"status": status, "note": "ok"}, content_type="application/json"
+        )
+        assert r.status_code == 200, r.content
+    final = admin_api.get(url).json()
+    assert final["status"] == "completed" and final["completed_at"]
+    assert [e["action"] for e in final["events"]] == [
+        "created",
+        "extended",
+        "status",
+        "status",
+        "status",
+    ]
+    # rejecting needs a reason
+    other = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "objection", "subject": "user_id:42"},
+        content_type="application/json",
+    ).json()
+    r = admin_api.post(
+        f"/api/v1/privacy-requests/{other['id']}/transition",
+        {"status": "rejected"},
+        content_type="application/json",
+    )
+    assert r.status_code == 400 and "why" in r.json()["detail"]
+    bad = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "erasure", "subject": "ada"},
+        content_type="application/json",
+    )
+    assert bad.status_code == 400
+
+
+def test_requests_are_listed_open_and_most_urgent_first(admin_api: Any) -> None:
+    from apps.consent.services.dsr import dsr_create, dsr_transition
+
+    now = timezone.now()
+    closed = dsr_create(type="access", subject="user_id:1", received_at=now - timedelta(days=60))
+    dsr_transition(request=closed, status="rejected", note="not verifiable")
+    late = dsr_create(type="erasure", subject="user_id:2", received_at=now - timedelta(days=40))
+    soon = dsr_create(type="access", subject="user_id:3", received_at=now - timedelta(days=25))
+    fresh = dsr_create(type="access", subject="user_id:4", received_at=now)
+    listed = admin_api.get("/api/v1/privacy-requests")
+    assert listed.status_code == 200, listed.content
+    ids = [r["id"] for r in listed.json()]
+    assert ids == [str(late.id), str(soon.id), str(fresh.id), str(closed.id)]
+
+
+def test_export_archive_holds_everything_about_the_person(
+    admin_api: Any, post_events: Any, make_purpose: Any
+) -> None:
+    # given: a person with events (two devices merged), traits and consent
+    make_purpose("newsletter")
+    post_events(
+        "/v1/batch",
+        {
+            "batch": [
+                {"type": "page", "anonymousId": "a-1", "name": "Home", "messageId": "m1"},
+                {
+                    "type": "identify",
+                    "anonymousId": "a-1",
+                    "userId": "u-ada",
+                    "traits": {"email": "ada@example.com", "firstName": "Ada"},
+                    "messageId": "m2",
+                },
+                {"type": "track", "anonymousId": "a-2", "event": "Cart Viewed", "messageId": "m3"},
+                {"type": "alias", "previousId": "a-2", "userId": "u-ada", "messageId": "m4"},
+                {"type": "track", "userId": "someone-else", "event": "X", "messageId": "m5"},
+            ]
+        },
+    )
+    admin_api.post(
+        "/api/v1/profiles/user_id:u-ada/consents",
+        {"purpose": "newsletter", "status": "granted"},
+        content_type="application/json",
+    )
+    dsr = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "portability", "subject": "email:ada@example.com"},
+        content_type="application/json",
+    ).json()
+    url = f"/api/v1/privacy-requests/{dsr['id']}"
+    # not before the requester is verified
+    assert admin_api.get(url + "/export").status_code == 400
+    admin_api.post(url + "/transition", {"status": "verified"}, content_type="application/json")
+    # when
+    response = admin_api.get(url + "/export")
+    # then
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert set(archive.namelist()) >= {
+        "README.txt",
+        "data.json",
+        "profile.csv",
+        "identifiers.csv",
+        "events.csv",
+        "consent.csv",
+        "merges.csv",
+    }
+    tables = json.loads(archive.read("data.json"))["tables"]
+    assert sorted(e["message_id"] for e in tables["events"]) == ["m1", "m2", "m3", "m4"]
+    assert {(i["type"], i["value"]) for i in tables["identifiers"]} == {
+        ("anonymous_id", "a-1"),
+        ("anonymous_id", "a-2"),
+        ("user_id", "u-ada"),
+        ("email", "ada@example.com"),
+    }
+    live = [p for p in tables["profile"] if p["merged_into"] is None]
+    assert len(live) == 1 and live[0]["traits"]["firstName"] == "Ada"
+    assert [c["purpose"] for c in tables["consent"]] == ["newsletter"]
+    assert len(tables["merges"]) == 1
+    events_csv = list(csv.DictReader(io.StringIO(archive.read("events.csv").decode())))
+    assert sorted(r["message_id"] for r in events_csv) == ["m1", "m2", "m3", "m4"]
+    assert "someone-else" not in archive.read("data.json").decode()
+    # the download is on the request's trail, with the archive's hash
+    trail = admin_api.get(url).json()["events"]
+    assert trail[-1]["action"] == "exported" and "sha256" in trail[-1]["note"]
+    assert DataSubjectRequest.objects.get(pk=dsr["id"]).status == "verified"
