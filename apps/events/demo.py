@@ -834,6 +834,15 @@ class _PersonWriter:
         self.orders = 0
         self.plan = "free"
         self.opens: list[tuple[datetime, _Campaign]] = []
+        # The cookie banner's answer (Segment consent spec), from its own Random so
+        # that the rest of the demo stays as it was: most accept all, some refuse
+        # advertising, a few refuse personalization as well.
+        roll = random.Random(f"{gen.seed}:{person.index}:consent").random()
+        self.consent = {
+            "Analytics": True,
+            "Functional": roll < 0.9,
+            "Advertising": roll < 0.7,
+        }
 
     def write(self) -> list[dict[str, Any]]:
         times = self._session_times()
@@ -961,6 +970,7 @@ class _Session:
         if self.user_id and "userId" not in event:
             event["userId"] = self.user_id
         context: dict[str, Any] = {
+            "consent": {"categoryPreferences": self.w.consent},
             "session_id": self.session_id,
             "userAgent": self.device.user_agent,
             "locale": self.device.locale,

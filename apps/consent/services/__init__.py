@@ -6,6 +6,7 @@ from .consent import (
     consent_reassign_profile,
     consent_record,
     consent_restore_after_split,
+    consent_statements_append,
     consent_withdraw,
 )
 from .ingest import GateResult, consent_gate
@@ -18,5 +19,6 @@ __all__ = [
     "consent_reassign_profile",
     "consent_record",
     "consent_restore_after_split",
+    "consent_statements_append",
     "consent_withdraw",
 ]

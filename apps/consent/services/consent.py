@@ -52,8 +52,7 @@ def _state_refresh(*, profile_ids: Iterable[uuid.UUID]) -> None:
     ConsentState.objects.bulk_create(states)
 
 
-@transaction.atomic
-def consent_record(
+def _build(
     *,
     profile_id: uuid.UUID,
     purpose: str | PurposeRule,
@@ -70,10 +69,6 @@ def consent_record(
     event_message_id: str = "",
     entered_by: Any = None,
 ) -> ConsentRecord:
-    """Append one statement to the log; it takes effect at once.
-
-    Granting and withdrawing are the same call with a different status.
-    """
     rule = purpose_rule(purpose)
     if status not in ConsentStatus.values:
         raise ConsentRefused(f"Unknown consent status {status!r}.")
@@ -87,7 +82,7 @@ def consent_record(
     if given > now + timedelta(minutes=5):
         raise ConsentRefused("given_at is in the future.")
     version = rule.notice_version if notice_version is None else notice_version
-    record = ConsentRecord.objects.create(
+    return ConsentRecord(
         profile_id=profile_id,
         origin_profile_id=profile_id,
         purpose_id=rule.id,
@@ -105,9 +100,28 @@ def consent_record(
         event_message_id=event_message_id[:255],
         entered_by=entered_by,
     )
-    _state_refresh(profile_ids=[profile_id])
-    logger.info("consent %s for purpose %s recorded (%s)", status, rule.key, source)
-    return record
+
+
+@transaction.atomic
+def consent_record(**statement: Any) -> ConsentRecord:
+    """Append one statement to the log; it takes effect at once.
+
+    Granting and withdrawing are the same call with a different status. Keyword
+    arguments: profile_id, purpose, status, source, and optionally given_at, method,
+    notice_version (default: the purpose's current one), ip (kept as a keyed hash),
+    user_agent, page_url, tcf_string, gcm_flags, event_message_id, entered_by.
+    """
+    return consent_statements_append(statements=[statement])[0]
+
+
+@transaction.atomic
+def consent_statements_append(*, statements: list[dict[str, Any]]) -> list[ConsentRecord]:
+    """Append several statements at once (one insert, one state refresh)."""
+    records = [_build(**s) for s in statements]
+    ConsentRecord.objects.bulk_create(records)
+    _state_refresh(profile_ids=[r.profile_id for r in records])
+    logger.debug("%d consent statements recorded", len(records))
+    return records
 
 
 def consent_grant(*, profile_id: uuid.UUID, purpose: str, **kwargs: Any) -> ConsentRecord:
@@ -158,5 +172,6 @@ __all__ = [
     "consent_reassign_profile",
     "consent_record",
     "consent_restore_after_split",
+    "consent_statements_append",
     "consent_withdraw",
 ]

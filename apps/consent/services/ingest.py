@@ -28,7 +28,7 @@ from apps.consent.hashing import keyed_hash
 from apps.consent.models import ConsentSource, ConsentState, ConsentStatus, StoragePolicy
 from apps.consent.selectors import ConsentConfig, PurposeRule, consent_config
 
-from .consent import consent_record
+from .consent import consent_statements_append
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +147,15 @@ def _allowed(rule: PurposeRule, state: tuple[str, Any] | None, now: Any) -> bool
     return given_at + timedelta(days=rule.expiry_days) > now or rule.default_granted
 
 
-def _resolve(row: dict[str, Any]) -> uuid.UUID | None:
+def _resolve(rows: Sequence[dict[str, Any]]) -> list[uuid.UUID | None]:
     from apps.identity.services import IdentityClaim, profiles_resolve
 
-    claim = IdentityClaim(identifiers=list(_identity_keys(row)), timestamp=row["timestamp"])
-    return profiles_resolve(claims=[claim])[0]
+    return profiles_resolve(
+        claims=[
+            IdentityClaim(identifiers=list(_identity_keys(row)), timestamp=row["timestamp"])
+            for row in rows
+        ]
+    )
 
 
 def _proof(row: dict[str, Any], request_ip: str | None, user_agent: str) -> dict[str, Any]:
@@ -220,12 +224,25 @@ def consent_gate(
     states = _states({p for p in profiles if p is not None})
     now = timezone.now()
 
-    # Capture: record what the events state, where it changes what is known.
+    # Capture: record what the events state, where it changes what is known. New
+    # people are resolved together (one identity pass), statements appended together.
+    unknown: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    for row, prefs in zip(rows, stated, strict=True):
+        if prefs and _row_profile(row, owners) is None:
+            unknown.setdefault(tuple(_identity_keys(row)), row)
+    if unknown:
+        for keys, profile_id in zip(unknown, _resolve(list(unknown.values())), strict=True):
+            if profile_id is not None:
+                for id_key in keys:
+                    owners.setdefault(id_key, profile_id)
+    statements: list[dict[str, Any]] = []
     for row, prefs in zip(rows, stated, strict=True):
         if not prefs:
             continue
         profile_id = _row_profile(row, owners)
-        current = states.get(profile_id, {}) if profile_id else {}
+        if profile_id is None:
+            continue
+        current = states.setdefault(profile_id, {})
         changes = []
         for key, yes in prefs.items():
             rule = config.purposes[key]
@@ -243,26 +260,25 @@ def consent_gate(
             changes.append((rule, new))
         if not changes:
             continue
-        if profile_id is None:
-            profile_id = _resolve(row)
-            if profile_id is None:
-                continue
-            for id_key in _identity_keys(row):
-                owners[id_key] = profile_id
         proof = _proof(row, request_ip, user_agent)
         from_gpc = gpc and all(rule.gpc_opt_out and new != "granted" for rule, new in changes)
+        given = min(row["timestamp"], now)
         for rule, new in changes:
-            consent_record(
-                profile_id=profile_id,
-                purpose=rule,
-                status=new,
-                source=ConsentSource.GPC if from_gpc else ConsentSource.EVENT,
-                method="Sec-GPC header" if from_gpc else "context.consent",
-                given_at=min(row["timestamp"], now),
-                **proof,
+            statements.append(
+                {
+                    "profile_id": profile_id,
+                    "purpose": rule,
+                    "status": new,
+                    "source": ConsentSource.GPC if from_gpc else ConsentSource.EVENT,
+                    "method": "Sec-GPC header" if from_gpc else "context.consent",
+                    "given_at": given,
+                    **proof,
+                }
             )
-            states.setdefault(profile_id, {})[rule.id] = (new, min(row["timestamp"], now))
-            result.consents_recorded += 1
+            current[rule.id] = (new, given)
+    if statements:
+        consent_statements_append(statements=statements)
+        result.consents_recorded = len(statements)
 
     if not storage:
         result.rows = rows

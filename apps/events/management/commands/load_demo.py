@@ -26,7 +26,7 @@ DEMO_SOURCE_NAME = "Demo web"
 CHUNK_SIZE = 500  # events per ingest call and per processing call, as in /v1/batch
 # Eager Celery logs a line per task and identity one per merge: hundreds of lines
 # that would bury the progress bars. They show again with -v 2.
-NOISY_LOGGERS = ("celery.app.trace", "apps.identity.services")
+NOISY_LOGGERS = ("celery.app.trace", "apps.identity.services", "apps.consent.services")
 
 
 @contextmanager
@@ -69,6 +69,9 @@ class Command(BaseCommand):
             raise CommandError("--customers and --days must be at least 1.")
         quiet = options["verbosity"] == 0
         source, _ = Source.objects.get_or_create(name=DEMO_SOURCE_NAME)
+        from apps.consent.services.defaults import purposes_default_ensure
+
+        purposes_default_ensure()  # the demo's events carry cookie-banner answers
         if not options["force"] and Event.objects.filter(source=source).exists():
             self.stdout.write("demo data already loaded (use --force to load more)")
             return
