@@ -252,3 +252,19 @@ def test_export_archive_holds_everything_about_the_person(
     trail = admin_api.get(url).json()["events"]
     assert trail[-1]["action"] == "exported" and "sha256" in trail[-1]["note"]
     assert DataSubjectRequest.objects.get(pk=dsr["id"]).status == "verified"
+
+
+def test_profile_resource_shows_consents(
+    admin_api: Any, make_purpose: Any, make_profile: Any
+) -> None:
+    from apps.consent.services import consent_grant
+
+    make_purpose("ads")
+    make_purpose("fraud", legal_basis="legitimate_interest", default_granted=True)
+    person = make_profile(("user_id", "u-1"))
+    consent_grant(profile_id=person.id, purpose="ads", source="api")
+    body = admin_api.get("/api/v1/profiles/user_id:u-1").json()
+    assert body["consents"] == {
+        "ads": {"status": "granted", "allowed": True},
+        "fraud": {"status": "default", "allowed": True},
+    }

@@ -120,6 +120,7 @@ def test_profile_is_found_by_each_identifier_type(api_client, ada, external_id):
         "last_seen": "2024-03-01T09:09:00Z",
         "merged_into": None,
         "merges": [],
+        "consents": {},
     }
 
 

@@ -43,9 +43,19 @@ class ProfileOutputSerializer(serializers.ModelSerializer[Profile]):
 
 class ProfileDetailOutputSerializer(ProfileOutputSerializer):
     merges = serializers.SerializerMethodField()
+    consents = serializers.SerializerMethodField()
 
     class Meta(ProfileOutputSerializer.Meta):
-        fields = [*ProfileOutputSerializer.Meta.fields, "merges"]
+        fields = [*ProfileOutputSerializer.Meta.fields, "merges", "consents"]
+
+    def get_consents(self, profile: Profile) -> dict[str, Any]:
+        """Purpose key -> {status, allowed}: may the profile's data be used for it now."""
+        from apps.consent.selectors import consent_states_for_profile
+
+        return {
+            s.purpose.key: {"status": s.status, "allowed": s.allowed}
+            for s in consent_states_for_profile(profile)
+        }
 
     def get_merges(self, profile: Profile) -> list[dict[str, Any]]:
         return MergeOutputSerializer(profile_merge_history(profile=profile), many=True).data  # type: ignore[return-value]
