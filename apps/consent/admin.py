@@ -310,11 +310,16 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
         initial.setdefault("received_at", timezone.now())  # type: ignore[arg-type]
         return initial
 
+    def get_ordering(self, request: HttpRequest) -> list[str]:
+        # Open requests first, the most urgent at the top. The changelist orders by
+        # this (else by Meta.ordering) ahead of the queryset's own order_by, so the
+        # order must be given here for the list to show it.
+        return ["_open", "due_date", "received_at"]
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        # Open requests first, the most urgent at the top.
+        # Not super(): it orders by get_ordering() before "_open" is annotated.
         return (
-            super()
-            .get_queryset(request)
+            self.model._default_manager.get_queryset()
             .annotate(
                 _open=Case(
                     When(status__in=OPEN_STATUSES, then=Value(0)),
@@ -322,7 +327,7 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
                     output_field=IntegerField(),
                 )
             )
-            .order_by("_open", "due_date", "received_at")
+            .order_by(*self.get_ordering(request))
         )
 
     @admin.display(description="Request")
