@@ -59,7 +59,7 @@ Progress = Callable[[str, int, int], None]
 COMPARE_CHUNK = 200_000
 EM_SAMPLE = 400_000
 U_SAMPLE = 60_000
-MERGE_BATCH = 200
+MERGE_BATCH = 500
 LOAD_CHUNK = 5_000
 _RUN_LOCK_KEY = 0x6465647570  # "dedup": one run at a time (PostgreSQL advisory lock)
 
@@ -757,53 +757,46 @@ def _dead_pending_delete() -> None:
 def _auto_merge(
     run: DedupRun, candidates: list[DuplicateCandidate], outcome: _Outcome, progress: Progress
 ) -> None:
-    """Merge, best score first, through the safe merge path. A batch of merges and
-    their candidate rows share one transaction (each merge is its own savepoint)."""
-    from apps.identity.services import MergeRefused, profile_merge
+    """Merge, best score first, by the rules of the safe merge path, a batch of pairs
+    at a time (``profile_merge_bulk``); a batch and its candidate rows share one
+    transaction."""
+    from apps.identity.services import MergeRequest, identity_rules_load, profile_merge_bulk
 
-    parent: dict[uuid.UUID, uuid.UUID] = {}
-
-    def find(x: uuid.UUID) -> uuid.UUID:
-        root = x
-        while parent.get(root, root) != root:
-            root = parent[root]
-        while parent.get(x, x) != root:
-            parent[x], x = root, parent[x]
-        return root
-
+    rules = identity_rules_load()
     total = len(candidates)
     progress("merge", 0, total)
     for start in range(0, total, MERGE_BATCH):
         batch = candidates[start : start + MERGE_BATCH]
         now = timezone.now()
         with transaction.atomic():
-            for candidate in batch:
-                a, b = candidate.profile_a_id, candidate.profile_b_id
-                candidate.decided_at = now
-                if find(a) == find(b):
-                    candidate.status = DuplicateCandidate.Status.MERGED
-                    candidate.note = "Already one profile through other merged pairs."
-                    continue
-                try:
-                    merge = profile_merge(
-                        profile_ids=(a, b),
-                        reason=ProfileMerge.Reason.MATCH_SCORE,
+            results = profile_merge_bulk(
+                requests=[
+                    MergeRequest(
+                        profile_ids=(c.profile_a_id, c.profile_b_id),
                         details={
-                            "score": candidate.score,
-                            "probability": candidate.probability,
-                            "evidence": candidate.evidence,
+                            "score": c.score,
+                            "probability": c.probability,
+                            "evidence": c.evidence,
                             "dedup_run_id": run.pk,
                         },
-                        actor=None,
                     )
-                except MergeRefused as exc:
+                    for c in batch
+                ],
+                reason=ProfileMerge.Reason.MATCH_SCORE,
+                rules=rules,
+            )
+            for candidate, result in zip(batch, results, strict=True):
+                candidate.decided_at = now
+                if result.refused:
                     candidate.status = DuplicateCandidate.Status.REFUSED
-                    candidate.note = str(getattr(exc, "message", exc))[:500]
+                    candidate.note = result.refused[:500]
                     outcome.refused += 1
                     continue
                 candidate.status = DuplicateCandidate.Status.MERGED
-                candidate.merge = merge
-                parent[find(merge.absorbed_id)] = find(merge.survivor_id)
+                if result.already_one:
+                    candidate.note = "Already one profile through other merged pairs."
+                    continue
+                candidate.merge = result.merge
                 outcome.merged += 1
             _candidates_write(batch)
         progress("merge", min(start + MERGE_BATCH, total), total)

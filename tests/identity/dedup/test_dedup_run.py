@@ -9,7 +9,8 @@ import pytest
 
 from apps.identity.dedup.models import DedupConfig, DedupRun, DuplicateCandidate
 from apps.identity.dedup.services import dedup_run, duplicate_candidate_reject
-from apps.identity.models import Profile, ProfileMerge
+from apps.identity.models import Identifier, Profile, ProfileMerge
+from apps.identity.services import profile_split
 
 from .conftest import ROBERT, variant
 
@@ -102,6 +103,50 @@ def test_auto_merge_goes_through_profile_merge_with_score_and_evidence(
     assert last_name["weight"] > 0
     assert 0.9 < last_name["similarity"] < 1
     assert merge.details["evidence"]["fields"]["birthday"]["label"] == "exact"
+
+
+def test_automatic_merges_of_a_run_split_back_to_the_profiles_as_they_were(
+    make_profile: MakeProfile,
+) -> None:
+    # given three records of Robert (one merged into another by two pairs) and
+    # identifiers on each
+    original = make_profile(ROBERT)
+    typo = make_profile(variant(ROBERT, lastName="Kowalsky", name="Robert Kowalsky"))
+    moved = make_profile(variant(ROBERT, phone=None, address__street="7 Elm Street"))
+    anonymous = make_profile(variant(ROBERT, email=None, birthday="1984-12-07"))
+    ids = [original.id, typo.id, moved.id, anonymous.id]
+    for pid in ids:
+        Identifier.objects.create(profile_id=pid, type="anonymous_id", value=f"a-{pid}")
+
+    def state() -> list[tuple[Any, ...]]:
+        return [
+            (
+                p.id,
+                p.merged_into_id,
+                p.traits,
+                p.trait_timestamps,
+                p.first_seen,
+                p.last_seen,
+                sorted(Identifier.objects.filter(profile=p).values_list("type", "value")),
+            )
+            for p in Profile.objects.filter(id__in=ids).order_by("id")
+        ]
+
+    before = state()
+
+    # when a run merges them all
+    run = dedup_run(full=True)
+
+    # then
+    assert run is not None and run.auto_merged == 3
+    assert Profile.objects.live().filter(id__in=ids).count() == 1
+
+    # when every merge is undone, the latest first
+    for merge in ProfileMerge.objects.order_by("-created_at"):
+        profile_split(profile_id=merge.absorbed_id)
+
+    # then every profile is as it was
+    assert state() == before
 
 
 def test_pairs_never_merge_across_user_ids(make_profile: MakeProfile) -> None:
