@@ -350,7 +350,7 @@ def test_failed_run_is_recorded(make_profile: MakeProfile, monkeypatch: Any) -> 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("apps.identity.dedup.services.candidate_pairs", boom)
+    monkeypatch.setattr("apps.identity.dedup.services.run.candidate_pairs", boom)
 
     # when
     with pytest.raises(RuntimeError):
