@@ -7,7 +7,6 @@ to the survivor and combines traits by the configured strategy.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections import Counter
@@ -29,6 +28,7 @@ from apps.identity.models import (
     TraitStrategy,
 )
 
+from ..bulk import bulk_insert, bulk_set
 from .rules import IdentityRules, identity_rules_load
 
 logger = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ def profile_merge_bulk(
     if not records:
         return outcomes
 
-    ProfileMerge.objects.bulk_create(records)
+    bulk_insert(records)
     for i, record in zip(at, records, strict=True):
         outcomes[i] = MergeOutcome(merge=record)
     # Identifiers and events of every absorbed profile go to its live survivor.
@@ -345,33 +345,10 @@ def _identifiers_move(moved: dict[uuid.UUID, uuid.UUID]) -> None:
 
 
 def _profiles_write(profiles: list[Profile]) -> None:
-    """Save traits, times and merged_into of many profiles in one statement
-    (Django's bulk_update builds a CASE per field that costs seconds per thousand)."""
     now = timezone.now()
     for profile in profiles:
         profile.updated_at = now
-    if connection.vendor != "postgresql":
-        Profile.objects.bulk_update(profiles, [*_PROFILE_FIELDS, "updated_at"])
-        return
-    table = connection.ops.quote_name(Profile._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS p SET traits = v.traits, trait_timestamps = v.stamps, "
-            "first_seen = v.first_seen, last_seen = v.last_seen, "
-            "merged_into_id = v.merged_into, updated_at = %s "
-            "FROM unnest(%s::uuid[], %s::jsonb[], %s::jsonb[], %s::timestamptz[], "
-            "%s::timestamptz[], %s::uuid[]) "
-            "AS v(id, traits, stamps, first_seen, last_seen, merged_into) WHERE p.id = v.id",
-            [
-                now,
-                [p.id for p in profiles],
-                [json.dumps(p.traits) for p in profiles],
-                [json.dumps(p.trait_timestamps) for p in profiles],
-                [p.first_seen for p in profiles],
-                [p.last_seen for p in profiles],
-                [p.merged_into_id for p in profiles],
-            ],
-        )
+    bulk_set(profiles, [*_PROFILE_FIELDS, "updated_at"])
 
 
 def _lock_live_many(profile_ids: set[uuid.UUID]) -> dict[uuid.UUID, Profile]:
