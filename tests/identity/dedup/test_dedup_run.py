@@ -229,9 +229,10 @@ def test_father_and_son_with_one_name_and_address_are_not_merged(
 
 
 def test_likely_pairs_wait_in_the_review_queue(make_profile: MakeProfile) -> None:
-    # given: a first name typo, a new email: as much a twin as a typo
+    # given: a first name spelt with another vowel, a new email: as much a twin as
+    # a typo
     a = make_profile(variant(ROBERT, phone=None))
-    b = make_profile(variant(ROBERT, firstName="Robret", phone=None, email="rk@web.de"))
+    b = make_profile(variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
 
     # when
     run = dedup_run(full=True)
@@ -247,10 +248,31 @@ def test_likely_pairs_wait_in_the_review_queue(make_profile: MakeProfile) -> Non
     }  # fmt: skip
 
 
+@pytest.mark.parametrize("first_name", ["Robret", "Robbert", "Rovert", "Robrt", "Robcrt"])
+def test_a_slip_in_the_first_name_with_one_birthday_and_door_is_merged(
+    make_profile: MakeProfile, first_name: str
+) -> None:
+    # given: letters swapped, doubled, a key next door, one left out, misread by OCR;
+    # and a new email
+    a = make_profile(variant(ROBERT, phone=None))
+    b = make_profile(variant(ROBERT, firstName=first_name, phone=None, email="rk@web.de"))
+
+    # when
+    run = dedup_run(full=True)
+
+    # then
+    assert run is not None and run.auto_merged == 1
+    b.refresh_from_db()
+    assert b.merged_into_id == a.id
+    merge = ProfileMerge.objects.get()
+    assert merge.details["evidence"]["first_name_slip"] is True
+    assert merge.details["evidence"]["vetoes"] == []
+
+
 def test_rejected_pair_is_never_proposed_again(make_profile: MakeProfile) -> None:
     # given
     make_profile(variant(ROBERT, phone=None))
-    b = make_profile(variant(ROBERT, firstName="Robret", phone=None, email="rk@web.de"))
+    b = make_profile(variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
     dedup_run(full=True)
     candidate = DuplicateCandidate.objects.get()
     duplicate_candidate_reject(candidate_id=candidate.pk, actor=None)
@@ -271,7 +293,7 @@ def test_rejected_pair_is_never_proposed_again(make_profile: MakeProfile) -> Non
 def test_rejection_survives_a_merge_of_either_profile(make_profile: MakeProfile) -> None:
     # given: a rejected pair (a, b), and c, a clear duplicate of b
     make_profile(variant(ROBERT, phone=None))
-    b = make_profile(variant(ROBERT, firstName="Robret", phone=None, email="rk@web.de"))
+    b = make_profile(variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
     dedup_run(full=True)
     duplicate_candidate_reject(candidate_id=DuplicateCandidate.objects.get().pk, actor=None)
     c = make_profile(b.traits)

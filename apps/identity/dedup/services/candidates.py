@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.identity.bulk import bulk_insert, bulk_set
 from apps.identity.models import Profile
 
 from ..compare import LEVELS, Comparison, IndexArray, compare_pairs
@@ -105,7 +106,13 @@ def evidence(
         fields["first_name"]["values"] = [first[i], last[j]]
         fields["last_name"]["values"] = [last[i], first[j]]
     levels = {name: item["level"] for name, item in fields.items()}
-    return {"fields": fields, "swapped_names": swapped, "vetoes": vetoes(levels)}
+    slip = bool(comparison.first_name_slip[k])
+    return {
+        "fields": fields,
+        "swapped_names": swapped,
+        "first_name_slip": slip,
+        "vetoes": vetoes(levels, first_name_slip=slip),
+    }
 
 
 def candidates_build(
@@ -168,8 +175,10 @@ def candidates_write(candidates: list[DuplicateCandidate]) -> None:
     new = [c for c in candidates if c.pk is None]
     known = [c for c in candidates if c.pk is not None]  # before bulk_create sets pks
     with transaction.atomic():
-        DuplicateCandidate.objects.bulk_create(new, batch_size=1000)
-        DuplicateCandidate.objects.bulk_update(known, _CANDIDATE_FIELDS, batch_size=500)
+        for start in range(0, len(new), 2000):
+            bulk_insert(new[start : start + 2000])
+        for start in range(0, len(known), 2000):
+            bulk_set(known[start : start + 2000], _CANDIDATE_FIELDS)
 
 
 def stale_pending_delete(run: DedupRun, records: Records, changed: np.ndarray | None) -> None:

@@ -17,11 +17,13 @@ U_SAMPLE = 60_000
 EM_MIN_PAIRS = 2_000
 
 
-def vetoes(level: dict[str, int]) -> list[str]:
+def vetoes(level: dict[str, int], *, first_name_slip: bool = False) -> list[str]:
     """Why a pair must not merge automatically whatever its score (it goes to review).
 
     ``level`` maps field name -> agreement level (-1 missing, 0 different, ...);
-    fields that are not configured are simply absent.
+    fields that are not configured are simply absent. ``first_name_slip``: the first
+    names are one slip of the keyboard or OCR apart (``compare.slip``), a typo
+    rather than another name.
     """
 
     def at(name: str) -> int:
@@ -35,8 +37,14 @@ def vetoes(level: dict[str, int]) -> list[str]:
     if at("first_name") == 0 and not (same_contact and at("birthday") == 2):
         # Unless email or phone and the birthday agree: a nickname we do not know.
         reasons.append("first names differ")
-    elif 0 < at("first_name") < 3 and not same_contact:
+    elif (
+        0 < at("first_name") < 3
+        and not same_contact
+        and not (first_name_slip and (at("birthday") == 2 or at("address") == 3))
+    ):
         # Aidan and Aiden, same birthday and address: twins as often as a typo.
+        # Howard and Howrd with one birthday or door are one person: nobody is
+        # named so. (Emails alike say nothing here: they are made of the names.)
         reasons.append("first names only alike, and no shared email or phone")
     if at("last_name") == 0:
         reasons.append("last names differ")
@@ -47,7 +55,7 @@ def vetoes(level: dict[str, int]) -> list[str]:
     # a father and son.
     same_door = (
         at("address") == 3
-        and at("first_name") == 3
+        and (at("first_name") == 3 or first_name_slip)
         and at("last_name") == 3
         and at("email") in (-1, 3)
         and at("phone") != 0
