@@ -423,3 +423,25 @@ def rejected_events_purge_older_than(*, cutoff: Any, batch_size: int = 10000) ->
     if ids:
         RejectedEvent.objects.filter(id__in=ids).delete()
     return len(ids)
+
+
+def events_reassign_profiles(*, mapping: dict[Any, Any]) -> int:
+    """Move the events of many merged profiles to their survivors (old id -> new id)."""
+    if not mapping:
+        return 0
+    if connection.vendor == "postgresql":
+        # One statement for the whole batch of merges.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE events_event AS e SET profile_id = m.new "
+                "FROM unnest(%s::uuid[], %s::uuid[]) AS m(old, new) WHERE e.profile_id = m.old",
+                [list(mapping), list(mapping.values())],
+            )
+            return cursor.rowcount
+    by_new: dict[Any, list[Any]] = {}
+    for old, new in mapping.items():
+        by_new.setdefault(new, []).append(old)
+    return sum(
+        Event.objects.filter(profile_id__in=olds).update(profile_id=new)
+        for new, olds in by_new.items()
+    )

@@ -86,3 +86,38 @@ def test_merge_keeps_both_logs_and_split_gives_them_back(
     assert has_consent(older, "email") is True
     assert has_consent(older, "ads") is False
     assert has_consent(newer, "ads") is True
+
+
+def test_bulk_merges_move_consent_and_events_too(
+    make_purpose: Any, make_profile: Any, post_events: Any
+) -> None:
+    # given: three pairs of profiles, the newer of each with statements and an event
+    from apps.events.models import Event
+    from apps.identity.services import MergeRequest, profile_merge_bulk
+
+    make_purpose("ads")
+    pairs = []
+    for i in range(3):
+        older = make_profile(("email", f"p{i}@example.com"))
+        post_events(
+            "/v1/track", {"anonymousId": f"anon-{i}", "event": "Seen", "messageId": f"m{i}"}
+        )
+        newer = Event.objects.get(message_id=f"m{i}").profile
+        consent_grant(profile_id=newer.id, purpose="ads", source="event")
+        pairs.append((older, newer))
+    # when: the dedup merges them in one batch
+    outcomes = profile_merge_bulk(
+        requests=[MergeRequest(profile_ids=(a.id, b.id), details={}) for a, b in pairs],
+        reason=ProfileMerge.Reason.MATCH_SCORE,
+    )
+    # then: each survivor holds the absorbed profile's log, state and events
+    assert all(o.merge is not None for o in outcomes)
+    for older, newer in pairs:
+        assert ConsentRecord.objects.filter(profile=older).count() == 1
+        assert has_consent(older, "ads") is True
+        assert not ConsentState.objects.filter(profile=newer).exists()
+        assert Event.objects.filter(profile=older).count() == 1
+    # and a split gives them back
+    profile_split(profile_id=pairs[1][1].id)
+    assert has_consent(pairs[1][1], "ads") is True
+    assert has_consent(pairs[1][0], "ads") is False

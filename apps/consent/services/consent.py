@@ -149,6 +149,28 @@ def consent_reassign_profile(*, from_profile_id: uuid.UUID, to_profile_id: uuid.
     return moved
 
 
+def consent_reassign_profiles(*, mapping: dict[uuid.UUID, uuid.UUID]) -> int:
+    """Many merges at once (old profile id -> survivor id)."""
+    if not mapping:
+        return 0
+    by_new: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for old, new in mapping.items():
+        by_new.setdefault(new, []).append(old)
+    moved = 0
+    holders = set(
+        ConsentRecord.objects.filter(profile_id__in=list(mapping)).values_list(
+            "profile_id", flat=True
+        )
+    )
+    for new, olds in by_new.items():
+        olds = [o for o in olds if o in holders]
+        if olds:
+            moved += ConsentRecord.objects.filter(profile_id__in=olds).update(profile_id=new)
+    if moved:
+        _state_refresh(profile_ids=[*holders, *(mapping[h] for h in holders)])
+    return moved
+
+
 def consent_restore_after_split(
     *,
     split_profile_id: uuid.UUID,
@@ -170,6 +192,7 @@ __all__ = [
     "ConsentRefused",
     "consent_grant",
     "consent_reassign_profile",
+    "consent_reassign_profiles",
     "consent_record",
     "consent_restore_after_split",
     "consent_statements_append",

@@ -155,6 +155,8 @@ class DuplicateCandidateAdmin(admin.ModelAdmin):
         notes = []
         if obj.evidence.get("swapped_names"):
             notes.append("First and last names are swapped on one side.")
+        if obj.evidence.get("first_name_slip"):
+            notes.append("The first names are one typing or OCR slip apart.")
         notes += [f"No automatic merge: {v}." for v in obj.evidence.get("vetoes", [])]
         return format_html(
             '<table><thead><tr><th>field</th><th><a href="{}">profile A</a></th>'

@@ -192,6 +192,8 @@ def as_column(values: Column | ObjectArray | list[str]) -> Column:
 class FieldComparison:
     level: LevelArray
     similarity: FloatArray
+    # Names only: the two differ by one slip of the keyboard or of OCR (see ``slip``).
+    slip: BoolArray | None = None
 
 
 def _base(a: ObjectArray, b: ObjectArray) -> tuple[BoolArray, BoolArray, FloatArray]:
@@ -244,7 +246,57 @@ def compare_name(a_col: Any, b_col: Any, *, nicknames: bool = False) -> FieldCom
         (similarity >= NAME_VERY_SIMILAR) | nick,
         exact,
     )
-    return FieldComparison(level, similarity)
+    slips = np.zeros(len(a), dtype=bool)
+    alike = (level == 1) | (level == 2)
+    if alike.any():
+        slips[alike] = [slip(x, y) for x, y in zip(a[alike], b[alike], strict=True)]
+    return FieldComparison(level, similarity, slips)
+
+
+# Keys next to each other (QWERTY; the German and French layouts move few letters),
+# and letters OCR reads for one another (after digits were read as letters).
+_KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_NEAR: dict[str, set[str]] = {}
+for _r, _row in enumerate(_KEYBOARD_ROWS):
+    for _c, _key in enumerate(_row):
+        near = _NEAR.setdefault(_key, set())
+        for _dr, _dc in ((0, -1), (0, 1), (-1, 0), (-1, 1), (1, -1), (1, 0)):
+            rr, cc = _r + _dr, _c + _dc
+            if 0 <= rr < len(_KEYBOARD_ROWS) and 0 <= cc < len(_KEYBOARD_ROWS[rr]):
+                near.add(_KEYBOARD_ROWS[rr][cc])
+_OCR_LETTERS = frozenset({("e", "c"), ("h", "b"), ("u", "v"), ("g", "q"), ("l", "i"), ("i", "l")})
+_OCR_GROUPS = (("rn", "m"), ("vv", "w"), ("cl", "d"))
+
+
+def slip(a: str, b: str) -> bool:
+    """Whether two different names are one slip apart: two neighbouring letters
+    swapped (Cnidy), a letter doubled (Maary), a neighbouring key hit (Jwson), a
+    letter misread (Matthcw, Wiiliam), or a letter left out inside a name of five or
+    more (Howrd). Other spellings of a name are not slips: another vowel (Aidan,
+    Aiden; Anne, Anna), a letter more or less at either end (Daniel, Daniela) or in
+    a short name (Jon, John) -- twins and families are named that way."""
+    if a == b or not a or not b:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diff) == 1:
+            x, y = a[diff[0]], b[diff[0]]
+            return y in _NEAR.get(x, ()) or (x, y) in _OCR_LETTERS or (y, x) in _OCR_LETTERS
+        if len(diff) == 2 and diff[1] == diff[0] + 1:
+            i = diff[0]
+            return a[i] == b[i + 1] and a[i + 1] == b[i]
+        return False
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    if len(long) - len(short) != 1:
+        return False
+    for group, letter in _OCR_GROUPS:
+        if group in long and long.replace(group, letter, 1) == short:
+            return True
+    i = next((k for k in range(len(short)) if short[k] != long[k]), len(short))
+    if long[:i] + long[i + 1 :] != short or i == 0 or i == len(long) - 1:
+        return False
+    doubled = long[i] == long[i - 1] or long[i] == long[i + 1]
+    return doubled or len(long) >= 5
 
 
 def _nickname_codes(values: ObjectArray, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -457,6 +509,8 @@ class Comparison:
     level: LevelArray
     similarity: FloatArray
     swapped: BoolArray
+    # First names one slip apart (see ``slip``).
+    first_name_slip: BoolArray
 
 
 def compare_pairs(records: Records, left: IndexArray, right: IndexArray) -> Comparison:
@@ -465,6 +519,7 @@ def compare_pairs(records: Records, left: IndexArray, right: IndexArray) -> Comp
     n = len(left)
     level = np.empty((n, len(specs)), dtype=np.int8)
     similarity = np.empty((n, len(specs)), dtype=np.float32)
+    first_slip = np.zeros(n, dtype=bool)
 
     def sides(name: str) -> tuple[Column, Column]:
         values, cache = records.columns[name], records.cache(name)
@@ -479,8 +534,10 @@ def compare_pairs(records: Records, left: IndexArray, right: IndexArray) -> Comp
             result = compare_field(spec.comparator, a, b, nicknames=spec.name == "first_name")
         level[:, k] = result.level
         similarity[:, k] = result.similarity
-    swapped = _swap_names(records, left, right, level, similarity)
-    return Comparison([s.name for s in specs], level, similarity, swapped)
+        if spec.name == "first_name" and result.slip is not None:
+            first_slip = result.slip
+    swapped = _swap_names(records, left, right, level, similarity, first_slip)
+    return Comparison([s.name for s in specs], level, similarity, swapped, first_slip)
 
 
 def _swap_names(
@@ -489,8 +546,10 @@ def _swap_names(
     right: IndexArray,
     level: LevelArray,
     similarity: FloatArray,
+    first_slip: BoolArray,
 ) -> BoolArray:
-    """Where first and last names were swapped on one side, score the names crossed."""
+    """Where first and last names were swapped on one side, score the names crossed
+    (``first_slip`` then says whether the crossed first names are one slip apart)."""
     names = [s.name for s in records.specs]
     swapped = np.zeros(len(left), dtype=bool)
     if "first_name" not in names or "last_name" not in names:
@@ -511,16 +570,20 @@ def _swap_names(
     cross_2 = compare_name(Column(last, lc, last_cache), Column(first, rc, first_cache))
     straight = similarity[candidates, f] + similarity[candidates, la]
     crossed = cross_1.similarity + cross_2.similarity
-    better = (
+    # Both crossed names alike and one of them exact, or both very similar (a
+    # swap and a typo on one record: Humphries Ashley, Humphies Ash1ey).
+    alike = (
         (cross_1.level >= 1)
         & (cross_2.level >= 1)
         & (np.maximum(cross_1.level, cross_2.level) == 3)
-        & (crossed >= straight + SWAP_MARGIN)
-    )
+    ) | ((cross_1.level >= 2) & (cross_2.level >= 2))
+    better = alike & (crossed >= straight + SWAP_MARGIN)
     rows = np.flatnonzero(candidates)[better]
     swapped[rows] = True
     level[rows, f] = cross_1.level[better]
     level[rows, la] = cross_2.level[better]
     similarity[rows, f] = cross_1.similarity[better]
     similarity[rows, la] = cross_2.similarity[better]
+    assert cross_1.slip is not None
+    first_slip[rows] = cross_1.slip[better]
     return swapped

@@ -188,7 +188,7 @@ class DuplicateCandidate(models.Model):
     score = models.FloatField(help_text="Match weight (sum of log2 m/u over fields).")
     probability = models.FloatField(default=0.0)
     # {"fields": {name: {"values": [a, b], "similarity": .., "level": .., "label": ..,
-    #  "weight": ..}}, "swapped_names": bool, "vetoes": [...]}
+    #  "weight": ..}}, "swapped_names": bool, "first_name_slip": bool, "vetoes": [...]}
     evidence = models.JSONField(default=dict)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     note = models.CharField(max_length=500, blank=True)

@@ -1,19 +1,30 @@
 """Identity services: resolution, merge and split, and the rules they follow."""
 
 from .erase import person_erase
-from .merge import MergeRefused, merge_blockers, profile_merge, profile_split
+from .merge import (
+    MergeOutcome,
+    MergeRefused,
+    MergeRequest,
+    merge_blockers,
+    profile_merge,
+    profile_merge_bulk,
+    profile_split,
+)
 from .resolve import IdentityClaim, claim_keys, profiles_resolve
 from .rules import IdentityRules, identity_rules_load
 
 __all__ = [
     "IdentityClaim",
     "IdentityRules",
+    "MergeOutcome",
     "MergeRefused",
+    "MergeRequest",
     "claim_keys",
     "identity_rules_load",
     "merge_blockers",
     "person_erase",
     "profile_merge",
+    "profile_merge_bulk",
     "profile_split",
     "profiles_resolve",
 ]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Case, Q, UUIDField, Value, When
 from django.utils import timezone
 
 from apps.common.exceptions import ApplicationError
@@ -25,6 +28,7 @@ from apps.identity.models import (
     TraitStrategy,
 )
 
+from ..bulk import bulk_insert, bulk_set
 from .rules import IdentityRules, identity_rules_load
 
 logger = logging.getLogger(__name__)
@@ -108,17 +112,10 @@ def merge_rows(
     events_reassign_profile(from_profile_id=absorbed.id, to_profile_id=survivor.id)
     # Both consent logs are kept: the absorbed profile's follows it to the survivor.
     consent_reassign_profile(from_profile_id=absorbed.id, to_profile_id=survivor.id)
-    combine_traits(survivor, absorbed, rules)
-    for at in (absorbed.first_seen, absorbed.last_seen):
-        if at is not None:
-            if survivor.first_seen is None or at < survivor.first_seen:
-                survivor.first_seen = at
-            if survivor.last_seen is None or at > survivor.last_seen:
-                survivor.last_seen = at
+    _absorb(survivor, absorbed, rules)
     survivor.save(
         update_fields=["traits", "trait_timestamps", "first_seen", "last_seen", "updated_at"]
     )
-    absorbed.merged_into = survivor
     absorbed.save(update_fields=["merged_into", "updated_at"])
     logger.info("merged profile %s into %s (%s)", absorbed.id, survivor.id, reason)
     return record
@@ -149,22 +146,30 @@ def _live(locked: dict[uuid.UUID, Profile], profile_id: uuid.UUID) -> Profile:
 
 def merge_blockers(a: Profile, b: Profile, rules: IdentityRules) -> list[str]:
     """Why two live profiles may not be merged automatically (empty: they may)."""
-    reasons = []
-    counts: dict[tuple[uuid.UUID, str], list[str]] = {}
+    held: dict[uuid.UUID, list[tuple[str, str]]] = {a.id: [], b.id: []}
     for pid, kind, value in Identifier.objects.filter(profile__in=[a, b]).values_list(
         "profile_id", "type", "value"
     ):
-        counts.setdefault((pid, kind), []).append(value)
-    a_uid = counts.get((a.id, IdentifierType.USER_ID), [])
-    b_uid = counts.get((b.id, IdentifierType.USER_ID), [])
-    if a_uid and b_uid and set(a_uid) != set(b_uid):
+        held[pid].append((kind, value))
+    return _blockers(held[a.id], held[b.id], rules)
+
+
+def _blockers(
+    a_keys: list[tuple[str, str]], b_keys: list[tuple[str, str]], rules: IdentityRules
+) -> list[str]:
+    """The safety rules, on the (type, value) identifiers each profile holds."""
+    reasons = []
+    a_uid = {v for k, v in a_keys if k == IdentifierType.USER_ID}
+    b_uid = {v for k, v in b_keys if k == IdentifierType.USER_ID}
+    if a_uid and b_uid and a_uid != b_uid:
         reasons.append("the profiles have different user ids")
-    kinds = {k for (_, k) in counts}
-    for kind in sorted(kinds - {IdentifierType.USER_ID}):
+    counts = Counter(k for k, _ in a_keys) + Counter(k for k, _ in b_keys)
+    for kind in sorted(set(counts) - {IdentifierType.USER_ID}):
         cap = rules.cap(kind)
-        total = len(counts.get((a.id, kind), [])) + len(counts.get((b.id, kind), []))
-        if cap is not None and total > cap:
-            reasons.append(f"together they would hold {total} {kind} identifiers (limit {cap})")
+        if cap is not None and counts[kind] > cap:
+            reasons.append(
+                f"together they would hold {counts[kind]} {kind} identifiers (limit {cap})"
+            )
     return reasons
 
 
@@ -197,6 +202,173 @@ def profile_merge(
         actor=actor,
         forced=bool(blockers),
     )
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """One pair for ``profile_merge_bulk``, with what its merge record should say."""
+
+    profile_ids: tuple[uuid.UUID, uuid.UUID]
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What became of one MergeRequest: merged (``merge`` is its record), already
+    one profile, or refused (``refused`` says which rule)."""
+
+    merge: ProfileMerge | None = None
+    already_one: bool = False
+    refused: str = ""
+
+
+@transaction.atomic
+def profile_merge_bulk(
+    *,
+    requests: Sequence[MergeRequest],
+    reason: str,
+    rules: IdentityRules | None = None,
+    actor: Any = None,
+) -> list[MergeOutcome]:
+    """Merge many pairs, in order, with the rules of ``profile_merge`` and its
+    records (snapshots included, so that ``profile_split`` undoes any of them), but
+    with a few set-based queries instead of a dozen per pair.
+
+    Each pair is decided on the profiles as the earlier pairs left them: A+B then
+    B+C merges C into A's survivor, and is refused if together they would break a
+    rule. Nothing is forced. Returns one outcome per request.
+    """
+    rules = rules or identity_rules_load()
+    wanted = {pid for r in requests for pid in r.profile_ids}
+    profiles = _lock_live_many(wanted)
+    held: dict[uuid.UUID, list[tuple[str, str]]] = {pid: [] for pid in profiles}
+    for pid, kind, value in (
+        Identifier.objects.filter(profile_id__in=list(profiles))
+        .order_by("id")
+        .values_list("profile_id", "type", "value")
+    ):
+        held[pid].append((kind, value))
+
+    def live(pid: uuid.UUID) -> Profile:
+        profile = profiles[pid]
+        while profile.merged_into_id is not None:
+            profile = profiles[profile.merged_into_id]
+        return profile
+
+    outcomes: list[MergeOutcome] = []
+    records: list[ProfileMerge] = []
+    at: list[int] = []  # index in outcomes of each record
+    touched: dict[uuid.UUID, Profile] = {}
+    for request in requests:
+        if not all(pid in profiles for pid in request.profile_ids):
+            outcomes.append(MergeOutcome(refused="Profile not found."))
+            continue
+        a, b = (live(pid) for pid in request.profile_ids)
+        if a.id == b.id:
+            outcomes.append(MergeOutcome(already_one=True))
+            continue
+        blockers = _blockers(held[a.id], held[b.id], rules)
+        if blockers:
+            outcomes.append(MergeOutcome(refused="Not merged: " + "; ".join(blockers) + "."))
+            continue
+        survivor, absorbed = survivor_of(a, b)
+        records.append(
+            ProfileMerge(
+                survivor=survivor,
+                absorbed=absorbed,
+                reason=reason,
+                details=request.details,
+                absorbed_snapshot={
+                    **_snapshot(absorbed),
+                    "identifiers": [list(k) for k in held[absorbed.id]],
+                },
+                survivor_snapshot=_snapshot(survivor),
+                actor=actor,
+            )
+        )
+        at.append(len(outcomes))
+        outcomes.append(MergeOutcome())
+        held[survivor.id] += held.pop(absorbed.id)
+        held[absorbed.id] = []
+        _absorb(survivor, absorbed, rules)
+        touched[survivor.id] = survivor
+        touched[absorbed.id] = absorbed
+        logger.info("merged profile %s into %s (%s)", absorbed.id, survivor.id, reason)
+    if not records:
+        return outcomes
+
+    bulk_insert(records)
+    for i, record in zip(at, records, strict=True):
+        outcomes[i] = MergeOutcome(merge=record)
+    # Identifiers and events of every absorbed profile go to its live survivor.
+    moved = {pid: live(pid).id for pid, p in touched.items() if p.merged_into_id is not None}
+    _identifiers_move(moved)
+    from apps.consent.services import consent_reassign_profiles
+    from apps.events.services import events_reassign_profiles
+
+    events_reassign_profiles(mapping=moved)
+    # Both consent logs are kept: each absorbed profile's follows it to its survivor.
+    consent_reassign_profiles(mapping=moved)
+    _profiles_write(list(touched.values()))
+    return outcomes
+
+
+def _absorb(survivor: Profile, absorbed: Profile, rules: IdentityRules) -> None:
+    """The survivor's traits and time span take in the absorbed profile's (in memory)."""
+    combine_traits(survivor, absorbed, rules)
+    for at in (absorbed.first_seen, absorbed.last_seen):
+        if at is not None:
+            if survivor.first_seen is None or at < survivor.first_seen:
+                survivor.first_seen = at
+            if survivor.last_seen is None or at > survivor.last_seen:
+                survivor.last_seen = at
+    absorbed.merged_into = survivor
+
+
+_PROFILE_FIELDS = ["traits", "trait_timestamps", "first_seen", "last_seen", "merged_into"]
+
+
+def _identifiers_move(moved: dict[uuid.UUID, uuid.UUID]) -> None:
+    """Identifiers of each profile in ``moved`` go to the profile it maps to."""
+    if not moved:
+        return
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(Identifier._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS i SET profile_id = m.new "
+                "FROM unnest(%s::uuid[], %s::uuid[]) AS m(old, new) WHERE i.profile_id = m.old",
+                [list(moved), list(moved.values())],
+            )
+        return
+    Identifier.objects.filter(profile_id__in=list(moved)).update(
+        profile_id=Case(
+            *(When(profile_id=old, then=Value(new)) for old, new in moved.items()),
+            output_field=UUIDField(),
+        )
+    )
+
+
+def _profiles_write(profiles: list[Profile]) -> None:
+    now = timezone.now()
+    for profile in profiles:
+        profile.updated_at = now
+    bulk_set(profiles, [*_PROFILE_FIELDS, "updated_at"])
+
+
+def _lock_live_many(profile_ids: set[uuid.UUID]) -> dict[uuid.UUID, Profile]:
+    """Lock the given profiles and those they were merged into, in id order; ids
+    that do not exist are left out."""
+    locked: dict[uuid.UUID, Profile] = {}
+    todo = set(profile_ids)
+    while todo:
+        qs = Profile.objects.filter(id__in=todo).order_by("id")
+        if connection.features.has_select_for_update:
+            qs = qs.select_for_update()
+        found = list(qs)
+        locked.update({p.id: p for p in found})
+        todo = {p.merged_into_id for p in found if p.merged_into_id} - locked.keys()  # type: ignore[misc]
+    return locked
 
 
 @transaction.atomic
@@ -264,16 +436,20 @@ def profile_split(*, profile_id: uuid.UUID, actor: Any = None) -> Profile:
     # it learnt since.
     before = record.survivor_snapshot
     for name in list(live.traits):
+        # A trait without a time (imported profiles) was taken with time "".
         came_from_absorbed = (
             name in absorbed.traits
             and live.traits[name] == absorbed.traits[name]
-            and live.trait_timestamps.get(name) == absorbed.trait_timestamps.get(name)
+            and live.trait_timestamps.get(name, "") == absorbed.trait_timestamps.get(name, "")
         )
         if not came_from_absorbed:
             continue
         if name in before.get("traits", {}):
             live.traits[name] = before["traits"][name]
-            live.trait_timestamps[name] = before["trait_timestamps"].get(name, "")
+            if name in before.get("trait_timestamps", {}):
+                live.trait_timestamps[name] = before["trait_timestamps"][name]
+            else:
+                live.trait_timestamps.pop(name, None)
         else:
             del live.traits[name]
             live.trait_timestamps.pop(name, None)
@@ -295,10 +471,13 @@ def profile_split(*, profile_id: uuid.UUID, actor: Any = None) -> Profile:
 
 
 __all__ = [
+    "MergeOutcome",
     "MergeRefused",
+    "MergeRequest",
     "merge_blockers",
     "merge_rows",
     "profile_merge",
+    "profile_merge_bulk",
     "profile_split",
     "survivor_of",
 ]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.identity.dedup.compare import LEVELS, Comparator, compare_field
+from apps.identity.dedup.compare import LEVELS, Comparator, compare_field, compare_pairs, slip
 from apps.identity.dedup.records import (
+    BUILTIN_FIELDS,
+    build_records,
     normalize_date,
     normalize_email,
     normalize_name,
@@ -136,3 +140,55 @@ def test_one_typo_in_a_name_is_still_similar(name: str, data: st.DataObject) -> 
     i = data.draw(st.integers(min_value=1, max_value=len(name) - 2))
     typo = name[:i] + name[i + 1] + name[i] + name[i + 2 :]  # two neighbours swapped
     assert level(Comparator.NAME, name, typo) >= 1
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("cindy", "cnidy"),  # two letters swapped
+        ("mary", "maary"),  # a letter doubled
+        ("jason", "jwson"),  # the key next door
+        ("howard", "howrd"),  # a letter left out of a long name
+        ("matthew", "matthcw"),  # OCR: e read as c
+        ("amy", "arny"),  # OCR: m read as rn
+        ("ashley", "ashiey"),  # OCR: l read as 1 (then i)
+    ],
+)
+def test_slips_of_keyboard_or_ocr_are_recognized(a: str, b: str) -> None:
+    assert slip(a, b) and slip(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("aidan", "aiden"),  # another vowel: another spelling
+        ("anna", "anne"),
+        ("brian", "bryan"),
+        ("jon", "john"),  # a letter more in a short name
+        ("daniel", "daniela"),  # a letter more at the end
+        ("emma", "ella"),
+        ("robert", "robert"),
+        ("", "robert"),
+    ],
+)
+def test_other_spellings_are_not_slips(a: str, b: str) -> None:
+    assert not slip(a, b) and not slip(b, a)
+
+
+def test_swapped_names_with_a_slip_on_one_side_are_compared_crossed() -> None:
+    # given: Ashley Humphries, and Humphies Ash1ey
+    records = build_records(
+        [
+            (uuid.UUID(int=1), {"firstName": "Ashley", "lastName": "Humphries"}),
+            (uuid.UUID(int=2), {"firstName": "Humphies", "lastName": "Ash1ey"}),
+        ],
+        BUILTIN_FIELDS,
+    )
+
+    # when
+    result = compare_pairs(records, np.array([0]), np.array([1]))
+
+    # then
+    assert result.swapped.tolist() == [True]
+    assert result.level[0, :2].tolist() == [2, 2]
+    assert result.first_name_slip.tolist() == [True]

@@ -9,7 +9,8 @@ import pytest
 
 from apps.identity.dedup.models import DedupConfig, DedupRun, DuplicateCandidate
 from apps.identity.dedup.services import dedup_run, duplicate_candidate_reject
-from apps.identity.models import Profile, ProfileMerge
+from apps.identity.models import Identifier, Profile, ProfileMerge
+from apps.identity.services import profile_split
 
 from .conftest import ROBERT, variant
 
@@ -104,6 +105,50 @@ def test_auto_merge_goes_through_profile_merge_with_score_and_evidence(
     assert merge.details["evidence"]["fields"]["birthday"]["label"] == "exact"
 
 
+def test_automatic_merges_of_a_run_split_back_to_the_profiles_as_they_were(
+    make_profile: MakeProfile,
+) -> None:
+    # given three records of Robert (one merged into another by two pairs) and
+    # identifiers on each
+    original = make_profile(ROBERT)
+    typo = make_profile(variant(ROBERT, lastName="Kowalsky", name="Robert Kowalsky"))
+    moved = make_profile(variant(ROBERT, phone=None, address__street="7 Elm Street"))
+    anonymous = make_profile(variant(ROBERT, email=None, birthday="1984-12-07"))
+    ids = [original.id, typo.id, moved.id, anonymous.id]
+    for pid in ids:
+        Identifier.objects.create(profile_id=pid, type="anonymous_id", value=f"a-{pid}")
+
+    def state() -> list[tuple[Any, ...]]:
+        return [
+            (
+                p.id,
+                p.merged_into_id,
+                p.traits,
+                p.trait_timestamps,
+                p.first_seen,
+                p.last_seen,
+                sorted(Identifier.objects.filter(profile=p).values_list("type", "value")),
+            )
+            for p in Profile.objects.filter(id__in=ids).order_by("id")
+        ]
+
+    before = state()
+
+    # when a run merges them all
+    run = dedup_run(full=True)
+
+    # then
+    assert run is not None and run.auto_merged == 3
+    assert Profile.objects.live().filter(id__in=ids).count() == 1
+
+    # when every merge is undone, the latest first
+    for merge in ProfileMerge.objects.order_by("-created_at"):
+        profile_split(profile_id=merge.absorbed_id)
+
+    # then every profile is as it was
+    assert state() == before
+
+
 def test_pairs_never_merge_across_user_ids(make_profile: MakeProfile) -> None:
     # given: one person by every trait, but two accounts
     a = make_profile(ROBERT, user_id="u-1")
@@ -184,9 +229,10 @@ def test_father_and_son_with_one_name_and_address_are_not_merged(
 
 
 def test_likely_pairs_wait_in_the_review_queue(make_profile: MakeProfile) -> None:
-    # given: a first name typo, a new email: as much a twin as a typo
+    # given: a first name spelt with another vowel, a new email: as much a twin as
+    # a typo
     a = make_profile(variant(ROBERT, phone=None))
-    b = make_profile(variant(ROBERT, firstName="Robret", phone=None, email="rk@web.de"))
+    b = make_profile(variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
 
     # when
     run = dedup_run(full=True)
@@ -202,10 +248,31 @@ def test_likely_pairs_wait_in_the_review_queue(make_profile: MakeProfile) -> Non
     }  # fmt: skip
 
 
+@pytest.mark.parametrize("first_name", ["Robret", "Robbert", "Rovert", "Robrt", "Robcrt"])
+def test_a_slip_in_the_first_name_with_one_birthday_and_door_is_merged(
+    make_profile: MakeProfile, first_name: str
+) -> None:
+    # given: letters swapped, doubled, a key next door, one left out, misread by OCR;
+    # and a new email
+    a = make_profile(variant(ROBERT, phone=None))
+    b = make_profile(variant(ROBERT, firstName=first_name, phone=None, email="rk@web.de"))
+
+    # when
+    run = dedup_run(full=True)
+
+    # then
+    assert run is not None and run.auto_merged == 1
+    b.refresh_from_db()
+    assert b.merged_into_id == a.id
+    merge = ProfileMerge.objects.get()
+    assert merge.details["evidence"]["first_name_slip"] is True
+    assert merge.details["evidence"]["vetoes"] == []
+
+
 def test_rejected_pair_is_never_proposed_again(make_profile: MakeProfile) -> None:
     # given
     make_profile(variant(ROBERT, phone=None))
-    b = make_profile(variant(ROBERT, firstName="Robret", phone=None, email="rk@web.de"))
+    b = make_profile(variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
     dedup_run(full=True)
     candidate = DuplicateCandidate.objects.get()
     duplicate_candidate_reject(candidate_id=candidate.pk, actor=None)
@@ -226,7 +293,7 @@ def test_rejected_pair_is_never_proposed_again(make_profile: MakeProfile) -> Non
 def test_rejection_survives_a_merge_of_either_profile(make_profile: MakeProfile) -> None:
     # given: a rejected pair (a, b), and c, a clear duplicate of b
     make_profile(variant(ROBERT, phone=None))
-    b = make_profile(variant(ROBERT, firstName="Robret", phone=None, email="rk@web.de"))
+    b = make_profile(variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
     dedup_run(full=True)
     duplicate_candidate_reject(candidate_id=DuplicateCandidate.objects.get().pk, actor=None)
     c = make_profile(b.traits)
@@ -305,7 +372,7 @@ def test_failed_run_is_recorded(make_profile: MakeProfile, monkeypatch: Any) -> 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("apps.identity.dedup.services.candidate_pairs", boom)
+    monkeypatch.setattr("apps.identity.dedup.services.run.candidate_pairs", boom)
 
     # when
     with pytest.raises(RuntimeError):

@@ -28,7 +28,7 @@ MakeProfile = Callable[..., Profile]
 def _queued_pair(make_profile: MakeProfile, **kwargs: str) -> DuplicateCandidate:
     make_profile(variant(ROBERT, phone=None), user_id=kwargs.get("a"))
     make_profile(
-        variant(ROBERT, firstName="Robret", phone=None, email="rk@web.de"),
+        variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"),
         user_id=kwargs.get("b"),
     )
     dedup_run(full=True)

@@ -1,0 +1,201 @@
+"""Candidate pairs: their rows and evidence, and the pairs never to propose again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.identity.bulk import bulk_insert, bulk_set
+from apps.identity.models import Profile
+
+from ..compare import LEVELS, Comparison, IndexArray, compare_pairs
+from ..fellegi_sunter import Model
+from ..models import DedupRun, DuplicateCandidate
+from ..records import Records
+from .scoring import vetoes
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def pair_key(a: uuid.UUID, b: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    return (a, b) if a < b else (b, a)
+
+
+def live_map(ids: set[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """Each id -> the live profile it was (eventually) merged into."""
+    parent: dict[uuid.UUID, uuid.UUID | None] = {}
+    todo = set(ids)
+    while todo:
+        found: dict[uuid.UUID, uuid.UUID | None] = {}
+        for chunk in chunks(sorted(todo), 5000):
+            found.update(Profile.objects.filter(id__in=chunk).values_list("id", "merged_into_id"))
+        parent.update(found)
+        todo = {p for p in found.values() if p is not None and p not in parent}
+    result = {}
+    for pid in ids:
+        current, seen = pid, set()
+        while parent.get(current) is not None and current not in seen:
+            seen.add(current)
+            current = parent[current]  # type: ignore[assignment]
+        result[pid] = current
+    return result
+
+
+def decided_pairs() -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """Pairs never to be proposed again, as live profile ids: rejected ones (also
+    after either side was merged into another profile), refused ones, and merged
+    ones that were split apart again."""
+    rows = list(
+        DuplicateCandidate.objects.exclude(status=DuplicateCandidate.Status.PENDING).values_list(
+            "profile_a_id", "profile_b_id"
+        )
+    )
+    live = live_map({p for row in rows for p in row})
+    decided = set()
+    for a, b in rows:
+        la, lb = live[a], live[b]
+        if la != lb:
+            decided.add(pair_key(la, lb))
+    return decided
+
+
+def drop_decided(records: Records, left: IndexArray, right: IndexArray) -> np.ndarray:
+    decided = decided_pairs()
+    keep = np.ones(len(left), dtype=bool)
+    if not decided:
+        return keep
+    index = {pid: i for i, pid in enumerate(records.ids)}
+    n = len(records)
+    codes = []
+    for a, b in decided:
+        i, j = index.get(a), index.get(b)
+        if i is not None and j is not None:
+            codes.append(min(i, j) * n + max(i, j))
+    if codes:
+        keep &= ~np.isin(left * n + right, np.array(codes, dtype=np.int64))
+    return keep
+
+
+def evidence(
+    records: Records, comparison: Comparison, weights: np.ndarray, k: int, i: int, j: int
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for f, spec in enumerate(records.specs):
+        level = int(comparison.level[k, f])
+        labels = LEVELS[spec.comparator]
+        fields[spec.name] = {
+            "values": [records.raw[spec.name][i], records.raw[spec.name][j]],
+            "similarity": round(float(comparison.similarity[k, f]), 3),
+            "level": level,
+            "label": labels[level] if level >= 0 else "missing",
+            "weight": round(float(weights[k, f]), 3),
+        }
+    swapped = bool(comparison.swapped[k])
+    if swapped:
+        # The values compared were the first name of one and the last of the other.
+        first, last = records.raw["first_name"], records.raw["last_name"]
+        fields["first_name"]["values"] = [first[i], last[j]]
+        fields["last_name"]["values"] = [last[i], first[j]]
+    levels = {name: item["level"] for name, item in fields.items()}
+    slip = bool(comparison.first_name_slip[k])
+    return {
+        "fields": fields,
+        "swapped_names": swapped,
+        "first_name_slip": slip,
+        "vetoes": vetoes(levels, first_name_slip=slip),
+    }
+
+
+def candidates_build(
+    run: DedupRun,
+    records: Records,
+    left: IndexArray,
+    right: IndexArray,
+    scores: np.ndarray,
+    model: Model,
+) -> list[DuplicateCandidate]:
+    """Candidate rows (not saved yet) for the pairs above the review threshold; a
+    pair still pending from an earlier run keeps its row."""
+    if len(left) == 0:
+        return []
+    comparison = compare_pairs(records, left, right)
+    weights = model.field_weights(comparison.level)
+    probability = model.probability(scores)
+    existing = {
+        (a, b): pk
+        for pk, a, b in DuplicateCandidate.objects.filter(
+            status=DuplicateCandidate.Status.PENDING
+        ).values_list("pk", "profile_a_id", "profile_b_id")
+    }
+    result: list[DuplicateCandidate] = []
+    for k, (i, j) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
+        a, b = records.ids[i], records.ids[j]
+        if b < a:
+            a, b, i, j = b, a, j, i
+        result.append(
+            DuplicateCandidate(
+                pk=existing.get((a, b)),
+                profile_a_id=a,
+                profile_b_id=b,
+                score=round(float(scores[k]), 3),
+                probability=float(probability[k]),
+                evidence=evidence(records, comparison, weights, k, i, j),
+                run=run,
+            )
+        )
+    return result
+
+
+_CANDIDATE_FIELDS = [
+    "score",
+    "probability",
+    "evidence",
+    "run",
+    "status",
+    "note",
+    "merge",
+    "decided_at",
+    "updated_at",
+]
+
+
+def candidates_write(candidates: list[DuplicateCandidate]) -> None:
+    now = timezone.now()
+    for c in candidates:
+        c.updated_at = now
+    new = [c for c in candidates if c.pk is None]
+    known = [c for c in candidates if c.pk is not None]  # before bulk_create sets pks
+    with transaction.atomic():
+        for start in range(0, len(new), 2000):
+            bulk_insert(new[start : start + 2000])
+        for start in range(0, len(known), 2000):
+            bulk_set(known[start : start + 2000], _CANDIDATE_FIELDS)
+
+
+def stale_pending_delete(run: DedupRun, records: Records, changed: np.ndarray | None) -> None:
+    """Pending pairs of scanned profiles that no longer reach the review threshold."""
+    pending = DuplicateCandidate.objects.filter(status=DuplicateCandidate.Status.PENDING).exclude(
+        run=run
+    )
+    if changed is None:
+        pending.delete()
+        return
+    scanned = [pid for pid, c in zip(records.ids, changed.tolist(), strict=True) if c]
+    for chunk in chunks(scanned, 2000):
+        pending.filter(Q(profile_a_id__in=chunk) | Q(profile_b_id__in=chunk)).delete()
+
+
+def dead_pending_delete() -> None:
+    """Pending pairs whose profile was merged away: the survivor is compared anew."""
+    DuplicateCandidate.objects.filter(status=DuplicateCandidate.Status.PENDING).filter(
+        Q(profile_a__merged_into__isnull=False) | Q(profile_b__merged_into__isnull=False)
+    ).delete()

@@ -1,0 +1,73 @@
+"""The dedup configuration in force for a run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from ..compare import LEVELS
+from ..models import DedupConfig, DedupField
+from ..records import BUILTIN_FIELDS, FieldSpec
+
+# (stage, done, total): called as a run goes; the dedupe command draws progress bars.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    auto_merge_threshold: float
+    review_threshold: float
+    estimate_weights: bool
+    max_block_size: int
+    specs: tuple[FieldSpec, ...]
+
+    def fingerprint(self) -> str:
+        """Changes whenever a run with this configuration could find other pairs."""
+        data = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(data.encode()).hexdigest()
+
+
+def dedup_config_ensure() -> DedupConfig:
+    """The configuration row, with the built-in fields on first use."""
+    config, _ = DedupConfig.objects.get_or_create(pk=DedupConfig.SINGLETON_ID)
+    if not DedupField.objects.filter(config=config).exists():
+        DedupField.objects.bulk_create(
+            [
+                DedupField(
+                    config=config,
+                    name=spec.name,
+                    trait=spec.trait,
+                    comparator=spec.comparator,
+                    position=(i + 1) * 10,
+                )
+                for i, spec in enumerate(BUILTIN_FIELDS)
+            ],
+            ignore_conflicts=True,
+        )
+    return config
+
+
+def dedup_settings_load() -> DedupSettings:
+    config = dedup_config_ensure()
+    specs = tuple(
+        FieldSpec(
+            name=f.name,
+            trait=f.trait,
+            comparator=f.comparator,
+            blocking=f.blocking,
+            m=tuple(f.m_probabilities) if f.m_probabilities is not None else None,
+            u=tuple(f.u_probabilities) if f.u_probabilities is not None else None,
+            weights=tuple(f.weights) if f.weights is not None else None,
+        )
+        for f in DedupField.objects.filter(config=config, enabled=True).order_by("position", "name")
+        if f.comparator in LEVELS
+    )
+    return DedupSettings(
+        auto_merge_threshold=config.auto_merge_threshold,
+        review_threshold=config.review_threshold,
+        estimate_weights=config.estimate_weights,
+        max_block_size=config.max_block_size,
+        specs=specs,
+    )

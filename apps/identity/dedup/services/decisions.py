@@ -1,0 +1,114 @@
+"""Decisions on candidate pairs: automatic merges, and an admin's review."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.identity.models import ProfileMerge
+
+from ..models import DedupRun, DuplicateCandidate
+from .candidates import candidates_write
+from .config import Progress
+
+MERGE_BATCH = 500
+
+
+def auto_merge(
+    run: DedupRun, candidates: list[DuplicateCandidate], progress: Progress
+) -> tuple[int, int]:
+    """Merge, best score first, by the rules of the safe merge path, a batch of pairs
+    at a time (``profile_merge_bulk``); a batch and its candidate rows share one
+    transaction. Returns (merged, refused)."""
+    from apps.identity.services import MergeRequest, identity_rules_load, profile_merge_bulk
+
+    rules = identity_rules_load()
+    merged = refused = 0
+    total = len(candidates)
+    progress("merge", 0, total)
+    for start in range(0, total, MERGE_BATCH):
+        batch = candidates[start : start + MERGE_BATCH]
+        now = timezone.now()
+        with transaction.atomic():
+            results = profile_merge_bulk(
+                requests=[
+                    MergeRequest(
+                        profile_ids=(c.profile_a_id, c.profile_b_id),
+                        details={
+                            "score": c.score,
+                            "probability": c.probability,
+                            "evidence": c.evidence,
+                            "dedup_run_id": run.pk,
+                        },
+                    )
+                    for c in batch
+                ],
+                reason=ProfileMerge.Reason.MATCH_SCORE,
+                rules=rules,
+            )
+            for candidate, result in zip(batch, results, strict=True):
+                candidate.decided_at = now
+                if result.refused:
+                    candidate.status = DuplicateCandidate.Status.REFUSED
+                    candidate.note = result.refused[:500]
+                    refused += 1
+                    continue
+                candidate.status = DuplicateCandidate.Status.MERGED
+                if result.already_one:
+                    candidate.note = "Already one profile through other merged pairs."
+                    continue
+                candidate.merge = result.merge
+                merged += 1
+            candidates_write(batch)
+        progress("merge", min(start + MERGE_BATCH, total), total)
+    return merged, refused
+
+
+@transaction.atomic
+def duplicate_candidate_merge(
+    *, candidate_id: int, actor: Any, force: bool = False
+) -> DuplicateCandidate:
+    """An admin merges a queued pair (through the safe merge path). A pair a safety
+    rule refuses is recorded as refused, unless ``force`` (the caller checks the
+    ``identity.force_merge_profile`` permission)."""
+    from apps.identity.services import MergeRefused, profile_merge
+
+    candidate = DuplicateCandidate.objects.select_for_update().get(pk=candidate_id)
+    if candidate.status in (DuplicateCandidate.Status.MERGED, DuplicateCandidate.Status.REJECTED):
+        return candidate
+    candidate.decided_by = actor
+    candidate.decided_at = timezone.now()
+    try:
+        candidate.merge = profile_merge(
+            profile_ids=(candidate.profile_a_id, candidate.profile_b_id),
+            reason=ProfileMerge.Reason.ADMIN,
+            details={
+                "score": candidate.score,
+                "evidence": candidate.evidence,
+                "candidate_id": candidate.pk,
+            },
+            actor=actor,
+            force=force,
+        )
+        candidate.status = DuplicateCandidate.Status.MERGED
+        candidate.note = ""
+    except MergeRefused as exc:
+        candidate.status = DuplicateCandidate.Status.REFUSED
+        candidate.note = str(getattr(exc, "message", exc))[:500]
+    candidate.save()
+    return candidate
+
+
+@transaction.atomic
+def duplicate_candidate_reject(*, candidate_id: int, actor: Any) -> DuplicateCandidate:
+    """ "Not the same person": remembered, so the pair is never proposed again."""
+    candidate = DuplicateCandidate.objects.select_for_update().get(pk=candidate_id)
+    if candidate.status == DuplicateCandidate.Status.MERGED:
+        return candidate
+    candidate.status = DuplicateCandidate.Status.REJECTED
+    candidate.decided_by = actor
+    candidate.decided_at = timezone.now()
+    candidate.save(update_fields=["status", "decided_by", "decided_at", "updated_at"])
+    return candidate

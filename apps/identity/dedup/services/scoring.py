@@ -1,0 +1,130 @@
+"""Scoring candidate pairs: field comparison, Fellegi-Sunter weights by EM, vetoes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..blocking import BlockingStats
+from ..compare import IndexArray, compare_pairs
+from ..fellegi_sunter import Model, estimate_lambda, estimate_sessions, estimate_u
+from ..records import Records
+from .config import Progress
+
+COMPARE_CHUNK = 200_000
+EM_SAMPLE = 400_000
+U_SAMPLE = 60_000
+# Below this many candidate pairs EM has too little to go on: defaults are used.
+EM_MIN_PAIRS = 2_000
+
+
+def vetoes(level: dict[str, int], *, first_name_slip: bool = False) -> list[str]:
+    """Why a pair must not merge automatically whatever its score (it goes to review).
+
+    ``level`` maps field name -> agreement level (-1 missing, 0 different, ...);
+    fields that are not configured are simply absent. ``first_name_slip``: the first
+    names are one slip of the keyboard or OCR apart (``compare.slip``), a typo
+    rather than another name.
+    """
+
+    def at(name: str) -> int:
+        return level.get(name, -1)
+
+    reasons = []
+    contact = at("email") >= 2 or at("phone") >= 1
+    # An email that differs as the first names do (jon.smith@, john.smith@) is no
+    # independent evidence that the names are one person's.
+    same_contact = at("email") == 3 or at("phone") >= 1
+    if at("first_name") == 0 and not (same_contact and at("birthday") == 2):
+        # Unless email or phone and the birthday agree: a nickname we do not know.
+        reasons.append("first names differ")
+    elif (
+        0 < at("first_name") < 3
+        and not same_contact
+        and not (first_name_slip and (at("birthday") == 2 or at("address") == 3))
+    ):
+        # Aidan and Aiden, same birthday and address: twins as often as a typo.
+        # Howard and Howrd with one birthday or door are one person: nobody is
+        # named so. (Emails alike say nothing here: they are made of the names.)
+        reasons.append("first names only alike, and no shared email or phone")
+    if at("last_name") == 0:
+        reasons.append("last names differ")
+    if at("birthday") == 0:
+        reasons.append("birthdays differ")
+    # Same name at the same door, and no email or phone that contradicts it (one
+    # side simply has none): one person. With two different emails it is as likely
+    # a father and son.
+    same_door = (
+        at("address") == 3
+        and (at("first_name") == 3 or first_name_slip)
+        and at("last_name") == 3
+        and at("email") in (-1, 3)
+        and at("phone") != 0
+    )
+    if not (contact or at("birthday") == 2 or same_door):
+        reasons.append("no email, phone or birthday in common")
+    return reasons
+
+
+def compare_all(
+    records: Records, left: IndexArray, right: IndexArray, progress: Progress
+) -> tuple[np.ndarray, np.ndarray]:
+    n = len(left)
+    level = np.empty((n, len(records.specs)), dtype=np.int8)
+    swapped = np.zeros(n, dtype=bool)
+    for start in range(0, n, COMPARE_CHUNK):
+        stop = min(start + COMPARE_CHUNK, n)
+        result = compare_pairs(records, left[start:stop], right[start:stop])
+        level[start:stop] = result.level
+        swapped[start:stop] = result.swapped
+        progress("compare", stop, n)
+    if n == 0:
+        progress("compare", 0, 0)
+    return level, swapped
+
+
+# Blocking passes whose pairs EM learns m from, and the fields each one masks.
+EM_SESSIONS = {
+    "birthday": ("birthday",),
+    "email": ("email",),
+    "phone": ("phone",),
+    "name_pair": ("first_name", "last_name"),
+    "address": ("address",),
+}
+
+
+def estimate_model(
+    records: Records,
+    level: np.ndarray,
+    codes: IndexArray,
+    stats: BlockingStats,
+    model: Model,
+) -> Model:
+    """m by EM on the pairs of a few blocking passes (``estimate_sessions``); u
+    from random pairs, nearly all of which are two different people (EM's own u
+    describes blocked pairs, which agree on the blocking fields by construction);
+    then the share of matches among all candidates."""
+    rng = np.random.default_rng(0)
+    names = [s.name for s in records.specs]
+    sessions = []
+    for pass_name, fields in EM_SESSIONS.items():
+        pass_codes = stats.pass_codes.get(pass_name)
+        if pass_codes is None or len(pass_codes) == 0:
+            continue
+        at = np.searchsorted(codes, pass_codes)
+        at = at[(at < len(codes)) & (codes[np.minimum(at, len(codes) - 1)] == pass_codes)]
+        if len(at) > EM_SAMPLE // 4:
+            at = rng.choice(at, EM_SAMPLE // 4, replace=False)
+        masked = [names.index(f) for f in fields if f in names]
+        sessions.append((pass_name, level[at], masked))
+    fitted = estimate_sessions(sessions, model)
+    n = len(records)
+    size = min(U_SAMPLE, n * (n - 1) // 2)
+    rl, rr = rng.integers(0, n, size), rng.integers(0, n, size)
+    distinct = rl != rr
+    random_levels = compare_pairs(records, rl[distinct], rr[distinct]).level
+    with_u = estimate_u(random_levels, fitted)
+    for i, f in enumerate(with_u.fields):
+        if f.source != "em":  # EM could not fit it: default m and u together
+            with_u.fields[i] = fitted.fields[i]
+    sample = level if len(level) <= EM_SAMPLE else level[rng.choice(len(level), EM_SAMPLE)]
+    return estimate_lambda(sample, with_u)
