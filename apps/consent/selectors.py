@@ -227,6 +227,37 @@ def profiles_with_consent(
     return annotated.filter(valid)
 
 
+def purposes_gating(*, use: str) -> list[PurposeRule]:
+    """The purposes a use needs: "storage", "personalization", or "destination:<key>"."""
+    rules = consent_config().purposes.values()
+    if use == "storage":
+        return [r for r in rules if r.gates_storage]
+    if use == "personalization":
+        return [r for r in rules if r.gates_personalization]
+    if use.startswith("destination:"):
+        key = use.split(":", 1)[1]
+        return [r for r in rules if key in r.gated_destinations]
+    raise ValueError(f"Unknown use {use!r}.")
+
+
+def may_use(profile: Any, use: str, at: datetime | None = None) -> bool:
+    """May this profile's data serve this use (every purpose gating it allows)?
+
+    For decisions: ``may_use(profile, "personalization")``; for exports:
+    ``may_use(profile, "destination:optimizely")``.
+    """
+    return all(has_consent(profile, rule, at=at) for rule in purposes_gating(use=use))
+
+
+def profiles_for_use(
+    queryset: QuerySet[Any], use: str, at: datetime | None = None
+) -> QuerySet[Any]:
+    """Keep only the profiles ``may_use`` allows (one EXISTS per gating purpose)."""
+    for rule in purposes_gating(use=use):
+        queryset = profiles_with_consent(queryset, rule, at=at)
+    return queryset
+
+
 @dataclass(frozen=True)
 class PurposeState:
     purpose: PurposeRule

@@ -111,3 +111,26 @@ def test_filter_is_one_query(
     with django_assert_num_queries(1):
         ids = list(profiles_with_consent(Profile.objects.all(), rule).values_list("id", flat=True))
     assert len(ids) == 2
+
+
+def test_uses_need_every_purpose_that_gates_them(make_purpose: Any, make_profile: Any) -> None:
+    from apps.consent.selectors import may_use, profiles_for_use
+
+    make_purpose("personalization", gates_personalization=True)
+    make_purpose("advertising", gated_destinations=["optimizely", "webhook"])
+    make_purpose("sale", gated_destinations=["optimizely"], default_granted=True)
+    ada = make_profile(("user_id", "ada"))
+    bob = make_profile(("user_id", "bob"))
+    for purpose in ("personalization", "advertising"):
+        consent_grant(profile_id=ada.id, purpose=purpose, source="api")
+    consent_grant(profile_id=bob.id, purpose="advertising", source="api")
+    consent_record(profile_id=bob.id, purpose="sale", status="denied", source="gpc")
+    assert may_use(ada, "personalization") and not may_use(bob, "personalization")
+    assert may_use(ada, "destination:optimizely") and not may_use(bob, "destination:optimizely")
+    assert may_use(bob, "destination:webhook")
+    assert may_use(bob, "destination:unknown-tool")  # nothing gates it
+    everyone = Profile.objects.all()
+    assert list(profiles_for_use(everyone, "destination:optimizely")) == [ada]
+    assert set(profiles_for_use(everyone, "destination:webhook")) == {ada, bob}
+    with pytest.raises(ValueError, match="Unknown use"):
+        may_use(ada, "telepathy")
