@@ -116,6 +116,37 @@ def _owners(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], uuid.UUID]:
     return identifier_owners(keys=keys) if keys else {}
 
 
+def _owners_and_states(
+    rows: Sequence[dict[str, Any]],
+) -> tuple[dict[tuple[str, str], uuid.UUID], dict[uuid.UUID, dict[int, tuple[str, Any]]]]:
+    """Who holds each id of the batch, and their consent state: one query on
+    PostgreSQL (identifiers joined to states), two elsewhere."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        found = _owners(rows)
+        return found, _states(set(found.values()))
+    keys = sorted({k for row in rows for k in _identity_keys(row)})
+    owners: dict[tuple[str, str], uuid.UUID] = {}
+    states: dict[uuid.UUID, dict[int, tuple[str, Any]]] = {}
+    if not keys:
+        return owners, states
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.type, i.value, i.profile_id, s.purpose_id, s.status, s.given_at "
+            "FROM unnest(%s::text[], %s::text[]) AS k(type, value) "
+            "JOIN identity_identifier i ON i.type = k.type AND i.value = k.value "
+            "LEFT JOIN consent_consentstate s ON s.profile_id = i.profile_id",
+            [[k for k, _ in keys], [v for _, v in keys]],
+        )
+        for kind, value, profile_id, purpose_id, status, given_at in cursor.fetchall():
+            owners[(kind, value)] = profile_id
+            held = states.setdefault(profile_id, {})
+            if purpose_id is not None:
+                held[purpose_id] = (status, given_at)
+    return owners, states
+
+
 def _row_profile(row: dict[str, Any], owners: dict[tuple[str, str], uuid.UUID]) -> uuid.UUID | None:
     for key in _identity_keys(row):  # the user id is the stronger
         if key in owners:
@@ -219,9 +250,7 @@ def consent_gate(
         result.rows = rows
         return result
 
-    owners = _owners(rows)
-    profiles = {_row_profile(r, owners) for r in rows} - {None}
-    states = _states({p for p in profiles if p is not None})
+    owners, states = _owners_and_states(rows)
     now = timezone.now()
 
     # Capture: record what the events state, where it changes what is known. New
