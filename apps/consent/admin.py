@@ -405,6 +405,10 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
             and obj.type == RequestType.ERASURE
             and obj.status == RequestStatus.VERIFIED,
             "can_extend": obj is not None and obj.is_open and obj.extension_months < 2,
+            "can_rectify": obj is not None and obj.type == RequestType.RECTIFICATION,
+            "can_object": obj is not None
+            and obj.type in (RequestType.OBJECTION, RequestType.RESTRICTION),
+            "purposes": Purpose.objects.filter(required=False).order_by("key"),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -424,7 +428,7 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
         ]
 
     def workflow_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
-        from .services.dsr import dsr_extend, dsr_transition
+        from .services.dsr import dsr_extend, dsr_object, dsr_rectify, dsr_transition
         from .services.erasure import erasure_start
         from .tasks import erasure_run as erasure_run_task
 
@@ -444,6 +448,24 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
                     request_id = str(dsr.pk)
                     transaction.on_commit(lambda: erasure_run_task.delay(request_id))
                 self.message_user(request, "Erasure started; this page shows its progress.")
+            elif action == "rectify":
+                import json
+
+                try:
+                    traits = json.loads(request.POST.get("traits") or "")
+                except ValueError:
+                    traits = None
+                if not isinstance(traits, dict):
+                    raise ApplicationError(
+                        'Traits as a JSON object, e.g. {"lastName": "Lovelace"}.'
+                    )
+                changed = dsr_rectify(request=dsr, traits=traits, actor=request.user)
+                self.message_user(request, f"Corrected: {', '.join(changed) or 'nothing'}.")
+            elif action == "object":
+                keys = dsr_object(
+                    request=dsr, purposes=request.POST.getlist("purposes"), actor=request.user
+                )
+                self.message_user(request, f"Objection recorded for: {', '.join(keys)}.")
             elif action == "extend":
                 months = int(request.POST.get("months") or 0)
                 dsr_extend(request=dsr, months=months, reason=note, actor=request.user)
@@ -455,7 +477,7 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
                 )
             else:
                 self.message_user(request, "Unknown action.", messages.ERROR)
-        except (ApplicationError, ValueError) as exc:
+        except (ApplicationError, ValueError, LookupError) as exc:
             self.message_user(request, getattr(exc, "message", str(exc)), messages.ERROR)
         return back
 

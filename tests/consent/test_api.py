@@ -268,3 +268,84 @@ def test_profile_resource_shows_consents(
         "ads": {"status": "granted", "allowed": True},
         "fraud": {"status": "default", "allowed": True},
     }
+
+
+def test_rectification_corrects_traits_and_the_trail_keeps_no_values(
+    admin_api: Any, make_profile: Any
+) -> None:
+    from apps.identity.models import Profile
+    from apps.identity.services import profiles_resolve
+    from apps.identity.services.resolve import IdentityClaim
+
+    person = make_profile(("email", "ada@example.com"))
+    Profile.objects.filter(pk=person.pk).update(
+        traits={"lastName": "Lovelase", "phone": "+15550100"},
+        trait_timestamps={"lastName": "2026-01-01T00:00:00.000000+00:00"},
+    )
+    dsr = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "rectification", "subject": "email:ada@example.com", "details": "typo"},
+        content_type="application/json",
+    ).json()
+    url = f"/api/v1/privacy-requests/{dsr['id']}"
+    body = {"traits": {"lastName": "Lovelace", "phone": None}}
+    # not before verification
+    assert (
+        admin_api.post(url + "/rectify", body, content_type="application/json").status_code == 400
+    )
+    admin_api.post(url + "/transition", {"status": "verified"}, content_type="application/json")
+    response = admin_api.post(url + "/rectify", body, content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "in_progress"
+    person.refresh_from_db()
+    assert person.traits == {"lastName": "Lovelace"}
+    note = response.json()["events"][-1]["note"]
+    assert note == "traits corrected: lastName, phone" and "Lovelace" not in note
+    # a late event with the old value does not undo the correction
+    profiles_resolve(
+        claims=[
+            IdentityClaim(
+                identifiers=[("email", "ada@example.com")],
+                timestamp=timezone.now() - timedelta(days=30),
+                traits={"lastName": "Lovelase"},
+            )
+        ]
+    )
+    person.refresh_from_db()
+    assert person.traits["lastName"] == "Lovelace"
+
+
+def test_objection_denies_the_purposes(
+    admin_api: Any, make_purpose: Any, make_profile: Any
+) -> None:
+    from apps.consent.selectors import has_consent
+
+    make_purpose("profiling", legal_basis="legitimate_interest", default_granted=True)
+    make_purpose("service", legal_basis="contract", required=True)
+    person = make_profile(("user_id", "u-9"))
+    assert has_consent(person, "profiling") is True
+    dsr = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "objection", "subject": "user_id:u-9"},
+        content_type="application/json",
+    ).json()
+    url = f"/api/v1/privacy-requests/{dsr['id']}"
+    admin_api.post(url + "/transition", {"status": "verified"}, content_type="application/json")
+    # a required purpose cannot be objected to this way, and nothing is recorded
+    refused = admin_api.post(
+        url + "/object", {"purposes": ["service"]}, content_type="application/json"
+    )
+    assert refused.status_code == 400 and "required" in refused.json()["detail"]
+    assert not ConsentRecord.objects.exists()
+    unknown = admin_api.post(
+        url + "/object", {"purposes": ["nope"]}, content_type="application/json"
+    )
+    assert unknown.status_code == 400
+    ok = admin_api.post(
+        url + "/object", {"purposes": ["profiling"]}, content_type="application/json"
+    )
+    assert ok.status_code == 200, ok.content
+    assert has_consent(person, "profiling") is False
+    record = ConsentRecord.objects.get()
+    assert (record.status, record.source) == ("denied", "admin")
+    assert record.method.startswith("Objection")

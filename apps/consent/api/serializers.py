@@ -143,3 +143,13 @@ class DsrTransitionInputSerializer(serializers.Serializer[Any]):
 class DsrExtendInputSerializer(serializers.Serializer[Any]):
     months = serializers.IntegerField(min_value=1, max_value=2)
     reason = serializers.CharField(max_length=5000)
+
+
+class DsrRectifyInputSerializer(serializers.Serializer[Any]):
+    traits = serializers.DictField(
+        help_text='Traits to correct, e.g. {"lastName": "Lovelace", "phone": null} (null removes).'
+    )
+
+
+class DsrObjectInputSerializer(serializers.Serializer[Any]):
+    purposes = serializers.ListField(child=serializers.SlugField(), min_length=1)

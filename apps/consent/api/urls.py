@@ -6,6 +6,8 @@ from .views import (
     DsrExportApi,
     DsrExtendApi,
     DsrListApi,
+    DsrObjectApi,
+    DsrRectifyApi,
     DsrTransitionApi,
     ProfileConsentApi,
     ProfileConsentCheckApi,
@@ -30,6 +32,8 @@ urlpatterns = [
         "privacy-requests/<uuid:pk>/transition", DsrTransitionApi.as_view(), name="dsr-transition"
     ),
     path("privacy-requests/<uuid:pk>/extend", DsrExtendApi.as_view(), name="dsr-extend"),
+    path("privacy-requests/<uuid:pk>/rectify", DsrRectifyApi.as_view(), name="dsr-rectify"),
+    path("privacy-requests/<uuid:pk>/object", DsrObjectApi.as_view(), name="dsr-object"),
     path("privacy-requests/<uuid:pk>/erase", DsrEraseApi.as_view(), name="dsr-erase"),
     path("privacy-requests/<uuid:pk>/export", DsrExportApi.as_view(), name="dsr-export"),
 ]

@@ -23,7 +23,13 @@ from apps.consent.selectors import (
     purpose_rule,
 )
 from apps.consent.services import consent_record
-from apps.consent.services.dsr import dsr_create, dsr_extend, dsr_transition
+from apps.consent.services.dsr import (
+    dsr_create,
+    dsr_extend,
+    dsr_object,
+    dsr_rectify,
+    dsr_transition,
+)
 from apps.consent.services.erasure import erasure_start
 from apps.consent.services.export import SubjectNotFound, dsr_export_archive
 
@@ -33,7 +39,9 @@ from .serializers import (
     ConsentStateOutputSerializer,
     DsrExtendInputSerializer,
     DsrInputSerializer,
+    DsrObjectInputSerializer,
     DsrOutputSerializer,
+    DsrRectifyInputSerializer,
     DsrTransitionInputSerializer,
     PurposeOutputSerializer,
 )
@@ -232,6 +240,45 @@ class DsrExtendApi(APIView):
         data = DsrExtendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         dsr = dsr_extend(request=dsr, actor=request.user, **data.validated_data)
+        return Response(DsrOutputSerializer(dsr).data)
+
+
+class DsrRectifyApi(APIView):
+    """Apply a rectification request: correct the subject's traits."""
+
+    permission_classes = [
+        permissions.IsAuthenticated,
+        has_perm("consent.process_datasubjectrequest"),
+    ]
+
+    @extend_schema(request=DsrRectifyInputSerializer, responses={200: DsrOutputSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        dsr = get_object_or_404(DataSubjectRequest, pk=pk)
+        data = DsrRectifyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dsr_rectify(request=dsr, traits=data.validated_data["traits"], actor=request.user)
+        dsr.refresh_from_db()
+        return Response(DsrOutputSerializer(dsr).data)
+
+
+class DsrObjectApi(APIView):
+    """Apply an objection or restriction: deny the named purposes for the subject."""
+
+    permission_classes = [
+        permissions.IsAuthenticated,
+        has_perm("consent.process_datasubjectrequest"),
+    ]
+
+    @extend_schema(request=DsrObjectInputSerializer, responses={200: DsrOutputSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        dsr = get_object_or_404(DataSubjectRequest, pk=pk)
+        data = DsrObjectInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            dsr_object(request=dsr, purposes=data.validated_data["purposes"], actor=request.user)
+        except UnknownPurpose as exc:
+            raise ValidationError({"purposes": str(exc)}) from exc
+        dsr.refresh_from_db()
         return Response(DsrOutputSerializer(dsr).data)
 
 

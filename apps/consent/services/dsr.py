@@ -167,3 +167,75 @@ def dsr_deadline_report(*, today: date | None = None, soon_days: int = 7) -> dic
             due_date__gte=today, due_date__lte=today + timedelta(days=soon_days)
         ).count(),
     }
+
+
+def _subject_profile_id(request: DataSubjectRequest) -> Any:
+    from apps.identity.selectors import profile_get_by_external_id
+
+    profile = profile_get_by_external_id(external_id=request.subject)
+    if profile is None:
+        raise RequestRefused("No profile is held for this subject.")
+    return profile.id
+
+
+def _working(request: DataSubjectRequest, types: tuple[str, ...], actor: Any) -> DataSubjectRequest:
+    request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+    if request.type not in types:
+        raise RequestRefused(f"This is a {request.get_type_display()} request.")
+    if request.status == RequestStatus.VERIFIED:
+        request = dsr_transition(request=request, status=RequestStatus.IN_PROGRESS, actor=actor)
+    if request.status != RequestStatus.IN_PROGRESS:
+        raise RequestRefused("Verify the requester's identity first (status: verified).")
+    return request
+
+
+@transaction.atomic
+def dsr_rectify(
+    *, request: DataSubjectRequest, traits: dict[str, Any], actor: Any = None
+) -> list[str]:
+    """Apply a rectification: correct the subject's traits (None removes one)."""
+    from apps.identity.services import profile_traits_rectify
+
+    request = _working(request, (RequestType.RECTIFICATION,), actor)
+    changed = profile_traits_rectify(profile_id=_subject_profile_id(request), changes=traits)
+    # The trail names what changed, not the values (they are personal data).
+    RequestEvent.objects.create(
+        request=request,
+        actor=actor,
+        action="rectified",
+        note="traits corrected: " + (", ".join(changed) or "none (already as asked)"),
+    )
+    return changed
+
+
+@transaction.atomic
+def dsr_object(*, request: DataSubjectRequest, purposes: list[str], actor: Any = None) -> list[str]:
+    """Apply an objection or restriction: the subject's data is no longer used
+    for these purposes (a denial in the consent log, which every use checks)."""
+    from apps.consent.selectors import purpose_rule
+
+    from .consent import consent_statements_append
+
+    request = _working(request, (RequestType.OBJECTION, RequestType.RESTRICTION), actor)
+    if not purposes:
+        raise RequestRefused("Name the purposes the person objects to.")
+    rules = [purpose_rule(key) for key in purposes]
+    profile_id = _subject_profile_id(request)
+    consent_statements_append(
+        statements=[
+            {
+                "profile_id": profile_id,
+                "purpose": rule,
+                "status": "denied",
+                "source": "admin",
+                "method": f"{request.get_type_display()} request {str(request.pk)[:8]}",
+                "entered_by": actor,
+            }
+            for rule in rules
+        ]
+    )
+    keys = sorted(rule.key for rule in rules)
+    RequestEvent.objects.create(
+        request=request, actor=actor, action="objection recorded", note=", ".join(keys)
+    )
+    return keys

@@ -10,6 +10,7 @@ from .merge import (
     profile_merge_bulk,
     profile_split,
 )
+from .rectify import profile_traits_rectify
 from .resolve import IdentityClaim, claim_keys, profiles_resolve
 from .rules import IdentityRules, identity_rules_load
 
@@ -26,5 +27,6 @@ __all__ = [
     "profile_merge",
     "profile_merge_bulk",
     "profile_split",
+    "profile_traits_rectify",
     "profiles_resolve",
 ]
