@@ -41,7 +41,8 @@ class Event(models.Model):
     """One accepted event, as the client sent it, with its corrected time."""
 
     id = models.BigAutoField(primary_key=True)
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: the unique (source, message_id) index leads with it.
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+", db_index=False)
     message_id = models.CharField(max_length=255)
     type = models.CharField(max_length=16, choices=EventType.choices)
     event = models.CharField(max_length=255, blank=True, default="")
@@ -60,8 +61,15 @@ class Event(models.Model):
     context = models.JSONField(default=dict, blank=True)
     # Every other top-level key the client sent (integrations, channel, version...).
     extra = models.JSONField(default=dict, blank=True)
+    # No index of its own: event_profile_ts_idx (profile, -timestamp) leads with it.
+    # Every index costs each ingested row an insert.
     profile = models.ForeignKey(
-        "identity.Profile", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "identity.Profile",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     processed_at = models.DateTimeField(null=True, blank=True)
 
