@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from apps.identity.normalize import is_junk
+
 from .models import EventType
 
 EVENT_TYPES = frozenset(EventType.values)
@@ -39,6 +41,14 @@ _COLUMN_KEYS = frozenset(
     }
 )
 MAX_ID_LENGTH = 255
+# Integers beyond this arrive as floats (JSON parsers keep 64 bits at most) and
+# are no longer exact: two different ids could become one.
+_MAX_EXACT_FLOAT = 2**53
+
+
+# How deep an event's objects and arrays may nest: orjson writes 254 levels, and
+# a stored event sits one level down (a row in the batch's array).
+MAX_NESTING = 253
 
 
 class EventError(ValueError):
@@ -55,8 +65,35 @@ class BatchDefaults:
     integrations: dict[str, Any] | None = None
     ip: str | None = None
     historical: bool = False  # /v1/import: keep the client's times as they are
+    # Serialized size of the envelope's context and integrations, which every
+    # event of the batch is stored with, and why they cannot be stored, if so.
+    envelope_bytes: int = 0
+    envelope_error: str | None = None
     gpc: bool = False  # the request carried Sec-GPC: 1 (opt-out of sale/sharing)
     user_agent: str = ""
+
+
+def envelope_check(context: Any, integrations: Any, max_bytes: int) -> tuple[int, str | None]:
+    """What a batch's own context and integrations add to each of its events:
+    (bytes, None), or (0, why they cannot be stored)."""
+    size = 0
+    for key, value in (("context", context), ("integrations", integrations)):
+        if value is None:
+            continue
+        try:
+            # As stored: inside a row of the batch's array.
+            size += len(orjson.dumps([[value]])) - 4
+        except orjson.JSONEncodeError:
+            return 0, (
+                f"The batch's {key} is nested more than {MAX_NESTING - 1} levels deep, "
+                "which cannot be stored."
+            )
+    if size > max_bytes:
+        return 0, (
+            f"The batch's context and integrations are {size} bytes; every event is "
+            f"stored with them, and the limit is {max_bytes} bytes an event."
+        )
+    return size, None
 
 
 def parse_timestamp(value: Any, field: str) -> datetime | None:
@@ -94,7 +131,13 @@ def _identifier(event: dict[str, Any], key: str) -> str:
         return ""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise EventError(f"{key} must be a string or a number.")
-    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    if isinstance(value, float):
+        if abs(value) >= _MAX_EXACT_FLOAT:
+            raise EventError(f"{key} is a number too large to be exact; send it as a string.")
+        text = str(int(value)) if value.is_integer() else str(value)
+    else:
+        # Surrounding blanks are never part of an id; " 42" and "42" are one user.
+        text = value.strip() if isinstance(value, str) else str(value)
     if len(text) > MAX_ID_LENGTH:
         raise EventError(f"{key} is longer than {MAX_ID_LENGTH} characters.")
     return text
@@ -124,10 +167,21 @@ def parse_event(
         raise EventError(
             f"type must be one of {', '.join(sorted(EVENT_TYPES))}; got {str(kind)[:40]!r}."
         )
-    dumped = orjson.dumps(event)
-    size = len(dumped)
+    if defaults.envelope_error:
+        raise EventError(defaults.envelope_error)
+    try:
+        # Wrapped as it will be stored: a row in the batch's array.
+        dumped = orjson.dumps([event])
+    except orjson.JSONEncodeError:
+        # The only way a parsed body fails to serialize: nesting beyond what
+        # orjson writes.
+        raise EventError(
+            f"Event is nested more than {MAX_NESTING} levels deep, which cannot be stored."
+        ) from None
+    size = len(dumped) - 2 + defaults.envelope_bytes
     if size > max_bytes:
-        raise EventError(f"Event is {size} bytes; the limit is {max_bytes} bytes.")
+        with_envelope = " with the batch's context" if defaults.envelope_bytes else ""
+        raise EventError(f"Event is {size} bytes{with_envelope}; the limit is {max_bytes} bytes.")
     # PostgreSQL stores no NUL in text or jsonb; one would fail the whole batch.
     if b"\\u0000" in dumped and _has_nul(event):
         raise EventError("Event contains a NUL character (\\u0000), which cannot be stored.")
@@ -136,6 +190,13 @@ def parse_event(
     anonymous_id = _identifier(event, "anonymousId")
     if not user_id and not anonymous_id:
         raise EventError("Every event needs a userId or an anonymousId.")
+    if (not user_id or is_junk(user_id)) and (not anonymous_id or is_junk(anonymous_id)):
+        # "undefined", "null", "0"...: an unset variable in the client, never a person.
+        shown = " and ".join(repr(v[:40]) for v in (user_id, anonymous_id) if v)
+        raise EventError(
+            f"The event's ids ({shown}) are placeholder values, not identifiers; "
+            "send a real userId or anonymousId."
+        )
     name = event.get("event") if kind == EventType.TRACK else event.get("name")
     if kind == EventType.TRACK and (not isinstance(name, str) or not name.strip()):
         raise EventError("A track event needs an 'event' name (a non-empty string).")

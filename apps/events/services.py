@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from .models import Event, RejectedEvent, Source
@@ -206,6 +206,7 @@ def event_ingest(
             rejected_payloads.append((rejection, raw))
             continue
         row["source_id"] = source.pk
+        row["_index"] = index  # not a column: where the event was in the request
         rows.append(row)
     with transaction.atomic():
         result.accepted = len(rows)
@@ -217,7 +218,13 @@ def event_ingest(
             )
             rows = gate.rows
             result.withheld = gate.suppressed + gate.dropped
-        result.stored = events_insert(rows=rows)
+        try:
+            with transaction.atomic():  # a savepoint: the gate's writes stay
+                result.stored = events_insert(rows=rows)
+        except DataError:
+            # Something validation let through that the database refuses. Find
+            # the rows it refuses, one by one, so the others are still kept.
+            result.stored = _insert_one_by_one(rows, events, result, rejected_payloads)
         if rejected_payloads:
             RejectedEvent.objects.bulk_create(
                 [
@@ -242,6 +249,33 @@ def event_ingest(
             stored = result.stored
             transaction.on_commit(lambda: _enqueue(stored))
     return result
+
+
+def _insert_one_by_one(
+    rows: list[dict[str, Any]],
+    events: Sequence[Any],
+    result: IngestResult,
+    rejected_payloads: list[tuple[Rejection, Any]],
+) -> list[int]:
+    stored: list[int] = []
+    for row in rows:
+        try:
+            with transaction.atomic():
+                stored.extend(events_insert(rows=[row]))
+        except DataError as exc:
+            index = row["_index"]
+            cause = getattr(exc.__cause__, "diag", None)
+            why = getattr(cause, "message_primary", None) or type(exc).__name__
+            rejection = Rejection(
+                index=index,
+                message=f"The database refused this event: {why}.",
+                message_id=row["message_id"],
+            )
+            result.rejected.append(rejection)
+            result.accepted -= 1
+            rejected_payloads.append((rejection, events[index]))
+    result.rejected.sort(key=lambda r: r.index)
+    return stored
 
 
 def _safe_dump(raw: Any) -> str:

@@ -8,7 +8,9 @@ any other 2xx as a failure and resend, and drop a whole batch on 400.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import zlib
 from typing import Any
 
@@ -21,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .auth import basic_auth_username, source_for_key
 from .models import RejectedEvent
-from .parsing import BatchDefaults, EventError, parse_timestamp
+from .parsing import BatchDefaults, EventError, envelope_check, parse_timestamp
 from .services import event_ingest, rejected_event_record
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ SINGLE_TYPES = {
 }
 BATCH_KINDS = {"batch", "b", "import"}
 _SUCCESS = orjson.dumps({"success": True})
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _json_response(body: dict[str, Any] | bytes, status: int = 200) -> HttpResponse:
@@ -71,7 +74,7 @@ def _read_body(request: HttpRequest, limit: int) -> bytes:
     if len(body) > limit:
         raise _TooLarge
     encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
-    if encoding == "gzip" or (encoding == "" and body[:2] == b"\x1f\x8b"):
+    if encoding in ("gzip", "x-gzip") or (encoding == "" and body[:2] == b"\x1f\x8b"):
         body = _gunzip(body, limit)
     elif encoding not in ("", "identity"):
         raise ValueError(f"Unsupported Content-Encoding {encoding!r}; send gzip or plain JSON.")
@@ -94,6 +97,33 @@ def _gunzip(data: bytes, limit: int) -> bytes:
             raise ValueError("The gzip body is truncated.")
         data = decompressor.unused_data
     return bytes(out)
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "surrogate" not in exc.msg:
+            raise
+    # A lone UTF-16 surrogate escape ("\ud83d" of a cut emoji): JSON.stringify and
+    # Python's json write them, orjson refuses them, and one would cost the whole
+    # batch. The standard parser reads them; each becomes U+FFFD.
+    try:
+        return _replace_surrogates(json.loads(raw))
+    except (ValueError, RecursionError) as exc:
+        raise orjson.JSONDecodeError(str(exc), "", 0) from exc
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return float(value)  # as orjson reads such numbers
+    return value
 
 
 def _client_ip(request: HttpRequest) -> str | None:
@@ -121,7 +151,7 @@ def ingest(request: HttpRequest, kind: str) -> HttpResponse:
     raw = b""
     try:
         raw = _read_body(request, limit)
-        data = orjson.loads(raw) if raw else None
+        data = _loads(raw) if raw else None
         if data is None:
             body_error = "The request body is empty; send a JSON object."
     except _TooLarge:
@@ -212,8 +242,13 @@ def _ingest_parsed(
             for e in events
         ]
         logger.info("batch with invalid sentAt: %s", exc)
+    envelope_bytes, envelope_error = envelope_check(
+        context, integrations, settings.CDP["MAX_EVENT_BYTES"]
+    )
     defaults = BatchDefaults(
         received_at=received_at,
+        envelope_bytes=envelope_bytes,
+        envelope_error=envelope_error,
         sent_at=sent_at,
         context=context,
         integrations=integrations,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 from datetime import UTC, datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
 import orjson
 import pytest
+from django.db import connection
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -1512,3 +1514,229 @@ def test_wrong_method_names_the_allowed_ones(client: Any) -> None:
     response = client.get("/v1/track")
     assert response.status_code == 405
     assert response["Allow"] == "POST, OPTIONS"
+
+
+# --- Inputs that once cost a whole batch ---------------------------------------------
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    """An object ``depth`` levels deep: {"a": {"a": ... {}}}."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_too_deeply_nested_event_is_rejected_and_the_others_kept(post_events):
+    # given an event nested beyond what can be stored, and a good one
+    deep = {"type": "track", "userId": "u1", "event": "Deep", "messageId": "deep"}
+    deep["properties"] = _nested(300)
+    ok = {"type": "track", "userId": "u1", "event": "Fine", "messageId": "ok"}
+
+    # when
+    response = post_events("/v1/batch", json.dumps({"batch": [deep, ok]}).encode())
+
+    # then
+    assert response.status_code == 200
+    assert _json(response)["rejected"] == [
+        {
+            "index": 0,
+            "messageId": "deep",
+            "reason": "Event is nested more than 253 levels deep, which cannot be stored.",
+        }
+    ]
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["ok"]
+    assert RejectedEvent.objects.get().message_id == "deep"
+
+
+def test_deepest_storable_event_is_stored(post_events):
+    # given an event exactly 253 levels deep (its properties 252)
+    event = {"type": "track", "userId": "u1", "event": "Deep", "properties": _nested(252)}
+
+    # when
+    response = post_events("/v1/track", event)
+
+    # then
+    assert response.content == SUCCESS
+    assert Event.objects.get().properties == _nested(252)
+
+
+def test_batch_context_nested_too_deep_rejects_its_events_with_the_reason(post_events):
+    # when
+    body = {"batch": [{"type": "track", "userId": "u1", "event": "E"}], "context": _nested(300)}
+    response = post_events("/v1/batch", json.dumps(body).encode())
+
+    # then
+    assert response.status_code == 200
+    assert _json(response)["rejected"][0]["reason"] == (
+        "The batch's context is nested more than 252 levels deep, which cannot be stored."
+    )
+    assert Event.objects.count() == 0
+    assert RejectedEvent.objects.count() == 1
+
+
+def test_batch_context_counts_towards_each_events_size(post_events):
+    # given a 20 KB batch context (every event is stored with it)
+    context = {"blob": "x" * 20_000}
+    small = {"type": "track", "userId": "u1", "event": "Small", "messageId": "small"}
+    large = {**_event_of_size(13_000), "messageId": "large"}
+
+    # when
+    response = post_events("/v1/batch", {"batch": [small, large], "context": context})
+
+    # then the small event fits with it, the 13 KB one does not
+    body = _json(response)
+    assert response.status_code == 200
+    assert [r["messageId"] for r in body["rejected"]] == ["large"]
+    assert "with the batch's context; the limit is 32768 bytes." in body["rejected"][0]["reason"]
+    assert Event.objects.get().context["blob"] == context["blob"]
+
+
+def test_oversized_batch_context_rejects_every_event_without_copying_it(post_events):
+    # given a batch context bigger than an event may be
+    events = [{"type": "track", "userId": "u1", "event": f"E{i}"} for i in range(20)]
+
+    # when
+    response = post_events("/v1/batch", {"batch": events, "context": {"blob": "x" * 40_000}})
+
+    # then
+    body = _json(response)
+    assert response.status_code == 200
+    assert body["accepted"] == 0
+    assert len(body["rejected"]) == 20
+    assert body["rejected"][0]["reason"].startswith(
+        "The batch's context and integrations are 40011 bytes;"
+    )
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize("key", ["userId", "anonymousId", "previousId", "groupId"])
+def test_ids_too_large_to_be_exact_are_rejected(post_events, key):
+    # given a number past 2**64 (JSON parsers read it as an inexact float)
+    event = {"type": "alias", "userId": "u1", "previousId": "p1", "messageId": "m"}
+    if key == "groupId":
+        event["type"] = "group"
+    event[key] = 123456789012345678901
+    body = json.dumps({"batch": [event]}).encode()
+
+    # when
+    response = post_events("/v1/batch", body)
+
+    # then
+    assert _json(response)["rejected"][0]["reason"] == (
+        f"{key} is a number too large to be exact; send it as a string."
+    )
+    assert Event.objects.count() == 0
+
+
+def test_large_but_exact_numeric_ids_are_kept_as_digits(post_events):
+    # when
+    response = post_events("/v1/track", b'{"userId": 9007199254740993, "event": "E"}')
+
+    # then (2**53 + 1: a 64-bit integer, exact)
+    assert response.content == SUCCESS
+    assert Event.objects.get().user_id == "9007199254740993"
+
+
+def test_ids_are_stored_without_surrounding_blanks(post_events):
+    # when
+    response = post_events(
+        "/v1/identify", {"userId": " 42\t", "anonymousId": " a-1 ", "traits": {"plan": "pro"}}
+    )
+
+    # then
+    assert response.content == SUCCESS
+    event = Event.objects.get()
+    assert (event.user_id, event.anonymous_id) == ("42", "a-1")
+
+
+@pytest.mark.parametrize(
+    ("ids", "shown"),
+    [
+        ({"userId": "undefined"}, "'undefined'"),
+        ({"anonymousId": "null"}, "'null'"),
+        ({"userId": "0", "anonymousId": "[object Object]"}, "'0' and '[object Object]'"),
+        ({"userId": "   "}, None),
+    ],
+)
+def test_events_whose_ids_are_all_placeholders_are_rejected(post_events, ids, shown):
+    # when
+    response = post_events("/v1/batch", {"batch": [{"type": "page", "name": "Home", **ids}]})
+
+    # then
+    reason = _json(response)["rejected"][0]["reason"]
+    if shown is None:
+        assert reason == "Every event needs a userId or an anonymousId."
+    else:
+        assert reason == (
+            f"The event's ids ({shown}) are placeholder values, not identifiers; "
+            "send a real userId or anonymousId."
+        )
+    assert Event.objects.count() == 0
+
+
+def test_a_placeholder_user_id_beside_a_real_anonymous_id_is_stored(post_events):
+    # when
+    response = post_events("/v1/page", {"userId": "undefined", "anonymousId": "a-7"})
+
+    # then
+    assert response.content == SUCCESS
+    assert Event.objects.get().anonymous_id == "a-7"
+
+
+def test_lone_surrogate_escapes_become_replacement_characters(post_events):
+    # given a page title cut in the middle of an emoji (JSON.stringify writes this)
+    body = (
+        b'{"batch": [{"type": "page", "anonymousId": "a1", "name": "Sale \\ud83d",'
+        b' "properties": {"\\udc00k": "ok \\ud83d\\ude00"}}, '
+        b'{"type": "track", "anonymousId": "a1", "event": "Viewed"}]}'
+    )
+
+    # when
+    response = post_events("/v1/batch", body)
+
+    # then both events are kept; a proper pair stays the emoji it is
+    assert response.content == SUCCESS
+    page = Event.objects.get(type="page")
+    assert page.name == "Sale \ufffd"
+    assert page.properties == {"\ufffdk": "ok \U0001f600"}
+    assert Event.objects.count() == 2
+
+
+def test_x_gzip_content_encoding_is_read_as_gzip(post_events):
+    # when
+    response = post_events(
+        "/v1/track", _gzip(orjson.dumps(VALID["track"])), HTTP_CONTENT_ENCODING="x-gzip"
+    )
+
+    # then
+    assert response.content == SUCCESS
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="a value PostgreSQL refuses and SQLite keeps"
+)
+def test_event_the_database_refuses_is_rejected_and_the_batch_kept(post_events, monkeypatch):
+    # given validation that misses a NUL (as a future gap would), which PostgreSQL
+    # refuses in jsonb
+    from apps.events import parsing
+
+    monkeypatch.setattr(parsing, "_has_nul", lambda value: False)
+    batch = [
+        {"type": "identify", "userId": "u1", "messageId": "m-1", "traits": {"a": "1"}},
+        {"type": "identify", "userId": "u2", "messageId": "m-2", "traits": {"a": "x\x00y"}},
+        {"type": "identify", "userId": "u3", "messageId": "m-3", "traits": {"a": "3"}},
+    ]
+
+    # when
+    response = post_events("/v1/batch", {"batch": batch})
+
+    # then the two good events are stored and the refused one is reported and kept
+    assert response.status_code == 200
+    body = _json(response)
+    assert body["accepted"] == 2
+    assert [(r["index"], r["messageId"]) for r in body["rejected"]] == [(1, "m-2")]
+    assert body["rejected"][0]["reason"].startswith("The database refused this event: ")
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == ["m-1", "m-3"]
+    assert RejectedEvent.objects.get().message_id == "m-2"
