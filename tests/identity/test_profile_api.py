@@ -710,3 +710,17 @@ def test_email_with_a_plus_is_found_whether_encoded_or_not(api_client, ingest, p
     # then
     assert response.status_code == 200
     assert ("email", "ada+news@example.com") in _identifiers(response.json())
+
+
+@pytest.mark.parametrize("suffix", ["", "/events"])
+@pytest.mark.parametrize("path_id", ["user_id:%00", "email:a%00@b.com", "%00user_id:u-1"])
+def test_nul_in_an_external_id_is_400_not_a_database_error(api_client, ada, path_id, suffix):
+    # when
+    response = api_client.get(f"/api/v1/profiles/{path_id}{suffix}")
+
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid input.",
+        "errors": {"external_id": "Profile ids cannot contain a NUL character (%00)."},
+    }
