@@ -724,3 +724,25 @@ def test_nul_in_an_external_id_is_400_not_a_database_error(api_client, ada, path
         "detail": "Invalid input.",
         "errors": {"external_id": "Profile ids cannot contain a NUL character (%00)."},
     }
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/profiles", "/api/v1/profiles/user_id:u-1/events"])
+@pytest.mark.parametrize("cursor", ["zzz", _b64("o=x"), _b64("p=not-a-time"), "é"])
+def test_unreadable_cursor_is_400_with_a_message(api_client, ada, path, cursor):
+    # when
+    response = api_client.get(path, {"cursor": cursor})
+
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid input.",
+        "errors": {
+            "cursor": "Invalid cursor: use the next or previous link of a page as it was returned."
+        },
+    }

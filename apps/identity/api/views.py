@@ -5,12 +5,13 @@ from typing import Any
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, pagination, permissions
+from rest_framework import generics, permissions
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.common.pagination import CursorPagination
 from apps.events.selectors import event_list_for_profile
 from apps.identity.models import Profile, ProfileMerge
 from apps.identity.selectors import ExternalIdError, profile_get_by_external_id, profile_list
@@ -55,7 +56,7 @@ class ProfileListApi(generics.ListAPIView[Profile]):
     serializer_class = ProfileOutputSerializer
     queryset = Profile.objects.none()
 
-    class Pagination(pagination.CursorPagination):
+    class Pagination(CursorPagination):
         ordering = ("-created_at", "-id")
         page_size = 50
         page_size_query_param = "limit"
@@ -87,7 +88,7 @@ class ProfileEventListApi(generics.ListAPIView[Any]):
     serializer_class = EventOutputSerializer
     queryset = Profile.objects.none()  # permission checks: viewing profiles
 
-    class Pagination(pagination.CursorPagination):
+    class Pagination(CursorPagination):
         ordering = ("-timestamp", "-id")
         page_size = 100
         page_size_query_param = "limit"
