@@ -11,7 +11,7 @@ class CursorPagination(pagination.CursorPagination):
 
     A cursor that cannot be read is a 400 with a message (DRF answers 404)."""
 
-    ordering = "-id"
+    ordering: str | list[str] | tuple[str, ...] = "-id"
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 500
