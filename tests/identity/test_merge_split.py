@@ -177,3 +177,107 @@ def test_chained_merges_split_back_in_any_order(post_events: Any) -> None:
     assert _state(first.absorbed_id)["events"] == ["x2"]
     assert _state(first.survivor_id)["events"] == ["x1", "x3", "x4", "x5"]
     assert Profile.objects.live().count() == 2
+
+
+def test_a_younger_profile_with_a_user_id_survives_an_older_anonymous_one(
+    post_events: Any,
+) -> None:
+    # given a visitor browsing for days before creating an account on another device
+    post_events(
+        "/v1/track",
+        {"messageId": "v1", "anonymousId": "phone", "event": "Viewed", "timestamp": T0.isoformat()},
+    )
+    post_events(
+        "/v1/identify",
+        {
+            "messageId": "u1",
+            "userId": "ann",
+            "anonymousId": "laptop",
+            "traits": {"name": "Ann"},
+            "timestamp": (T0 + timedelta(days=2)).isoformat(),
+        },
+    )
+    visitor = Identifier.objects.get(value="phone").profile_id
+    ann = Identifier.objects.get(value="ann").profile_id
+    before = {ann: _state(ann), visitor: _state(visitor)}
+
+    # when the account logs in on the phone
+    post_events(
+        "/v1/identify",
+        {
+            "messageId": "u2",
+            "userId": "ann",
+            "anonymousId": "phone",
+            "timestamp": (T0 + timedelta(days=3)).isoformat(),
+        },
+    )
+
+    # then the account's profile survives, though the visitor's is older
+    merge = ProfileMerge.objects.get()
+    assert (merge.survivor_id, merge.absorbed_id) == (ann, visitor)
+    assert _state(ann)["first_seen"] == T0
+    assert _state(ann)["events"] == ["u1", "u2", "v1"]
+
+    # when it is split again, both are as they were (the login stays with ann)
+    profile_split(profile_id=visitor)
+    assert _state(visitor) == before[visitor]
+    assert _state(ann) == {
+        **before[ann],
+        "events": ["u1", "u2"],
+        "last_seen": T0 + timedelta(days=3),
+    }
+
+
+def _profile(days: int, identifiers: list[tuple[str, str]], traits: dict[str, Any]) -> Any:
+    at = T0 + timedelta(days=days)
+    profile = Profile.objects.create(
+        traits=traits,
+        trait_timestamps=dict.fromkeys(traits, at.isoformat()),
+        first_seen=at,
+        last_seen=at,
+    )
+    Identifier.objects.bulk_create(
+        Identifier(profile=profile, type=kind, value=value, raw_value=value)
+        for kind, value in identifiers
+    )
+    return profile.id
+
+
+ANON = [("anonymous_id", "o1")]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize(
+    ("older", "younger", "survivor"),
+    [
+        # more identifiers beat age
+        ((ANON, {}), ([("anonymous_id", "y1"), ("email", "y@x.com")], {}), "younger"),
+        # a user id beats more identifiers and more traits
+        (
+            ([*ANON, ("email", "o@x.com"), ("phone", "+14155552671")], {"name": "O"}),
+            ([("user_id", "y")], {}),
+            "younger",
+        ),
+        # as many identifiers: more traits
+        ((ANON, {"name": "O"}), ([("email", "y@x.com")], {"name": "Y", "city": "Oslo"}), "younger"),
+        # as rich: the older
+        ((ANON, {"name": "O"}), ([("email", "y@x.com")], {"name": "Y"}), "older"),
+    ],
+)
+def test_the_richer_then_older_profile_survives(
+    older: tuple[list[tuple[str, str]], dict[str, Any]],
+    younger: tuple[list[tuple[str, str]], dict[str, Any]],
+    survivor: str,
+    reverse: bool,
+) -> None:
+    # given
+    ids = {"older": _profile(0, *older), "younger": _profile(5, *younger)}
+    pair = (ids["older"], ids["younger"])
+
+    # when merged, in either order
+    record = profile_merge(profile_ids=pair[::-1] if reverse else pair, reason="admin")
+
+    # then
+    assert record.survivor_id == ids[survivor]
+    absorbed = "older" if survivor == "younger" else "younger"
+    assert record.absorbed_id == ids[absorbed]

@@ -106,7 +106,8 @@ class ProfileEventListApi(generics.ListAPIView[Any]):
 
 
 class ProfileMergeApi(APIView):
-    """Merge two profiles; the older survives. Safety rules apply unless ``force``."""
+    """Merge two profiles; the richer, older one survives. Safety rules apply unless
+    ``force``."""
 
     permission_classes = [permissions.IsAuthenticated, CanChangeProfiles]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,13 +55,33 @@ def _snapshot(profile: Profile) -> dict[str, Any]:
     }
 
 
-def survivor_of(a: Profile, b: Profile) -> tuple[Profile, Profile]:
-    """(survivor, absorbed): the older identity survives."""
+def survivor_of(
+    a: Profile, b: Profile, held: Mapping[uuid.UUID, Counter[str]]
+) -> tuple[Profile, Profile]:
+    """(survivor, absorbed): the richer, older identity survives.
 
-    def age(p: Profile) -> tuple[Any, ...]:
-        return (p.first_seen or p.created_at, p.created_at, str(p.id))
+    ``held`` counts each profile's identifiers by type. A profile with a user id
+    beats one without (the account is the identity others point at), then the
+    one with more identifiers, then more traits, then the older one (first seen,
+    then created); the id settles a tie, so the choice never depends on the order
+    the two are given in."""
 
-    return (a, b) if age(a) <= age(b) else (b, a)
+    def rank(p: Profile) -> tuple[Any, ...]:
+        kinds = held.get(p.id) or Counter()
+        return (
+            0 if kinds[IdentifierType.USER_ID] else 1,
+            -sum(kinds.values()),
+            -len(p.traits),
+            p.first_seen or p.created_at,
+            p.created_at,
+            str(p.id),
+        )
+
+    return (a, b) if rank(a) <= rank(b) else (b, a)
+
+
+def _kinds(keys: Sequence[tuple[str, str]]) -> Counter[str]:
+    return Counter(kind for kind, _ in keys)
 
 
 def combine_traits(survivor: Profile, absorbed: Profile, rules: IdentityRules) -> None:
@@ -144,13 +164,19 @@ def _live(locked: dict[uuid.UUID, Profile], profile_id: uuid.UUID) -> Profile:
     return profile
 
 
-def merge_blockers(a: Profile, b: Profile, rules: IdentityRules) -> list[str]:
-    """Why two live profiles may not be merged automatically (empty: they may)."""
+def _held(a: Profile, b: Profile) -> dict[uuid.UUID, list[tuple[str, str]]]:
+    """The (type, value) identifiers each of two profiles holds."""
     held: dict[uuid.UUID, list[tuple[str, str]]] = {a.id: [], b.id: []}
     for pid, kind, value in Identifier.objects.filter(profile__in=[a, b]).values_list(
         "profile_id", "type", "value"
     ):
         held[pid].append((kind, value))
+    return held
+
+
+def merge_blockers(a: Profile, b: Profile, rules: IdentityRules) -> list[str]:
+    """Why two live profiles may not be merged automatically (empty: they may)."""
+    held = _held(a, b)
     return _blockers(held[a.id], held[b.id], rules)
 
 
@@ -182,17 +208,20 @@ def profile_merge(
     actor: Any = None,
     force: bool = False,
 ) -> ProfileMerge:
-    """Merge two profiles (the older survives). Raises MergeRefused when a safety
-    rule forbids it, unless ``force`` (an admin's explicit, audited decision)."""
+    """Merge two profiles (the richer, older one survives: ``survivor_of``).
+
+    Raises MergeRefused when a safety rule forbids it, unless ``force`` (an admin's
+    explicit, audited decision)."""
     locked = _lock_live(list(profile_ids))
     a, b = (_live(locked, pid) for pid in profile_ids)
     if a.id == b.id:
         raise MergeRefused("These are already one profile.")
     rules = identity_rules_load()
-    blockers = merge_blockers(a, b, rules)
+    held = _held(a, b)
+    blockers = _blockers(held[a.id], held[b.id], rules)
     if blockers and not force:
         raise MergeRefused("Not merged: " + "; ".join(blockers) + ".", {"blockers": blockers})
-    survivor, absorbed = survivor_of(a, b)
+    survivor, absorbed = survivor_of(a, b, {pid: _kinds(keys) for pid, keys in held.items()})
     return merge_rows(
         survivor=survivor,
         absorbed=absorbed,
@@ -271,7 +300,7 @@ def profile_merge_bulk(
         if blockers:
             outcomes.append(MergeOutcome(refused="Not merged: " + "; ".join(blockers) + "."))
             continue
-        survivor, absorbed = survivor_of(a, b)
+        survivor, absorbed = survivor_of(a, b, {p.id: _kinds(held[p.id]) for p in (a, b)})
         records.append(
             ProfileMerge(
                 survivor=survivor,

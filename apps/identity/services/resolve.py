@@ -236,7 +236,7 @@ def _merge(
     anchor_key: Key | None,
     event_id: int | None,
 ) -> Profile:
-    survivor, absorbed = survivor_of(a, b)
+    survivor, absorbed = survivor_of(a, b, state.counts)
     pending = [k for k, (pid, _) in state.new_identifiers.items() if pid == absorbed.id]
     merge_rows(
         survivor=survivor,
