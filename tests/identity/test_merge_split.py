@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from apps.events.models import Event
-from apps.identity.models import Identifier, Profile, ProfileMerge
+from apps.identity.models import Identifier, IdentifierTypeConfig, Profile, ProfileMerge
 from apps.identity.services import MergeRefused, profile_merge, profile_split
 
 pytestmark = pytest.mark.django_db
@@ -281,3 +281,49 @@ def test_the_richer_then_older_profile_survives(
     assert record.survivor_id == ids[survivor]
     absorbed = "older" if survivor == "younger" else "younger"
     assert record.absorbed_id == ids[absorbed]
+
+
+def test_split_returns_events_whose_ids_were_sent_in_another_form(post_events: Any) -> None:
+    # given user and anonymous ids matched case-insensitively, and a tablet whose
+    # events spelled its id in several ways
+    for key in ("user_id", "anonymous_id"):
+        IdentifierTypeConfig.objects.update_or_create(
+            key=key, defaults={"label": key, "normalization": "lowercase"}
+        )
+    post_events("/v1/identify", {"messageId": "i1", "userId": "Ann8", "anonymousId": "laptop8"})
+    post_events("/v1/track", {"messageId": "t1", "anonymousId": " TAB8 ", "event": "Viewed"})
+    post_events("/v1/track", {"messageId": "t2", "anonymousId": "Tab8", "event": "Viewed"})
+    tablet = Identifier.objects.get(type="anonymous_id", value="tab8").profile_id
+    # ... until ann logged in on it, and kept using it
+    post_events("/v1/identify", {"messageId": "i2", "userId": "ANN8", "anonymousId": "tab8"})
+    post_events(
+        "/v1/track",
+        {"messageId": "t3", "userId": "ann8", "anonymousId": "TAB8", "event": "Viewed"},
+    )
+    merge = ProfileMerge.objects.get()
+    assert merge.absorbed_id == tablet
+
+    # when the tablet is split out
+    profile_split(profile_id=tablet)
+
+    # then its own events return, whatever form they sent its id in; those that
+    # name ann (in any form) stay with her
+    assert _state(tablet)["events"] == ["t1", "t2"]
+    assert _state(merge.survivor_id)["events"] == ["i1", "i2", "t3"]
+
+
+def test_split_returns_events_whose_id_was_sent_with_surrounding_spaces(
+    post_events: Any,
+) -> None:
+    # given a tablet whose events sent " tab8 ", merged into ann through "tab8"
+    post_events("/v1/identify", {"messageId": "i1", "userId": "ann8", "anonymousId": "laptop8"})
+    post_events("/v1/track", {"messageId": "t1", "anonymousId": " tab8 ", "event": "Viewed"})
+    post_events("/v1/identify", {"messageId": "i2", "userId": "ann8", "anonymousId": "tab8"})
+    merge = ProfileMerge.objects.get()
+
+    # when
+    profile_split(profile_id=merge.absorbed_id)
+
+    # then
+    assert _state(merge.absorbed_id)["events"] == ["t1"]
+    assert _state(merge.survivor_id)["events"] == ["i1", "i2"]

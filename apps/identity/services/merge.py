@@ -425,22 +425,29 @@ def profile_split(*, profile_id: uuid.UUID, actor: Any = None) -> Profile:
         Identifier.objects.filter(match, profile=live).update(profile=absorbed)
 
     # Events go back when the strongest id they carry is now the absorbed profile's.
+    # Events hold ids as sent (" Tab8 "), identifiers their normalized form
+    # ("tab8"): the ids sent are matched through the same normalization.
+    from apps.events.selectors import event_sent_ids
     from apps.events.services import events_reassign_by_ids
 
-    mine = {k for k in keys}
-    my_users = [v for k, v in mine if k == IdentifierType.USER_ID]
-    my_anon = [v for k, v in mine if k == IdentifierType.ANONYMOUS_ID]
-    their_users = list(
+    rules = identity_rules_load()
+    mine = set(keys)
+    theirs = set(
         Identifier.objects.filter(profile=live, type=IdentifierType.USER_ID).values_list(
-            "value", flat=True
+            "type", "value"
         )
     )
+    sent_users, sent_anon = event_sent_ids(profile_id=live.id)
+
+    def sent_as(kind: str, sent: set[str], held: set[tuple[str, str]]) -> list[str]:
+        return sorted(raw for raw in sent if (kind, rules.normalize(kind, raw)) in held)
+
     events_reassign_by_ids(
         from_profile_id=live.id,
         to_profile_id=absorbed.id,
-        user_ids=my_users,
-        anonymous_ids=my_anon,
-        keep_user_ids=their_users,
+        user_ids=sent_as(IdentifierType.USER_ID, sent_users, mine),
+        anonymous_ids=sent_as(IdentifierType.ANONYMOUS_ID, sent_anon, mine),
+        keep_user_ids=sent_as(IdentifierType.USER_ID, sent_users, theirs),
     )
 
     # Consent statements made for it (or for profiles it had absorbed) return too.
