@@ -21,6 +21,7 @@ from .models import (
     JunkIdentifierValue,
     Profile,
     ProfileMerge,
+    ProfileSeparation,
     TraitMergeRule,
 )
 from .services import MergeRefused, profile_merge, profile_split
@@ -284,7 +285,11 @@ class ProfileAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(change_url)
         if request.method == "POST":
             try:
-                profile_split(profile_id=profile.pk, actor=request.user)
+                profile_split(
+                    profile_id=profile.pk,
+                    actor=request.user,
+                    note=str(request.POST.get("note", ""))[:500],
+                )
             except MergeRefused as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
@@ -405,6 +410,52 @@ class IdentifierTypeConfigListForm(forms.ModelForm):
         for name in _PINNED.get(self.instance.key, ()):
             if name in self.fields:
                 self.fields[name].disabled = True
+
+
+@admin.register(ProfileSeparation)
+class ProfileSeparationAdmin(admin.ModelAdmin):
+    """Profiles an admin split apart. Read-only: a forced merge ends one."""
+
+    list_display = (
+        "created_at",
+        "profile_a_link",
+        "profile_b_link",
+        "note",
+        "created_by",
+        "ended_at",
+        "ended_by",
+    )
+    list_filter = (("ended_at", admin.EmptyFieldListFilter),)
+    search_fields = ("=profile_a__id", "=profile_b__id")
+    fields = (
+        "profile_a_link",
+        "profile_b_link",
+        "split_merge",
+        "note",
+        "created_by",
+        "created_at",
+        "ended_at",
+        "ended_by",
+        "ended_by_merge",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="profile")
+    def profile_a_link(self, obj: ProfileSeparation) -> str:
+        return _profile_link(obj.profile_a_id)
+
+    @admin.display(description="kept apart from")
+    def profile_b_link(self, obj: ProfileSeparation) -> str:
+        return _profile_link(obj.profile_b_id)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(IdentifierTypeConfig)

@@ -23,6 +23,7 @@ from .serializers import (
     ProfileDetailOutputSerializer,
     ProfileMergeInputSerializer,
     ProfileOutputSerializer,
+    ProfileSplitInputSerializer,
 )
 
 EXTERNAL_ID = OpenApiParameter(
@@ -136,17 +137,24 @@ class ProfileSplitApi(APIView):
     """Split a merged profile back out of its survivor.
 
     Address the absorbed profile as ``id:<uuid>`` (its identifiers point to the
-    survivor until the split)."""
+    survivor until the split). The two are kept apart from then on: events naming
+    both do not merge them again, and only a forced merge joins them."""
 
     permission_classes = [permissions.IsAuthenticated, CanChangeProfiles]
 
     @extend_schema(
-        parameters=[EXTERNAL_ID], request=None, responses={200: ProfileDetailOutputSerializer}
+        parameters=[EXTERNAL_ID],
+        request=ProfileSplitInputSerializer,
+        responses={200: ProfileDetailOutputSerializer},
     )
     def post(self, request: Request, external_id: str) -> Response:
+        data = ProfileSplitInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
         profile = _get_profile(external_id, follow_merges=False)
         try:
-            restored = profile_split(profile_id=profile.id, actor=request.user)
+            restored = profile_split(
+                profile_id=profile.id, actor=request.user, note=data.validated_data.get("note", "")
+            )
         except MergeRefused as exc:
             return Response({"detail": exc.message}, status=409)
         restored = profile_list().get(pk=restored.pk)

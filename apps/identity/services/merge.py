@@ -30,6 +30,13 @@ from apps.identity.models import (
 
 from ..bulk import bulk_insert, bulk_set
 from .rules import IdentityRules, identity_rules_load
+from .separate import (
+    SEPARATED,
+    separation_record,
+    separations_after_merge,
+    separations_among,
+    separations_end,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -177,14 +184,20 @@ def _held(a: Profile, b: Profile) -> dict[uuid.UUID, list[tuple[str, str]]]:
 def merge_blockers(a: Profile, b: Profile, rules: IdentityRules) -> list[str]:
     """Why two live profiles may not be merged automatically (empty: they may)."""
     held = _held(a, b)
-    return _blockers(held[a.id], held[b.id], rules)
+    separated = frozenset((a.id, b.id)) in separations_among([a.id, b.id])
+    return _blockers(held[a.id], held[b.id], rules, separated=separated)
 
 
 def _blockers(
-    a_keys: list[tuple[str, str]], b_keys: list[tuple[str, str]], rules: IdentityRules
+    a_keys: list[tuple[str, str]],
+    b_keys: list[tuple[str, str]],
+    rules: IdentityRules,
+    *,
+    separated: bool = False,
 ) -> list[str]:
-    """The safety rules, on the (type, value) identifiers each profile holds."""
-    reasons = []
+    """The safety rules, on the (type, value) identifiers each profile holds and
+    whether an admin split them apart."""
+    reasons = [SEPARATED] if separated else []
     a_uid = {v for k, v in a_keys if k == IdentifierType.USER_ID}
     b_uid = {v for k, v in b_keys if k == IdentifierType.USER_ID}
     if a_uid and b_uid and a_uid != b_uid:
@@ -218,19 +231,27 @@ def profile_merge(
         raise MergeRefused("These are already one profile.")
     rules = identity_rules_load()
     held = _held(a, b)
-    blockers = _blockers(held[a.id], held[b.id], rules)
+    separations = separations_among([a.id, b.id]).get(frozenset((a.id, b.id)), [])
+    blockers = _blockers(held[a.id], held[b.id], rules, separated=bool(separations))
     if blockers and not force:
         raise MergeRefused("Not merged: " + "; ".join(blockers) + ".", {"blockers": blockers})
     survivor, absorbed = survivor_of(a, b, {pid: _kinds(keys) for pid, keys in held.items()})
-    return merge_rows(
+    overridden: dict[str, Any] = {"overridden": blockers} if blockers else {}
+    if separations:
+        overridden["separations"] = separations
+    record = merge_rows(
         survivor=survivor,
         absorbed=absorbed,
         reason=reason,
-        details={**(details or {}), **({"overridden": blockers} if blockers else {})},
+        details={**(details or {}), **overridden},
         rules=rules,
         actor=actor,
         forced=bool(blockers),
     )
+    if separations:
+        # The admin joined them anyway: they are no longer kept apart.
+        separations_end(ids=separations, merge=record, actor=actor)
+    return record
 
 
 @dataclass(frozen=True)
@@ -284,6 +305,7 @@ def profile_merge_bulk(
             profile = profiles[profile.merged_into_id]
         return profile
 
+    apart = separations_among({live(pid).id for pid in profiles})
     outcomes: list[MergeOutcome] = []
     records: list[ProfileMerge] = []
     at: list[int] = []  # index in outcomes of each record
@@ -296,7 +318,8 @@ def profile_merge_bulk(
         if a.id == b.id:
             outcomes.append(MergeOutcome(already_one=True))
             continue
-        blockers = _blockers(held[a.id], held[b.id], rules)
+        separated = frozenset((a.id, b.id)) in apart
+        blockers = _blockers(held[a.id], held[b.id], rules, separated=separated)
         if blockers:
             outcomes.append(MergeOutcome(refused="Not merged: " + "; ".join(blockers) + "."))
             continue
@@ -320,6 +343,7 @@ def profile_merge_bulk(
         held[survivor.id] += held.pop(absorbed.id)
         held[absorbed.id] = []
         _absorb(survivor, absorbed, rules)
+        separations_after_merge(apart, survivor=survivor.id, absorbed=absorbed.id)
         touched[survivor.id] = survivor
         touched[absorbed.id] = absorbed
         logger.info("merged profile %s into %s (%s)", absorbed.id, survivor.id, reason)
@@ -401,9 +425,12 @@ def _lock_live_many(profile_ids: set[uuid.UUID]) -> dict[uuid.UUID, Profile]:
 
 
 @transaction.atomic
-def profile_split(*, profile_id: uuid.UUID, actor: Any = None) -> Profile:
+def profile_split(*, profile_id: uuid.UUID, actor: Any = None, note: str = "") -> Profile:
     """Undo the merge that absorbed ``profile_id``: its identifiers, the events they
-    carry and its traits return to it, and it is a live profile again."""
+    carry and its traits return to it, and it is a live profile again.
+
+    The two are kept apart from then on (``ProfileSeparation``, with ``note`` as
+    the why): a later event naming both does not merge them again."""
     record = (
         ProfileMerge.objects.filter(absorbed_id=profile_id, undone_at__isnull=True)
         .order_by("-created_at")
@@ -502,6 +529,9 @@ def profile_split(*, profile_id: uuid.UUID, actor: Any = None) -> Profile:
     record.undone_at = timezone.now()
     record.undone_by = actor
     record.save(update_fields=["undone_at", "undone_by"])
+    separation_record(
+        profile_ids=(absorbed.id, record.survivor_id), split_merge=record, actor=actor, note=note
+    )
     logger.info("split profile %s out of %s", absorbed.id, live.id)
     return absorbed
 
