@@ -7,8 +7,20 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from apps.events.models import Event
-from apps.identity.models import Identifier, IdentifierTypeConfig, Profile, ProfileMerge
-from apps.identity.services import MergeRefused, profile_merge, profile_split
+from apps.identity.models import (
+    Identifier,
+    IdentifierTypeConfig,
+    Profile,
+    ProfileMerge,
+    TraitMergeRule,
+)
+from apps.identity.services import (
+    MergeRefused,
+    MergeRequest,
+    profile_merge,
+    profile_merge_bulk,
+    profile_split,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -327,3 +339,51 @@ def test_split_returns_events_whose_id_was_sent_with_surrounding_spaces(
     # then
     assert _state(merge.absorbed_id)["events"] == ["t1"]
     assert _state(merge.survivor_id)["events"] == ["i1", "i2"]
+
+
+def _merge_one(pair: tuple[Any, Any]) -> ProfileMerge:
+    return profile_merge(profile_ids=pair, reason="admin")
+
+
+def _merge_bulk(pair: tuple[Any, Any]) -> ProfileMerge:
+    [outcome] = profile_merge_bulk(
+        requests=[MergeRequest(profile_ids=pair, details={})], reason="match_score"
+    )
+    assert outcome.merge is not None
+    return outcome.merge
+
+
+@pytest.mark.parametrize("merge", [_merge_one, _merge_bulk], ids=["pair", "bulk"])
+@pytest.mark.parametrize(
+    ("absorbed_days", "absorbed_source", "signup_source", "plan"),
+    [
+        # the absorbed profile saw both traits earlier: its signup_source, ann's plan
+        (0, "ads", "ads", "max"),
+        # it saw them later: ann's signup_source, its plan
+        (2, "email", "seo", "pro"),
+    ],
+)
+def test_merge_keeps_the_first_seen_value_of_a_first_seen_trait(
+    merge: Any, absorbed_days: int, absorbed_source: str, signup_source: str, plan: str
+) -> None:
+    # given signup_source kept as first seen (plan by the default, newest), and
+    # ann, who saw hers one day after T0
+    TraitMergeRule.objects.create(trait="signup_source", strategy="first_seen")
+    ann = _profile(1, [("user_id", "ann")], {"signup_source": "seo", "plan": "max"})
+    traits = {"signup_source": absorbed_source, "plan": "pro"}
+    phone = _profile(absorbed_days, [("anonymous_id", "phone")], traits)
+    before = {ann: _state(ann), phone: _state(phone)}
+
+    # when they are merged
+    record = merge((phone, ann))
+
+    # then
+    assert (record.survivor_id, record.absorbed_id) == (ann, phone)
+    survivor = Profile.objects.get(pk=ann)
+    assert survivor.traits == {"signup_source": signup_source, "plan": plan}
+    earliest = T0 + timedelta(days=min(absorbed_days, 1))
+    assert survivor.trait_timestamps["signup_source"] == earliest.isoformat()
+
+    # when split again, both are as they were
+    profile_split(profile_id=phone)
+    assert {ann: _state(ann), phone: _state(phone)} == before
