@@ -267,7 +267,7 @@ def _merge(
 def _kept_apart(state: _State, a: Profile, b: Profile) -> bool:
     """Did an admin split these two live profiles (or ones they hold) apart?"""
     if state.any_separation is None:
-        # Asked at the batch's first merge: most installations split rarely.
+        # Asked once, at the batch's first merge: most installations split rarely.
         state.any_separation = ProfileSeparation.objects.active().exists()
     if not state.any_separation:
         return False

@@ -36,6 +36,8 @@ def separations_among(live_ids: Iterable[uuid.UUID]) -> dict[Pair, list[int]]:
     """Pairs of the given live profiles that are kept apart -> the separations
     (ids) that keep them apart."""
     root: dict[uuid.UUID, uuid.UUID] = {pid: pid for pid in live_ids}
+    if len(root) < 2 or not ProfileSeparation.objects.active().exists():
+        return {}  # the common case: one cheap query, no walk down the merge trees
     frontier = list(root)
     while frontier:
         found: list[tuple[uuid.UUID, uuid.UUID]] = []
@@ -70,7 +72,9 @@ def separations_after_merge(
     into ``survivor``: what kept the absorbed profile apart now keeps the survivor."""
     for pair in [p for p in apart if absorbed in p]:
         (other,) = pair - {absorbed}
-        apart.setdefault(frozenset((survivor, other)), []).extend(apart.pop(pair))
+        ids = apart.pop(pair)
+        if other != survivor:  # (the merge paths never join two kept apart)
+            apart.setdefault(frozenset((survivor, other)), []).extend(ids)
 
 
 def separation_record(
