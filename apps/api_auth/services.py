@@ -18,6 +18,9 @@ TOKEN_PREFIX = "cdp_"
 CDP_APP_LABELS = ("identity", "events", "consent", "segments", "personalization")
 FULL_ACCESS_GROUP = "API full access"
 READ_ONLY_GROUP = "API read-only"
+# Overriding the identity safety rules joins people the rules keep apart: never
+# part of a service group, granted to one service user on request.
+EXPLICIT_ONLY_PERMISSIONS = (("identity", "force_merge_profile"),)
 
 
 def token_hash(raw: str) -> str:
@@ -50,9 +53,12 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
 
 @transaction.atomic
 def service_group_ensure(*, read_only: bool) -> Group:
-    """The group a service user is put in: view (or all) permissions on CDP apps."""
+    """The group a service user is put in: view (or all) permissions on CDP apps,
+    except those only granted explicitly (force-merging profiles)."""
     group, _ = Group.objects.get_or_create(name=READ_ONLY_GROUP if read_only else FULL_ACCESS_GROUP)
     perms = Permission.objects.filter(content_type__app_label__in=CDP_APP_LABELS)
+    for app_label, codename in EXPLICIT_ONLY_PERMISSIONS:
+        perms = perms.exclude(content_type__app_label=app_label, codename=codename)
     if read_only:
         perms = perms.filter(codename__startswith="view_")
     group.permissions.set(perms)
@@ -60,12 +66,23 @@ def service_group_ensure(*, read_only: bool) -> Group:
 
 
 @transaction.atomic
-def service_user_ensure(*, name: str, read_only: bool) -> Any:
-    """A login-less user that owns tokens created for an integration."""
+def service_user_ensure(*, name: str, read_only: bool, force_merge: bool = False) -> Any:
+    """A login-less user that owns tokens created for an integration.
+
+    ``force_merge`` also lets it merge profiles against the safety rules (not with
+    ``read_only``)."""
+    if force_merge and read_only:
+        raise ValueError("A read-only service user cannot force merges.")
     user_model = get_user_model()
     user, created = user_model.objects.get_or_create(username=f"api-{name}"[:150])
     if created:
         user.set_unusable_password()
         user.save()
     user.groups.add(service_group_ensure(read_only=read_only))
+    if force_merge:
+        user.user_permissions.add(
+            Permission.objects.get(
+                content_type__app_label="identity", codename="force_merge_profile"
+            )
+        )
     return user

@@ -21,6 +21,16 @@ def event_time_range(*, profile_id: uuid.UUID) -> tuple[Any, Any]:
     return agg["first"], agg["last"]
 
 
+def event_sent_ids(*, profile_id: uuid.UUID) -> tuple[set[str], set[str]]:
+    """The user ids and anonymous ids a profile's events carry, as sent (not
+    normalized): (user ids, anonymous ids)."""
+    events = Event.objects.filter(profile_id=profile_id).order_by()
+    return (
+        set(events.values_list("user_id", flat=True).distinct()) - {""},
+        set(events.values_list("anonymous_id", flat=True).distinct()) - {""},
+    )
+
+
 def events_for_export(*, profile_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
     """Every event of these profiles, oldest first, as plain rows (data-subject access)."""
     rows = (

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -14,11 +15,13 @@ from django.utils.html import format_html, format_html_join
 
 from .models import (
     Identifier,
+    IdentifierType,
     IdentifierTypeConfig,
     IdentityConflict,
     JunkIdentifierValue,
     Profile,
     ProfileMerge,
+    ProfileSeparation,
     TraitMergeRule,
 )
 from .services import MergeRefused, profile_merge, profile_split
@@ -282,7 +285,11 @@ class ProfileAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(change_url)
         if request.method == "POST":
             try:
-                profile_split(profile_id=profile.pk, actor=request.user)
+                profile_split(
+                    profile_id=profile.pk,
+                    actor=request.user,
+                    note=str(request.POST.get("note", ""))[:500],
+                )
             except MergeRefused as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
@@ -386,6 +393,71 @@ class IdentityConflictAdmin(admin.ModelAdmin):
         return False
 
 
+# user_id is the strongest identifier and one per profile whatever its row says
+# (rules.IdentityRules pins both): its row does not pretend otherwise.
+_PINNED = {IdentifierType.USER_ID.value: ("priority", "max_per_profile")}
+
+
+class IdentifierTypeConfigListForm(forms.ModelForm):
+    """A changelist row: the user_id row's pinned columns are shown, not editable."""
+
+    class Meta:
+        model = IdentifierTypeConfig
+        fields = ("priority", "max_per_profile", "enabled")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in _PINNED.get(self.instance.key, ()):
+            if name in self.fields:
+                self.fields[name].disabled = True
+
+
+@admin.register(ProfileSeparation)
+class ProfileSeparationAdmin(admin.ModelAdmin):
+    """Profiles an admin split apart. Read-only: a forced merge ends one."""
+
+    list_display = (
+        "created_at",
+        "profile_a_link",
+        "profile_b_link",
+        "note",
+        "created_by",
+        "ended_at",
+        "ended_by",
+    )
+    list_filter = (("ended_at", admin.EmptyFieldListFilter),)
+    search_fields = ("=profile_a__id", "=profile_b__id")
+    fields = (
+        "profile_a_link",
+        "profile_b_link",
+        "split_merge",
+        "note",
+        "created_by",
+        "created_at",
+        "ended_at",
+        "ended_by",
+        "ended_by_merge",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="profile")
+    def profile_a_link(self, obj: ProfileSeparation) -> str:
+        return _profile_link(obj.profile_a_id)
+
+    @admin.display(description="kept apart from")
+    def profile_b_link(self, obj: ProfileSeparation) -> str:
+        return _profile_link(obj.profile_b_id)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(IdentifierTypeConfig)
 class IdentifierTypeConfigAdmin(admin.ModelAdmin):
     list_display = (
@@ -399,6 +471,24 @@ class IdentifierTypeConfigAdmin(admin.ModelAdmin):
     )
     list_editable = ("priority", "max_per_profile", "enabled")
     list_filter = ("enabled", "normalization")
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> Any:
+        kwargs.setdefault("form", IdentifierTypeConfigListForm)
+        return super().get_changelist_form(request, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ()
+        fixed = list(_PINNED.get(obj.key, ()))
+        in_use = Identifier.objects.filter(type=obj.key).exists()
+        # Renaming a type orphans its identifiers, and a new normalization would
+        # give a returning value another form: both would silently split people
+        # who are stitched today. Built-in types are what the tracking spec names.
+        if in_use or obj.key in IdentifierType.values:
+            fixed.append("key")
+        if in_use:
+            fixed.append("normalization")
+        return fixed
 
 
 @admin.register(JunkIdentifierValue)

@@ -115,6 +115,7 @@ class IdentityConflict(models.Model):
         ONE_USER_ID = "one_user_id", "At most one user id per profile"
         DIFFERENT_USER_IDS = "different_user_ids", "Profiles with different user ids"
         CAP = "cap", "Too many identifiers of this type"
+        SPLIT_BY_ADMIN = "split_by_admin", "Profiles an admin split apart"
 
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="conflicts")
     identifier_type = models.CharField(max_length=50)
@@ -131,6 +132,68 @@ class IdentityConflict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identifier_type} conflict on {self.profile_id}"
+
+
+class ProfileSeparationQuerySet(models.QuerySet["ProfileSeparation"]):
+    def active(self) -> "ProfileSeparationQuerySet":
+        """Separations still in force (not ended by a forced merge)."""
+        return self.filter(ended_at__isnull=True)
+
+
+class ProfileSeparation(models.Model):
+    """Two profiles an admin split apart, to be kept apart.
+
+    Nothing merges them again automatically, nor the live profiles that later
+    absorb either of them: an event naming both drops its weaker identifier and
+    records a conflict, and a merge without force is refused. An admin's forced
+    merge may still join them, and ends the separation."""
+
+    profile_a = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+    profile_b = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+    split_merge = models.ForeignKey(
+        ProfileMerge,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The merge whose split separated them.",
+    )
+    note = models.CharField(max_length=500, blank=True, help_text="Why, in the admin's words.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ended_by_merge = models.ForeignKey(
+        ProfileMerge,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The forced merge that joined them anyway.",
+    )
+
+    objects = ProfileSeparationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(profile_a__lt=models.F("profile_b")),
+                name="profile_separation_a_lt_b",
+            ),
+            models.UniqueConstraint(
+                fields=["profile_a", "profile_b"],
+                condition=models.Q(ended_at__isnull=True),
+                name="profile_separation_active_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_a_id} / {self.profile_b_id}"
 
 
 class Normalization(models.TextChoices):

@@ -19,6 +19,9 @@ class ExternalIdError(ValueError):
 def parse_external_id(external_id: str, rules: IdentityRules | None = None) -> tuple[str, str]:
     """``user_id:42`` -> ("user_id", "42"); raises ExternalIdError when malformed."""
     kinds = ("id", *(rules.types if rules else IdentifierType.values))
+    if "\x00" in external_id:
+        # Never part of an identifier, and PostgreSQL refuses it in a query.
+        raise ExternalIdError("Profile ids cannot contain a NUL character (%00).")
     kind, sep, value = external_id.partition(":")
     if not sep or not value or kind not in kinds:
         raise ExternalIdError(

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.contrib.auth.models import Group, Permission
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from apps.api_auth.models import ApiToken
@@ -92,3 +95,55 @@ def test_token_of_a_user_without_permission_is_forbidden() -> None:
     _, raw = api_token_create(name="none", user=user)
     response = Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/v1/profiles")
     assert response.status_code == 403
+
+
+def test_full_access_token_cannot_force_merge_unless_granted_explicitly() -> None:
+    # when a full-access token and one with --force-merge are created
+    call_command("create_api_token", "crm", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("create_api_token", "ops", "--force-merge", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    crm = get_user_model().objects.get(username="api-crm")
+    ops = get_user_model().objects.get(username="api-ops")
+    # then both may merge and split, only the explicit one may override safety rules
+    assert crm.has_perm("identity.change_profile")
+    assert not crm.has_perm("identity.force_merge_profile")
+    assert ops.has_perm("identity.change_profile")
+    assert ops.has_perm("identity.force_merge_profile")
+    full_access = Group.objects.get(name="API full access")
+    assert not full_access.permissions.filter(codename="force_merge_profile").exists()
+
+
+def test_full_access_group_loses_force_merge_it_had_before() -> None:
+    # given a full-access group made by an earlier version, with every permission
+    group = Group.objects.create(name="API full access")
+    group.permissions.set(Permission.objects.filter(content_type__app_label="identity"))
+    # when a token is created
+    call_command("create_api_token", "crm", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    # then the group no longer carries the override
+    assert not group.permissions.filter(codename="force_merge_profile").exists()
+    assert group.permissions.filter(codename="change_profile").exists()
+
+
+@pytest.mark.parametrize("flags", [["--read-only"], ["--user", "ann"]])
+def test_force_merge_flag_is_refused_where_it_cannot_apply(flags: list[str]) -> None:
+    # given
+    get_user_model().objects.create_user("ann")
+    # when / then
+    with pytest.raises(CommandError, match="--force-merge applies to a full-access service user"):
+        call_command("create_api_token", "x", "--force-merge", *flags)
+    assert not ApiToken.objects.exists()
+    assert not get_user_model().objects.get(username="ann").has_perm("identity.force_merge_profile")
+
+
+def test_migration_takes_force_merge_from_an_existing_full_access_group() -> None:
+    # given a full-access group made by an earlier version
+    group = Group.objects.create(name="API full access")
+    group.permissions.set(Permission.objects.filter(content_type__app_label="identity"))
+    before = group.permissions.count()
+    # when the data migration's function runs
+    migration = importlib.import_module(
+        "apps.api_auth.migrations.0002_full_access_without_force_merge"
+    )
+    migration.drop_force_merge_from_full_access(django_apps, None)
+    # then only the override is gone
+    assert not group.permissions.filter(codename="force_merge_profile").exists()
+    assert group.permissions.count() == before - 1

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from apps.identity.models import Identifier, Profile, ProfileMerge
+from apps.identity.models import Identifier, Profile, ProfileMerge, ProfileSeparation
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +111,28 @@ def test_staff_without_force_permission_has_no_force_action(
         "/admin/identity/traitmergerule/",
         "/admin/identity/profilemerge/",
         "/admin/identity/identityconflict/",
+        "/admin/identity/profileseparation/",
     ],
 )
 def test_identity_admin_pages_render(admin_client_: Client, merged: ProfileMerge, url: str) -> None:
     assert admin_client_.get(url).status_code == 200
+
+
+def test_split_from_admin_keeps_the_two_apart_with_the_admins_reason(
+    admin_client_: Client, merged: ProfileMerge
+) -> None:
+    # when
+    admin_client_.post(
+        f"/admin/identity/profile/{merged.absorbed_id}/split/", {"note": "her brother's phone"}
+    )
+
+    # then
+    separation = ProfileSeparation.objects.get()
+    assert {separation.profile_a_id, separation.profile_b_id} == {
+        merged.absorbed_id,
+        merged.survivor_id,
+    }
+    assert (separation.note, separation.created_by.username) == ("her brother's phone", "root")
+    assert separation.split_merge_id == merged.id
+    page = admin_client_.get("/admin/identity/profileseparation/").content.decode()
+    assert "her brother&#x27;s phone" in page

@@ -131,3 +131,21 @@ def test_split_of_a_live_profile_is_409(people: dict[str, Any]) -> None:
     response = _post(client, "/api/v1/profiles/user_id:ann/split")
     assert response.status_code == 409
     assert response.json() == {"detail": "This profile was not merged into another one."}
+
+
+@pytest.mark.parametrize("external_id", ["user_id:\x00", "email:a\x00@b.com"])
+def test_nul_in_a_merge_or_split_id_is_400(people: dict[str, Any], external_id: str) -> None:
+    # given
+    client = _client("identity.view_profile", "identity.change_profile")
+
+    # when
+    merge = _post(client, "/api/v1/profiles/merge", {"profiles": ["user_id:ann", external_id]})
+    split = _post(client, f"/api/v1/profiles/{external_id.replace(chr(0), '%00')}/split")
+
+    # then
+    assert merge.status_code == 400
+    assert split.status_code == 400
+    assert split.json()["errors"] == {
+        "external_id": "Profile ids cannot contain a NUL character (%00)."
+    }
+    assert not ProfileMerge.objects.exists()

@@ -710,3 +710,39 @@ def test_email_with_a_plus_is_found_whether_encoded_or_not(api_client, ingest, p
     # then
     assert response.status_code == 200
     assert ("email", "ada+news@example.com") in _identifiers(response.json())
+
+
+@pytest.mark.parametrize("suffix", ["", "/events"])
+@pytest.mark.parametrize("path_id", ["user_id:%00", "email:a%00@b.com", "%00user_id:u-1"])
+def test_nul_in_an_external_id_is_400_not_a_database_error(api_client, ada, path_id, suffix):
+    # when
+    response = api_client.get(f"/api/v1/profiles/{path_id}{suffix}")
+
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid input.",
+        "errors": {"external_id": "Profile ids cannot contain a NUL character (%00)."},
+    }
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/profiles", "/api/v1/profiles/user_id:u-1/events"])
+@pytest.mark.parametrize("cursor", ["zzz", _b64("o=x"), _b64("p=not-a-time"), "é"])
+def test_unreadable_cursor_is_400_with_a_message(api_client, ada, path, cursor):
+    # when
+    response = api_client.get(path, {"cursor": cursor})
+
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid input.",
+        "errors": {
+            "cursor": "Invalid cursor: use the next or previous link of a page as it was returned."
+        },
+    }

@@ -194,10 +194,11 @@ def test_bulk_merge_then_split_leaves_profiles_as_they_were(post_events: Any) ->
         reason=ProfileMerge.Reason.MATCH_SCORE,
     )
 
-    # then ann's profile holds everything
+    # then ann's profile (the one with a user id) holds everything; the tablet,
+    # richer than the phone (a phone number besides its anonymous id), took it in
     assert [(o.merge.survivor_id, o.merge.absorbed_id) for o in outcomes if o.merge] == [
-        (phone, tablet),
-        (ann, phone),
+        (tablet, phone),
+        (ann, tablet),
     ]
     merged = _state(ann)
     assert merged["events"] == ["a1", "b1", "b2", "c1"]
@@ -208,10 +209,10 @@ def test_bulk_merge_then_split_leaves_profiles_as_they_were(post_events: Any) ->
     }
     assert Profile.objects.live().count() == 1
 
-    # when both merges are split (the later one first: the phone took the tablet's
+    # when both merges are split (the later one first: the tablet took the phone's
     # traits before it was merged itself)
-    profile_split(profile_id=phone)
     profile_split(profile_id=tablet)
+    profile_split(profile_id=phone)
 
     # then all three are exactly as before
     assert {pid: _state(pid) for pid in (ann, phone, tablet)} == before

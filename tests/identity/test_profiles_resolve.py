@@ -108,18 +108,40 @@ def test_email_trait_becomes_a_normalized_identifier() -> None:
     assert raw == "  Ann@Example.COM "
 
 
-@pytest.mark.parametrize("junk", ["undefined", "null", "0", "-1", "00000", "[object Object]", " "])
-def test_junk_identifiers_never_stitch_visitors(junk: str) -> None:
-    # when two strangers both send a junk anonymous id
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "undefined",
+        "null",
+        "NULL",
+        "None",
+        "anonymous",
+        "Anonymous",
+        "guest",
+        "GUEST",
+        " guest ",
+        "[object Object]",
+        "0",
+        "-1",
+        "00000",
+        "000-000",
+        "---",
+        "-",
+        "",
+        " ",
+        "\t\n",
+    ],
+)
+@pytest.mark.parametrize("kind", ["anonymous_id", "user_id"])
+def test_junk_identifiers_never_stitch_visitors(junk: str, kind: str) -> None:
+    # when two strangers both send a junk id
+    other = "user_id" if kind == "anonymous_id" else "anonymous_id"
     first, second = profiles_resolve(
-        claims=[
-            claim(("user_id", "a"), ("anonymous_id", junk)),
-            claim(("user_id", "b"), ("anonymous_id", junk)),
-        ]
+        claims=[claim((other, "a"), (kind, junk)), claim((other, "b"), (kind, junk))]
     )
     # then they stay apart and the junk value is stored nowhere
     assert first != second
-    assert not Identifier.objects.filter(type="anonymous_id").exists()
+    assert not Identifier.objects.filter(type=kind).exists()
 
 
 def test_claim_with_only_junk_has_no_profile() -> None:

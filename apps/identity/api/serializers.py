@@ -75,6 +75,15 @@ class ProfileMergeInputSerializer(serializers.Serializer[Any]):
     note = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
+class ProfileSplitInputSerializer(serializers.Serializer[Any]):
+    note = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="Why they are not one person (kept with the record that keeps them apart).",
+    )
+
+
 class EventOutputSerializer(serializers.ModelSerializer[Event]):
     messageId = serializers.CharField(source="message_id")
     userId = serializers.CharField(source="user_id")

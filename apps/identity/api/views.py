@@ -5,12 +5,13 @@ from typing import Any
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, pagination, permissions
+from rest_framework import generics, permissions
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.common.pagination import CursorPagination
 from apps.events.selectors import event_list_for_profile
 from apps.identity.models import Profile, ProfileMerge
 from apps.identity.selectors import ExternalIdError, profile_get_by_external_id, profile_list
@@ -22,6 +23,7 @@ from .serializers import (
     ProfileDetailOutputSerializer,
     ProfileMergeInputSerializer,
     ProfileOutputSerializer,
+    ProfileSplitInputSerializer,
 )
 
 EXTERNAL_ID = OpenApiParameter(
@@ -55,7 +57,7 @@ class ProfileListApi(generics.ListAPIView[Profile]):
     serializer_class = ProfileOutputSerializer
     queryset = Profile.objects.none()
 
-    class Pagination(pagination.CursorPagination):
+    class Pagination(CursorPagination):
         ordering = ("-created_at", "-id")
         page_size = 50
         page_size_query_param = "limit"
@@ -87,7 +89,7 @@ class ProfileEventListApi(generics.ListAPIView[Any]):
     serializer_class = EventOutputSerializer
     queryset = Profile.objects.none()  # permission checks: viewing profiles
 
-    class Pagination(pagination.CursorPagination):
+    class Pagination(CursorPagination):
         ordering = ("-timestamp", "-id")
         page_size = 100
         page_size_query_param = "limit"
@@ -105,7 +107,8 @@ class ProfileEventListApi(generics.ListAPIView[Any]):
 
 
 class ProfileMergeApi(APIView):
-    """Merge two profiles; the older survives. Safety rules apply unless ``force``."""
+    """Merge two profiles; the richer, older one survives. Safety rules apply unless
+    ``force``."""
 
     permission_classes = [permissions.IsAuthenticated, CanChangeProfiles]
 
@@ -134,17 +137,24 @@ class ProfileSplitApi(APIView):
     """Split a merged profile back out of its survivor.
 
     Address the absorbed profile as ``id:<uuid>`` (its identifiers point to the
-    survivor until the split)."""
+    survivor until the split). The two are kept apart from then on: events naming
+    both do not merge them again, and only a forced merge joins them."""
 
     permission_classes = [permissions.IsAuthenticated, CanChangeProfiles]
 
     @extend_schema(
-        parameters=[EXTERNAL_ID], request=None, responses={200: ProfileDetailOutputSerializer}
+        parameters=[EXTERNAL_ID],
+        request=ProfileSplitInputSerializer,
+        responses={200: ProfileDetailOutputSerializer},
     )
     def post(self, request: Request, external_id: str) -> Response:
+        data = ProfileSplitInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
         profile = _get_profile(external_id, follow_merges=False)
         try:
-            restored = profile_split(profile_id=profile.id, actor=request.user)
+            restored = profile_split(
+                profile_id=profile.id, actor=request.user, note=data.validated_data.get("note", "")
+            )
         except MergeRefused as exc:
             return Response({"detail": exc.message}, status=409)
         restored = profile_list().get(pk=restored.pk)

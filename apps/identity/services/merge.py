@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,13 @@ from apps.identity.models import (
 
 from ..bulk import bulk_insert, bulk_set
 from .rules import IdentityRules, identity_rules_load
+from .separate import (
+    SEPARATED,
+    separation_record,
+    separations_after_merge,
+    separations_among,
+    separations_end,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +62,33 @@ def _snapshot(profile: Profile) -> dict[str, Any]:
     }
 
 
-def survivor_of(a: Profile, b: Profile) -> tuple[Profile, Profile]:
-    """(survivor, absorbed): the older identity survives."""
+def survivor_of(
+    a: Profile, b: Profile, held: Mapping[uuid.UUID, Counter[str]]
+) -> tuple[Profile, Profile]:
+    """(survivor, absorbed): the richer, older identity survives.
 
-    def age(p: Profile) -> tuple[Any, ...]:
-        return (p.first_seen or p.created_at, p.created_at, str(p.id))
+    ``held`` counts each profile's identifiers by type. A profile with a user id
+    beats one without (the account is the identity others point at), then the
+    one with more identifiers, then more traits, then the older one (first seen,
+    then created); the id settles a tie, so the choice never depends on the order
+    the two are given in."""
 
-    return (a, b) if age(a) <= age(b) else (b, a)
+    def rank(p: Profile) -> tuple[Any, ...]:
+        kinds = held.get(p.id) or Counter()
+        return (
+            0 if kinds[IdentifierType.USER_ID] else 1,
+            -sum(kinds.values()),
+            -len(p.traits),
+            p.first_seen or p.created_at,
+            p.created_at,
+            str(p.id),
+        )
+
+    return (a, b) if rank(a) <= rank(b) else (b, a)
+
+
+def _kinds(keys: Sequence[tuple[str, str]]) -> Counter[str]:
+    return Counter(kind for kind, _ in keys)
 
 
 def combine_traits(survivor: Profile, absorbed: Profile, rules: IdentityRules) -> None:
@@ -144,21 +171,33 @@ def _live(locked: dict[uuid.UUID, Profile], profile_id: uuid.UUID) -> Profile:
     return profile
 
 
-def merge_blockers(a: Profile, b: Profile, rules: IdentityRules) -> list[str]:
-    """Why two live profiles may not be merged automatically (empty: they may)."""
+def _held(a: Profile, b: Profile) -> dict[uuid.UUID, list[tuple[str, str]]]:
+    """The (type, value) identifiers each of two profiles holds."""
     held: dict[uuid.UUID, list[tuple[str, str]]] = {a.id: [], b.id: []}
     for pid, kind, value in Identifier.objects.filter(profile__in=[a, b]).values_list(
         "profile_id", "type", "value"
     ):
         held[pid].append((kind, value))
-    return _blockers(held[a.id], held[b.id], rules)
+    return held
+
+
+def merge_blockers(a: Profile, b: Profile, rules: IdentityRules) -> list[str]:
+    """Why two live profiles may not be merged automatically (empty: they may)."""
+    held = _held(a, b)
+    separated = frozenset((a.id, b.id)) in separations_among([a.id, b.id])
+    return _blockers(held[a.id], held[b.id], rules, separated=separated)
 
 
 def _blockers(
-    a_keys: list[tuple[str, str]], b_keys: list[tuple[str, str]], rules: IdentityRules
+    a_keys: list[tuple[str, str]],
+    b_keys: list[tuple[str, str]],
+    rules: IdentityRules,
+    *,
+    separated: bool = False,
 ) -> list[str]:
-    """The safety rules, on the (type, value) identifiers each profile holds."""
-    reasons = []
+    """The safety rules, on the (type, value) identifiers each profile holds and
+    whether an admin split them apart."""
+    reasons = [SEPARATED] if separated else []
     a_uid = {v for k, v in a_keys if k == IdentifierType.USER_ID}
     b_uid = {v for k, v in b_keys if k == IdentifierType.USER_ID}
     if a_uid and b_uid and a_uid != b_uid:
@@ -182,26 +221,37 @@ def profile_merge(
     actor: Any = None,
     force: bool = False,
 ) -> ProfileMerge:
-    """Merge two profiles (the older survives). Raises MergeRefused when a safety
-    rule forbids it, unless ``force`` (an admin's explicit, audited decision)."""
+    """Merge two profiles (the richer, older one survives: ``survivor_of``).
+
+    Raises MergeRefused when a safety rule forbids it, unless ``force`` (an admin's
+    explicit, audited decision)."""
     locked = _lock_live(list(profile_ids))
     a, b = (_live(locked, pid) for pid in profile_ids)
     if a.id == b.id:
         raise MergeRefused("These are already one profile.")
     rules = identity_rules_load()
-    blockers = merge_blockers(a, b, rules)
+    held = _held(a, b)
+    separations = separations_among([a.id, b.id]).get(frozenset((a.id, b.id)), [])
+    blockers = _blockers(held[a.id], held[b.id], rules, separated=bool(separations))
     if blockers and not force:
         raise MergeRefused("Not merged: " + "; ".join(blockers) + ".", {"blockers": blockers})
-    survivor, absorbed = survivor_of(a, b)
-    return merge_rows(
+    survivor, absorbed = survivor_of(a, b, {pid: _kinds(keys) for pid, keys in held.items()})
+    overridden: dict[str, Any] = {"overridden": blockers} if blockers else {}
+    if separations:
+        overridden["separations"] = separations
+    record = merge_rows(
         survivor=survivor,
         absorbed=absorbed,
         reason=reason,
-        details={**(details or {}), **({"overridden": blockers} if blockers else {})},
+        details={**(details or {}), **overridden},
         rules=rules,
         actor=actor,
         forced=bool(blockers),
     )
+    if separations:
+        # The admin joined them anyway: they are no longer kept apart.
+        separations_end(ids=separations, merge=record, actor=actor)
+    return record
 
 
 @dataclass(frozen=True)
@@ -255,6 +305,7 @@ def profile_merge_bulk(
             profile = profiles[profile.merged_into_id]
         return profile
 
+    apart = separations_among({live(pid).id for pid in profiles})
     outcomes: list[MergeOutcome] = []
     records: list[ProfileMerge] = []
     at: list[int] = []  # index in outcomes of each record
@@ -267,11 +318,12 @@ def profile_merge_bulk(
         if a.id == b.id:
             outcomes.append(MergeOutcome(already_one=True))
             continue
-        blockers = _blockers(held[a.id], held[b.id], rules)
+        separated = frozenset((a.id, b.id)) in apart
+        blockers = _blockers(held[a.id], held[b.id], rules, separated=separated)
         if blockers:
             outcomes.append(MergeOutcome(refused="Not merged: " + "; ".join(blockers) + "."))
             continue
-        survivor, absorbed = survivor_of(a, b)
+        survivor, absorbed = survivor_of(a, b, {p.id: _kinds(held[p.id]) for p in (a, b)})
         records.append(
             ProfileMerge(
                 survivor=survivor,
@@ -291,6 +343,7 @@ def profile_merge_bulk(
         held[survivor.id] += held.pop(absorbed.id)
         held[absorbed.id] = []
         _absorb(survivor, absorbed, rules)
+        separations_after_merge(apart, survivor=survivor.id, absorbed=absorbed.id)
         touched[survivor.id] = survivor
         touched[absorbed.id] = absorbed
         logger.info("merged profile %s into %s (%s)", absorbed.id, survivor.id, reason)
@@ -372,9 +425,12 @@ def _lock_live_many(profile_ids: set[uuid.UUID]) -> dict[uuid.UUID, Profile]:
 
 
 @transaction.atomic
-def profile_split(*, profile_id: uuid.UUID, actor: Any = None) -> Profile:
+def profile_split(*, profile_id: uuid.UUID, actor: Any = None, note: str = "") -> Profile:
     """Undo the merge that absorbed ``profile_id``: its identifiers, the events they
-    carry and its traits return to it, and it is a live profile again."""
+    carry and its traits return to it, and it is a live profile again.
+
+    The two are kept apart from then on (``ProfileSeparation``, with ``note`` as
+    the why): a later event naming both does not merge them again."""
     record = (
         ProfileMerge.objects.filter(absorbed_id=profile_id, undone_at__isnull=True)
         .order_by("-created_at")
@@ -396,22 +452,29 @@ def profile_split(*, profile_id: uuid.UUID, actor: Any = None) -> Profile:
         Identifier.objects.filter(match, profile=live).update(profile=absorbed)
 
     # Events go back when the strongest id they carry is now the absorbed profile's.
+    # Events hold ids as sent (" Tab8 "), identifiers their normalized form
+    # ("tab8"): the ids sent are matched through the same normalization.
+    from apps.events.selectors import event_sent_ids
     from apps.events.services import events_reassign_by_ids
 
-    mine = {k for k in keys}
-    my_users = [v for k, v in mine if k == IdentifierType.USER_ID]
-    my_anon = [v for k, v in mine if k == IdentifierType.ANONYMOUS_ID]
-    their_users = list(
+    rules = identity_rules_load()
+    mine = set(keys)
+    theirs = set(
         Identifier.objects.filter(profile=live, type=IdentifierType.USER_ID).values_list(
-            "value", flat=True
+            "type", "value"
         )
     )
+    sent_users, sent_anon = event_sent_ids(profile_id=live.id)
+
+    def sent_as(kind: str, sent: set[str], held: set[tuple[str, str]]) -> list[str]:
+        return sorted(raw for raw in sent if (kind, rules.normalize(kind, raw)) in held)
+
     events_reassign_by_ids(
         from_profile_id=live.id,
         to_profile_id=absorbed.id,
-        user_ids=my_users,
-        anonymous_ids=my_anon,
-        keep_user_ids=their_users,
+        user_ids=sent_as(IdentifierType.USER_ID, sent_users, mine),
+        anonymous_ids=sent_as(IdentifierType.ANONYMOUS_ID, sent_anon, mine),
+        keep_user_ids=sent_as(IdentifierType.USER_ID, sent_users, theirs),
     )
 
     # Consent statements made for it (or for profiles it had absorbed) return too.
@@ -466,6 +529,9 @@ def profile_split(*, profile_id: uuid.UUID, actor: Any = None) -> Profile:
     record.undone_at = timezone.now()
     record.undone_by = actor
     record.save(update_fields=["undone_at", "undone_by"])
+    separation_record(
+        profile_ids=(absorbed.id, record.survivor_id), split_merge=record, actor=actor, note=note
+    )
     logger.info("split profile %s out of %s", absorbed.id, live.id)
     return absorbed
 

@@ -38,11 +38,13 @@ from apps.identity.models import (
     IdentityConflict,
     Profile,
     ProfileMerge,
+    ProfileSeparation,
     TraitStrategy,
 )
 
 from .merge import merge_rows, survivor_of
 from .rules import IdentityRules, identity_rules_load
+from .separate import separations_among
 
 Key = tuple[str, str]  # (identifier type, normalized value)
 
@@ -78,6 +80,7 @@ class _State:
     counts: dict[uuid.UUID, Counter[str]] = field(default_factory=dict)
     new_identifiers: dict[Key, tuple[uuid.UUID, str]] = field(default_factory=dict)
     dirty: set[uuid.UUID] = field(default_factory=set)
+    any_separation: bool | None = None  # are any profiles kept apart? (read once)
 
 
 def claim_keys(claim: IdentityClaim, rules: IdentityRules) -> tuple[list[Key], dict[Key, str]]:
@@ -236,7 +239,7 @@ def _merge(
     anchor_key: Key | None,
     event_id: int | None,
 ) -> Profile:
-    survivor, absorbed = survivor_of(a, b)
+    survivor, absorbed = survivor_of(a, b, state.counts)
     pending = [k for k, (pid, _) in state.new_identifiers.items() if pid == absorbed.id]
     merge_rows(
         survivor=survivor,
@@ -259,6 +262,16 @@ def _merge(
     state.dirty.add(survivor.id)
     state.dirty.discard(absorbed.id)
     return survivor
+
+
+def _kept_apart(state: _State, a: Profile, b: Profile) -> bool:
+    """Did an admin split these two live profiles (or ones they hold) apart?"""
+    if state.any_separation is None:
+        # Asked once, at the batch's first merge: most installations split rarely.
+        state.any_separation = ProfileSeparation.objects.active().exists()
+    if not state.any_separation:
+        return False
+    return frozenset((a.id, b.id)) in separations_among([a.id, b.id])
 
 
 def _conflict(
@@ -322,6 +335,9 @@ def _resolve_one(state: _State, claim: _Claim) -> uuid.UUID | None:
             continue
         if target is None:
             target, target_key = owner, key
+        elif _kept_apart(state, target, owner):
+            dropped.append((key, IdentityConflict.Rule.SPLIT_BY_ADMIN, owner))
+            continue
         else:
             target = _merge(
                 state, target, owner, reason_key=key, anchor_key=target_key, event_id=event_id

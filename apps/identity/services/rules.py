@@ -29,6 +29,8 @@ class TypeRule:
     trait: str = ""
 
 
+USER_ID_PRIORITY = -1
+
 # Used when a built-in type has no row (before the data migration, or deleted).
 BUILTIN_RULES = {
     IdentifierType.USER_ID.value: TypeRule("user_id", 0, 1, "exact"),
@@ -58,6 +60,12 @@ class IdentityRules:
         )
 
     def priority(self, kind: str) -> int:
+        if kind == IdentifierType.USER_ID:
+            # The account id is what every other identifier is checked against (one
+            # per profile, never two profiles with different ones merged): were an
+            # email stronger, an event naming bob and alice's email would go to
+            # alice and drop bob. Above any configurable priority (they are >= 0).
+            return USER_ID_PRIORITY
         rule = self.types.get(kind)
         return rule.priority if rule else 1000
 
