@@ -54,6 +54,7 @@ class ConsentConfig:
     categories: dict[str, str] = field(default_factory=dict)  # category -> purpose key
     suppression_active: bool = False
     loaded_at: float = 0.0
+    _identity_rules: Any = field(default=None, repr=False)
 
     @property
     def storage_purposes(self) -> list[PurposeRule]:
@@ -67,6 +68,15 @@ class ConsentConfig:
     def gate_needed(self) -> bool:
         """Whether ingestion has anything to check at all."""
         return bool(self.purposes) or self.suppression_active
+
+    def identity_rules(self) -> Any:
+        """Identity's rules (how identifiers are normalized), loaded once per cache
+        period like the rest of this configuration."""
+        if self._identity_rules is None:
+            from apps.identity.services import identity_rules_load
+
+            self._identity_rules = identity_rules_load()
+        return self._identity_rules
 
 
 _config: ConsentConfig | None = None
