@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -303,6 +304,35 @@ def consent_states_for_profile(profile: Any) -> list[PurposeState]:
                 PurposeState(rule, p.name, status, allowed, s.given_at, s.expires_at, s.record_id)
             )
     return out
+
+
+def suppression_hits(*, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these identifiers, as (type, normalized value), belong to an erased
+    person (are on the suppression list). One indexed query."""
+    from .hashing import keyed_hash
+
+    hashed = {(kind, keyed_hash(kind, value)): (kind, value) for kind, value in keys}
+    if not hashed:
+        return set()
+    found = SuppressionEntry.objects.filter(value_hash__in={h for _, h in hashed}).values_list(
+        "identifier_type", "value_hash"
+    )
+    return {hashed[hit] for hit in found if hit in hashed}
+
+
+def external_id_suppressed(external_id: str) -> bool:
+    """Was the person this external id (``email:...``) names erased? Malformed
+    ids and ``id:<uuid>`` (profile ids are never reused) are not."""
+    from apps.identity.selectors import ExternalIdError, parse_external_id
+    from apps.identity.services import identity_rules_load
+
+    rules = identity_rules_load()
+    try:
+        kind, raw = parse_external_id(external_id, rules)
+    except ExternalIdError:
+        return False
+    value = rules.normalize(kind, raw) if kind != "id" else None
+    return value is not None and bool(suppression_hits(keys=[(kind, value)]))
 
 
 def consent_log_for_profile(profile: Any) -> QuerySet[ConsentRecord]:

@@ -270,3 +270,76 @@ def test_erasure_needs_a_verified_request(erin: Profile) -> None:
         erasure_start(request=request)
     assert DataSubjectRequest.objects.get(pk=request.pk).status == "received"
     assert Profile.objects.filter(id=erin.id).exists()
+
+
+def _erase(subject: str) -> DataSubjectRequest:
+    request = dsr_create(type="erasure", subject=subject)
+    dsr_transition(request=request, status="verified")
+    erasure_start(request=request)
+    assert erasure_run(request_id=request.id) is True
+    return request
+
+
+@pytest.fixture
+def erased_dee(post_events: Any) -> None:
+    identify = {"userId": "dee", "traits": {"email": "Dee@Example.com"}, "messageId": "d1"}
+    assert post_events("/v1/identify", identify).status_code == 200
+    _erase("email:dee@example.com")
+    assert profile_get_by_external_id(external_id="email:dee@example.com") is None
+
+
+def test_events_naming_an_erased_person_in_external_ids_are_dropped(
+    erased_dee: None, post_events: Any
+) -> None:
+    from apps.consent.selectors import external_id_suppressed, suppression_hits
+
+    # given: Dee was erased
+    assert external_id_suppressed("email:DEE@example.com ") is True
+    assert suppression_hits(keys=[("email", "dee@example.com"), ("email", "x@example.com")]) == {
+        ("email", "dee@example.com")
+    }
+    # when: a new device sends an event naming her in context.externalIds
+    external = [{"type": "email", "id": "DEE@example.com", "collection": "users"}]
+    response = post_events(
+        "/v1/batch",
+        {
+            "batch": [
+                {
+                    "type": "track",
+                    "anonymousId": "fresh-device",
+                    "event": "Back",
+                    "messageId": "d2",
+                    "context": {"externalIds": external},
+                },
+                {"type": "track", "anonymousId": "other", "event": "Hi", "messageId": "d3"},
+            ]
+        },
+    )
+    # then: it is dropped and she is not rebuilt
+    assert response.status_code == 200
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["d3"]
+    assert profile_get_by_external_id(external_id="email:dee@example.com") is None
+
+
+def test_the_consent_api_does_not_recreate_an_erased_person(
+    erased_dee: None, admin_api: Any, make_purpose: Any
+) -> None:
+    make_purpose("ads")
+    # when: a consent statement is posted for her address
+    response = admin_api.post(
+        "/api/v1/profiles/email:Dee@example.com/consents",
+        {"purpose": "ads", "status": "granted"},
+        content_type="application/json",
+    )
+    # then: it is refused, clearly, and nothing is created
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith("This person was erased")
+    assert profile_get_by_external_id(external_id="email:dee@example.com") is None
+    assert Profile.objects.count() == 0
+    # someone else still starts a profile this way
+    other = admin_api.post(
+        "/api/v1/profiles/email:new@example.com/consents",
+        {"purpose": "ads", "status": "granted"},
+        content_type="application/json",
+    )
+    assert other.status_code == 201

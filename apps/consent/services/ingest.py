@@ -47,7 +47,6 @@ from typing import Any
 
 from django.utils import timezone
 
-from apps.consent.hashing import keyed_hash
 from apps.consent.models import (
     ConsentRecord,
     ConsentSource,
@@ -122,37 +121,34 @@ def _identity_keys(row: dict[str, Any], rules: Any) -> list[Key]:
     return keys
 
 
-def _suppressed_rows(rows: Sequence[dict[str, Any]]) -> set[int]:
-    from apps.consent.models import SuppressionEntry
-    from apps.identity.services import identity_rules_load
+def _suppressed_rows(rows: Sequence[dict[str, Any]], rules: Any) -> set[int]:
+    """Rows that carry an identifier of an erased person: wherever identity would
+    read one (ids, alias previousId, identifying traits, context.externalIds)."""
+    from apps.consent.selectors import suppression_hits
 
-    rules = identity_rules_load()
-    hashes: dict[int, list[tuple[str, str]]] = {}
+    per_row: dict[int, set[Key]] = {}
     for i, row in enumerate(rows):
-        keys = _raw_keys(row)
+        raw = _raw_keys(row)
         if row["type"] == "alias" and row["previous_id"]:
-            keys += [("user_id", row["previous_id"]), ("anonymous_id", row["previous_id"])]
+            raw += [("user_id", row["previous_id"]), ("anonymous_id", row["previous_id"])]
         traits = row["traits"] if isinstance(row["traits"], dict) else {}
         ctx_traits = row["context"].get("traits")
         for source in (traits, ctx_traits if isinstance(ctx_traits, dict) else {}):
-            for kind, trait in rules.trait_types():
+            for trait, kind in rules.trait_types():
                 if source.get(trait) is not None:
-                    keys.append((kind, source[trait]))
-        found = []
-        for kind, raw in keys:
-            value = rules.normalize(kind, raw)
-            if value:
-                found.append((kind, keyed_hash(kind, value)))
-        hashes[i] = found
-    wanted = {h for found in hashes.values() for _, h in found}
-    if not wanted:
-        return set()
-    hit = set(
-        SuppressionEntry.objects.filter(value_hash__in=wanted).values_list(
-            "identifier_type", "value_hash"
-        )
-    )
-    return {i for i, found in hashes.items() if any(k in hit for k in found)}
+                    raw.append((kind, source[trait]))
+        external_ids = row["context"].get("externalIds")
+        for item in external_ids if isinstance(external_ids, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("type"), str):
+                raw.append((item["type"], item.get("id")))
+        found = set()
+        for kind, value in raw:
+            normalized = rules.normalize(kind, value)
+            if normalized:
+                found.add((kind, normalized))
+        per_row[i] = found
+    hits = suppression_hits(keys={k for found in per_row.values() for k in found})
+    return {i for i, found in per_row.items() if found & hits}
 
 
 def _owners_and_states(
@@ -296,7 +292,7 @@ def consent_gate(
         return GateResult(rows=rows)
     result = GateResult(rows=rows)
     if config.suppression_active:
-        blocked = _suppressed_rows(rows)
+        blocked = _suppressed_rows(rows, config.identity_rules())
         if blocked:
             rows = [r for i, r in enumerate(rows) if i not in blocked]
             result.suppressed = len(blocked)
