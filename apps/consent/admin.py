@@ -61,6 +61,7 @@ class PurposeAdmin(SimpleHistoryAdmin):
                 "fields": [
                     "gates_storage",
                     "storage_policy",
+                    "anonymized_properties",
                     "gates_personalization",
                     "gated_destinations",
                     "gpc_opt_out",

@@ -68,6 +68,14 @@ class Purpose(TimeStampedModel):
         default=StoragePolicy.DROP,
         help_text="What happens to the events of a person who has not got this purpose.",
     )
+    anonymized_properties = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="With the anonymize policy: the event properties kept, e.g. "
+        '["product_id", "price"]. Empty: every property except those that name '
+        "personal data (email, phone, name, address, ip...). Either way URL query "
+        "strings are cut and values that look like email addresses are dropped.",
+    )
     gates_personalization = models.BooleanField(
         default=False, help_text="Personalization decisions need this purpose."
     )
@@ -102,6 +110,10 @@ class Purpose(TimeStampedModel):
             isinstance(d, str) and d for d in self.gated_destinations
         ):
             raise ValidationError({"gated_destinations": "A list of destination keys."})
+        if not isinstance(self.anonymized_properties, list) or not all(
+            isinstance(p, str) and p.strip() for p in self.anonymized_properties
+        ):
+            raise ValidationError({"anonymized_properties": "A list of property names."})
 
     @property
     def notice_hash(self) -> str:

@@ -41,6 +41,7 @@ class PurposeRule:
     expiry_days: int | None
     gates_storage: bool
     storage_policy: str
+    anonymized_properties: tuple[str, ...]
     gates_personalization: bool
     gated_destinations: tuple[str, ...]
     gpc_opt_out: bool
@@ -103,6 +104,7 @@ def consent_config(*, fresh: bool = False) -> ConsentConfig:
             expiry_days=p.expiry_days,
             gates_storage=p.gates_storage,
             storage_policy=p.storage_policy,
+            anonymized_properties=tuple(p.anonymized_properties or ()),
             gates_personalization=p.gates_personalization,
             gated_destinations=tuple(p.gated_destinations or ()),
             gpc_opt_out=p.gpc_opt_out,

@@ -57,18 +57,31 @@ def test_anonymize_policy_stores_the_behaviour_without_the_person(
 ) -> None:
     storage_purpose.storage_policy = "anonymize"
     storage_purpose.save()
+    viewed = _track("bob", 1)
+    viewed["properties"] = {
+        "product_id": "p1",
+        "price": 12.5,
+        "email": "bob@example.com",
+        "Customer-Phone": "+1 415 555 0100",
+        "shipping": {"firstName": "Bob", "street_address": "1 Elm St", "method": "express"},
+        "url": "https://shop.example.com/p1?email=bob%40example.com#top",
+        "note": "call bob@example.com",
+    }
+    viewed["integrations"] = {"All": True}
+    viewed["customer"] = {"name": "Bob"}
     response = post_events(
         "/v1/batch",
         {
             "batch": [
-                _track("bob", 1),
+                viewed,
                 {"type": "identify", "userId": "bob", "traits": {"email": "bob@example.com"}},
             ]
         },
     )
     assert response.status_code == 200
-    # the track event is kept without ids, traits or identifying context; the
-    # identify (nothing but personal data) is dropped
+    # the track event is kept without ids, traits, identifying context, personal
+    # properties or the client's extra keys; the identify (nothing but personal
+    # data) is dropped
     event = Event.objects.get()
     assert (event.type, event.event, event.user_id, event.anonymous_id) == (
         "track",
@@ -76,10 +89,39 @@ def test_anonymize_policy_stores_the_behaviour_without_the_person(
         "",
         "",
     )
-    assert event.properties == {"product_id": "p1"}
+    assert event.properties == {
+        "product_id": "p1",
+        "price": 12.5,
+        "shipping": {"method": "express"},
+        "url": "https://shop.example.com/p1",
+    }
     assert event.traits == {}
+    assert event.extra == {}
     assert "ip" not in event.context and "traits" not in event.context
     assert event.profile_id is None and event.processed_at is not None
+
+
+def test_anonymize_policy_keeps_only_the_purposes_allow_list(
+    post_events: Any, storage_purpose: Any
+) -> None:
+    # given: the purpose names the properties an anonymized event keeps
+    storage_purpose.storage_policy = "anonymize"
+    storage_purpose.anonymized_properties = ["product_id", "page"]
+    storage_purpose.full_clean()
+    storage_purpose.save()
+    viewed = _track("bob", 1)
+    viewed["properties"] = {
+        "product_id": "p1",
+        "coupon": "BOB-SPECIAL",
+        "page": "https://shop.example.com/x?ref=bob",
+    }
+    # when
+    post_events("/v1/track", viewed)
+    # then
+    assert Event.objects.get().properties == {
+        "product_id": "p1",
+        "page": "https://shop.example.com/x",
+    }
 
 
 def test_consent_carried_by_events_is_recorded_with_proof_and_governs_them(

@@ -34,6 +34,7 @@ class PurposeOutputSerializer(serializers.ModelSerializer[Purpose]):
             "notice_hash",
             "gates_storage",
             "storage_policy",
+            "anonymized_properties",
             "gates_personalization",
             "gated_destinations",
             "gpc_opt_out",

@@ -47,6 +47,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from apps.consent.anonymize import event_anonymize
 from apps.consent.models import (
     ConsentRecord,
     ConsentSource,
@@ -60,8 +61,6 @@ from .consent import consent_statements_append
 
 logger = logging.getLogger(__name__)
 
-# What an anonymized event keeps of its context: nothing that points at a person.
-_SAFE_CONTEXT_KEYS = ("library", "locale", "timezone", "channel")
 # The person choosing in the consent manager (Segment's consent spec).
 PREFERENCE_UPDATED = "Segment Consent Preference Updated"
 _PASSIVE_SOURCES = frozenset({ConsentSource.EVENT, ConsentSource.GPC})
@@ -267,19 +266,6 @@ def _proof(row: dict[str, Any], request_ip: str | None, user_agent: str) -> dict
     }
 
 
-def _anonymize(row: dict[str, Any]) -> dict[str, Any]:
-    ctx = row["context"]
-    row.update(
-        user_id="",
-        anonymous_id="",
-        previous_id="",
-        group_id="",
-        traits={},
-        context={k: ctx[k] for k in _SAFE_CONTEXT_KEYS if k in ctx},
-    )
-    return row
-
-
 def consent_gate(
     *,
     rows: list[dict[str, Any]],
@@ -401,6 +387,7 @@ def consent_gate(
         profile_id = _row_profile(keys, owners)
         current = states.get(profile_id, {}) if profile_id else {}
         policy = None
+        allow_lists: list[tuple[str, ...]] = []
         for rule in storage:
             if profile_id is None:
                 ok = prefs.get(rule.key, rule.default_granted)
@@ -415,10 +402,11 @@ def consent_gate(
                     policy = StoragePolicy.DROP
                     break
                 policy = StoragePolicy.ANONYMIZE
+                allow_lists.append(rule.anonymized_properties)
         if policy is None:
             kept.append(row)
         elif policy == StoragePolicy.ANONYMIZE:
-            kept.append(_anonymize(row))
+            kept.append(event_anonymize(row, allow_lists))
             result.anonymized += 1
         else:
             result.dropped += 1
