@@ -46,17 +46,17 @@ ERASED = "[erased]"
 
 @contextmanager
 def consent_log_unlocked() -> Iterator[None]:
-    """The one path the append-only trigger lets through: inside a transaction,
-    for the statements run in this block only."""
+    """The erasure path of the append-only trigger, for the statements run in this
+    block only. The trigger also wants an erasure request in progress that names
+    the profile (migration 0004): the flag alone deletes nothing."""
     if connection.vendor != "postgresql":
         yield
         return
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT set_config('cdp.erasure', 'on', true)")
-        try:
-            yield
-        finally:
-            cursor.execute("SELECT set_config('cdp.erasure', 'off', true)")
+        yield
+        # On an error the block's savepoint is rolled back, and the setting with it.
+        cursor.execute("SELECT set_config('cdp.erasure', 'off', true)")
 
 
 def _state(request: DataSubjectRequest) -> dict[str, Any]:
