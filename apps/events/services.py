@@ -387,13 +387,22 @@ def events_erase(
 
 
 def rejected_events_erase(*, values: Sequence[str]) -> int:
-    """Delete refused payloads that mention any of these values (erasure)."""
+    """Delete refused payloads that mention any of these values (erasure), in any
+    letter case and as JSON writes them (escaped quotes, backslashes, \\u escapes)."""
+    import json
+
     from django.db.models import Q
 
     match = Q()
     for value in values:
-        if value:
-            match |= Q(payload__contains=value) | Q(message_id=value)
+        if not value:
+            continue
+        forms = {value, _json(value)[1:-1], json.dumps(value)[1:-1]}
+        # SQLite's LIKE folds ASCII letters only.
+        forms |= {f.upper() for f in forms} | {f.lower() for f in forms}
+        for form in forms:
+            match |= Q(payload__icontains=_storable(form))
+        match |= Q(message_id=value)
     if not match:
         return 0
     return RejectedEvent.objects.filter(match).delete()[0]

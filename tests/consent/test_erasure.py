@@ -343,3 +343,30 @@ def test_the_consent_api_does_not_recreate_an_erased_person(
         content_type="application/json",
     )
     assert other.status_code == 201
+
+
+def test_refused_payloads_are_erased_in_any_letter_case_and_json_form(post_events: Any) -> None:
+    from apps.events.models import RejectedEvent
+
+    # given: Zoë, and payloads refused with her ids in other cases or JSON-escaped
+    identify = {"userId": "zoë-9", "traits": {"email": "zoe@example.com"}, "messageId": "z1"}
+    assert post_events("/v1/identify", identify).status_code == 200
+    post_events(
+        "/v1/batch",
+        {
+            "batch": [
+                {"type": "track", "userId": "someone", "properties": {"mail": "ZOE@EXAMPLE.COM"}},
+                {"type": "track", "userId": "ZOË-9", "properties": {}},
+                {"type": "track", "userId": "other", "properties": {"mail": "x@example.com"}},
+            ]
+        },
+    )
+    # a body that is not JSON is kept as sent: here with \\u escapes
+    post_events("/v1/track", b'{"userId": "zo\\u00eb-9", "event": "Oops",')
+    assert RejectedEvent.objects.count() == 4
+    # when
+    _erase("user_id:zoë-9")
+    # then: only the other person's payload is left
+    assert list(RejectedEvent.objects.values_list("payload", flat=True)) == [
+        '{"type":"track","userId":"other","properties":{"mail":"x@example.com"}}'
+    ]
