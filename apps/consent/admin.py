@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from apps.common.exceptions import ApplicationError
+from apps.common.validators import contains_nul
 
 from .models import (
     OPEN_STATUSES,
@@ -251,14 +252,22 @@ class DsrAddForm(forms.ModelForm):
         fields = ["type", "subject", "received_at", "details"]
 
     def clean_subject(self) -> str:
-        from apps.identity.selectors import ExternalIdError, parse_external_id
+        from .services.dsr import RequestRefused, dsr_subject_clean
 
-        subject = self.cleaned_data["subject"].strip()
         try:
-            parse_external_id(subject)
-        except ExternalIdError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        return subject
+            return dsr_subject_clean(self.cleaned_data["subject"])
+        except RequestRefused as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+    def clean_received_at(self) -> Any:
+        from .services.dsr import RequestRefused, dsr_received_at_check
+
+        received = self.cleaned_data["received_at"]
+        try:
+            dsr_received_at_check(received)
+        except RequestRefused as exc:
+            raise forms.ValidationError(exc.message) from exc
+        return received
 
 
 @admin.register(DataSubjectRequest)
@@ -456,9 +465,10 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
                     traits = json.loads(request.POST.get("traits") or "")
                 except ValueError:
                     traits = None
-                if not isinstance(traits, dict):
+                if not isinstance(traits, dict) or contains_nul(traits):
                     raise ApplicationError(
-                        'Traits as a JSON object, e.g. {"lastName": "Lovelace"}.'
+                        'Traits as a JSON object, e.g. {"lastName": "Lovelace"}, '
+                        "without NUL characters."
                     )
                 changed = dsr_rectify(request=dsr, traits=traits, actor=request.user)
                 self.message_user(request, f"Corrected: {', '.join(changed) or 'nothing'}.")

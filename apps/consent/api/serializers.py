@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.common.validators import contains_nul
 from apps.consent.models import (
     ConsentRecord,
     ConsentStatus,
@@ -42,6 +43,11 @@ class PurposeOutputSerializer(serializers.ModelSerializer[Purpose]):
         ]
 
 
+def no_nul(value: Any) -> None:
+    if contains_nul(value):
+        raise serializers.ValidationError("NUL characters (\\u0000) are not allowed.")
+
+
 class ConsentInputSerializer(serializers.Serializer[Any]):
     class Proof(serializers.Serializer[Any]):
         ip = serializers.IPAddressField(required=False, allow_null=True)
@@ -55,7 +61,7 @@ class ConsentInputSerializer(serializers.Serializer[Any]):
     notice_version = serializers.CharField(required=False, allow_blank=True, max_length=50)
     proof = Proof(required=False)
     tcf_string = serializers.CharField(required=False, allow_blank=True, max_length=10000)
-    gcm_flags = serializers.DictField(required=False)
+    gcm_flags = serializers.DictField(required=False, validators=[no_nul])
     source = serializers.ChoiceField(  # type: ignore[assignment]
         choices=["api", "import"], default="api"
     )
@@ -148,7 +154,8 @@ class DsrExtendInputSerializer(serializers.Serializer[Any]):
 
 class DsrRectifyInputSerializer(serializers.Serializer[Any]):
     traits = serializers.DictField(
-        help_text='Traits to correct, e.g. {"lastName": "Lovelace", "phone": null} (null removes).'
+        validators=[no_nul],
+        help_text='Traits to correct, e.g. {"lastName": "Lovelace", "phone": null} (null removes).',
     )
 
 

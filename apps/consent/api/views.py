@@ -189,7 +189,10 @@ class ProfileConsentCheckApi(APIView):
 
         profile = _profile(external_id)
         at_raw = request.query_params.get("at")
-        at = parse_datetime(at_raw) if at_raw else None
+        try:
+            at = parse_datetime(at_raw) if at_raw else None
+        except ValueError:  # well-formed but impossible, e.g. 30 February
+            at = None
         if at_raw and (at is None or at.tzinfo is None):
             raise ValidationError({"at": "An ISO-8601 date and time with a time zone."})
         try:
