@@ -30,6 +30,7 @@ from .models import (
     SuppressionEntry,
 )
 from .selectors import consent_config_clear
+from .services.erasure import MAX_STEP_FAILURES
 
 
 class CategoryMappingInline(admin.TabularInline):
@@ -238,8 +239,8 @@ class HookOutcomeInline(admin.TabularInline):
     model = ErasureHookOutcome
     extra = 0
     can_delete = False
-    fields = ["hook", "outcome", "message", "at"]
-    readonly_fields = ("hook", "outcome", "message", "at")
+    fields = ["hook", "outcome", "attempts", "next_attempt_at", "message", "at"]
+    readonly_fields = ("hook", "outcome", "attempts", "next_attempt_at", "message", "at")
     verbose_name_plural = "Deletion hooks (export destinations)"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -361,12 +362,22 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
 
     @admin.display(description="Progress")
     def progress_bar(self, obj: DataSubjectRequest) -> str:
-        return format_html(
+        bar = format_html(
             '<progress max="100" value="{}" title="{}"></progress> {}%',
             obj.progress,
             obj.progress_note,
             obj.progress,
         )
+        if (obj.erasure_summary or {}).get("hooks_failed"):
+            return format_html(
+                '{} <strong class="with-failures" style="color:#c62828">with failures</strong>',
+                bar,
+            )
+        if int((obj.work_state or {}).get("failures", 0)) >= MAX_STEP_FAILURES:
+            return format_html(
+                '{} <strong class="stopped" style="color:#c62828">stopped</strong>', bar
+            )
+        return bar
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the record of a request is the controller's proof
@@ -391,6 +402,25 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
 
         obj = self.get_object(request, object_id)
         can_process = request.user.has_perm("consent.process_datasubjectrequest")
+        failed_hooks = (obj.erasure_summary or {}).get("hooks_failed") if obj else None
+        stopped = obj is not None and (
+            obj.status == RequestStatus.IN_PROGRESS
+            and int((obj.work_state or {}).get("failures", 0)) >= MAX_STEP_FAILURES
+        )
+        if failed_hooks and request.method == "GET":
+            self.message_user(
+                request,
+                "Completed with failures: the deletion hook(s) "
+                f"{', '.join(failed_hooks)} failed after every attempt. Delete the person "
+                "in those destinations by hand.",
+                messages.WARNING,
+            )
+        if stopped and request.method == "GET":
+            self.message_user(
+                request,
+                f"The erasure stopped: {obj.progress_note}" if obj else "",
+                messages.ERROR,
+            )
         extra_context = {
             **(extra_context or {}),
             "show_save": False,
@@ -414,6 +444,7 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
             "can_erase": obj is not None
             and obj.type == RequestType.ERASURE
             and obj.status == RequestStatus.VERIFIED,
+            "can_resume": stopped,
             "can_extend": obj is not None and obj.is_open and obj.extension_months < 2,
             "can_rectify": obj is not None and obj.type == RequestType.RECTIFICATION,
             "can_object": obj is not None
@@ -439,7 +470,7 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
 
     def workflow_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
         from .services.dsr import dsr_extend, dsr_object, dsr_rectify, dsr_transition
-        from .services.erasure import erasure_start
+        from .services.erasure import erasure_resume, erasure_start
         from .tasks import erasure_run as erasure_run_task
 
         dsr = get_object_or_404(DataSubjectRequest, pk=pk)
@@ -452,9 +483,12 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
         action = request.POST.get("action", "")
         note = request.POST.get("note", "")
         try:
-            if action == "erase":
+            if action in ("erase", "resume"):
                 with transaction.atomic():
-                    erasure_start(request=dsr, actor=request.user)
+                    if action == "erase":
+                        erasure_start(request=dsr, actor=request.user)
+                    else:
+                        erasure_resume(request=dsr, actor=request.user)
                     request_id = str(dsr.pk)
                     transaction.on_commit(lambda: erasure_run_task.delay(request_id))
                 self.message_user(request, "Erasure started; this page shows its progress.")

@@ -353,6 +353,9 @@ class ErasureHookOutcome(models.Model):
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     message = models.CharField(max_length=500, blank=True)
     at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    # A failed hook is tried again from then (empty: no further attempt).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["at", "id"]

@@ -275,4 +275,12 @@ CDP = {
     # Retention (0 keeps forever): events, and refused payloads (raw client data).
     "EVENT_RETENTION_DAYS": env.int("CDP_EVENT_RETENTION_DAYS", default=730),
     "REJECTED_EVENT_RETENTION_DAYS": env.int("CDP_REJECTED_EVENT_RETENTION_DAYS", default=30),
+    # Erasure: a failed deletion hook (export destination) is tried again after
+    # each of these delays (seconds), then the request completes "with failures".
+    "ERASURE_HOOK_RETRY_DELAYS": env.list(
+        "CDP_ERASURE_HOOK_RETRY_DELAYS", cast=int, default=[60, 600, 1800]
+    ),
+    # Steps (event batches of 5000...) one erasure task runs before it enqueues
+    # the rest, well inside the task time limit.
+    "ERASURE_STEPS_PER_TASK": env.int("CDP_ERASURE_STEPS_PER_TASK", default=40),
 }

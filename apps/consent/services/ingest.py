@@ -120,7 +120,7 @@ def _identity_keys(row: dict[str, Any], rules: Any) -> list[Key]:
     return keys
 
 
-def _suppressed_rows(rows: Sequence[dict[str, Any]], rules: Any) -> set[int]:
+def suppressed_rows(rows: Sequence[dict[str, Any]], rules: Any) -> set[int]:
     """Rows that carry an identifier of an erased person: wherever identity would
     read one (ids, alias previousId, identifying traits, context.externalIds)."""
     from apps.consent.selectors import suppression_hits
@@ -278,7 +278,7 @@ def consent_gate(
         return GateResult(rows=rows)
     result = GateResult(rows=rows)
     if config.suppression_active:
-        blocked = _suppressed_rows(rows, config.identity_rules())
+        blocked = suppressed_rows(rows, config.identity_rules())
         if blocked:
             rows = [r for i, r in enumerate(rows) if i not in blocked]
             result.suppressed = len(blocked)
