@@ -82,8 +82,23 @@ PERSONAL_KEYS = frozenset(
         "search",  # page properties: the query string
     }
 )
-# ...and names that contain one of these.
-PERSONAL_PARTS = ("email", "phone", "mobile", "address", "street")
+# ...and names that contain one of these (billing_first_name, customerName...).
+PERSONAL_PARTS = (
+    "email",
+    "phone",
+    "mobile",
+    "address",
+    "street",
+    "firstname",
+    "lastname",
+    "fullname",
+    "surname",
+    "username",
+    "customername",
+    "contactname",
+    "recipient",
+    "birth",
+)
 
 _EMAIL = re.compile(r"[^@\s/]+@[^@\s/]+\.[^@\s/]+")
 _SEPARATORS = re.compile(r"[^a-z0-9]")
@@ -97,15 +112,13 @@ def is_personal_key(name: str) -> bool:
 def _clean_value(value: Any, *, by_name: bool) -> tuple[bool, Any]:
     """(keep?, cleaned value)."""
     if isinstance(value, str):
-        if _EMAIL.search(value):
-            return False, None
         if "://" in value:
             try:
                 parts = urlsplit(value)
             except ValueError:
                 return False, None
-            return True, urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        return True, value
+            value = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        return (False, None) if _EMAIL.search(value) else (True, value)
     if isinstance(value, dict):
         return True, _clean_object(value, by_name=by_name)
     if isinstance(value, list):

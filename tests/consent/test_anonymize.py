@@ -33,13 +33,18 @@ from apps.consent.models import Purpose
         "birthday",
         "latitude",
         "search",
+        "billing_first_name",
+        "customer_name",
+        "recipientName",
     ],
 )
 def test_names_of_personal_data_are_recognized(name: str) -> None:
     assert is_personal_key(name) is True
 
 
-@pytest.mark.parametrize("name", ["product_id", "price", "currency", "title", "path", "sku"])
+@pytest.mark.parametrize(
+    "name", ["product_id", "product_name", "price", "currency", "title", "path", "sku"]
+)
 def test_names_of_behaviour_are_kept(name: str) -> None:
     assert is_personal_key(name) is False
 

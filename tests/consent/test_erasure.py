@@ -13,7 +13,7 @@ from django.db import connection
 from apps.consent.models import DataSubjectRequest, ErasureHookOutcome, SuppressionEntry
 from apps.consent.registry import register_deletion_hook, unregister_deletion_hook
 from apps.consent.services import consent_grant
-from apps.consent.services.dsr import dsr_create, dsr_transition
+from apps.consent.services.dsr import dsr_create, dsr_extend, dsr_progress, dsr_transition
 from apps.consent.services.erasure import erasure_run, erasure_start
 from apps.events.models import Event
 from apps.identity.dedup.models import DuplicateCandidate
@@ -63,9 +63,19 @@ def _scan(needles: list[str]) -> dict[str, list[str]]:
 
 @pytest.fixture
 def erin(post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
-    """Erin, with events, merges, consents, a dedup candidate, a conflict, a refused
-    payload, an earlier access request (with its history) and an admin log entry."""
+    """Erin, with events, merges, consents, a dedup candidate, a conflict, refused
+    payloads, an anonymized event, an earlier access request (with its history,
+    extension and notes naming her) and admin log entries about her profile, the
+    candidate and the conflict."""
     make_purpose("marketing")
+    make_purpose(
+        "analytics",
+        gates_storage=True,
+        storage_policy="anonymize",
+        default_granted=True,
+        legal_basis="legitimate_interest",
+        categories=["Analytics"],
+    )
     traits = {
         "email": ERIN["email_raw"],
         "phone": ERIN["phone_raw"],
@@ -96,8 +106,19 @@ def erin(post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
             "userId": ERIN["user_id"],
             "messageId": "e5",
         },
-        # refused (no event name) and kept in the rejected log with her email in it
+        # refused (no event name) and kept in the rejected log with her email in it,
+        # also in other letter cases
         {"type": "track", "userId": ERIN["user_id"], "properties": {"email": ERIN["email"]}},
+        {"type": "track", "userId": "someone", "properties": {"mail": ERIN["email"].upper()}},
+        {"type": "track", "userId": ERIN["user_id"].upper(), "event": ""},
+        # an app that names her by email in context.externalIds
+        {
+            "type": "track",
+            "anonymousId": ERIN["anon_web"],
+            "event": "Signed In",
+            "context": {"externalIds": [{"type": "email", "id": ERIN["email_raw"]}]},
+            "messageId": "e6",
+        },
         {
             "type": "identify",
             "userId": OTHER["user_id"],
@@ -123,9 +144,28 @@ def erin(post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
         score=3.5,
         evidence={"fields": {"lastName": {"values": [ERIN["last_name"], OTHER["last_name"]]}}},
     )
-    IdentityConflict.objects.create(
+    conflict = IdentityConflict.objects.create(
         profile=olaf, identifier_type="phone", identifier_value=ERIN["phone"], rule="cap"
     )
+    candidate = DuplicateCandidate.objects.get()
+    # an event her browser sent after refusing analytics: stored without her
+    refused = {
+        "type": "track",
+        "anonymousId": ERIN["anon_web"],
+        "event": "Checkout Started",
+        "messageId": "e7",
+        "properties": {
+            "email": ERIN["email"],
+            "shipping": {"street": ERIN["street"], "method": "express"},
+            "url": f"https://shop.example.com/checkout?email={ERIN['email']}&n={ERIN['last_name']}",
+            "customer_name": f"{ERIN['first_name']} {ERIN['last_name']}",
+        },
+        "context": {
+            "consent": {"categoryPreferences": {"Analytics": False}},
+            "traits": {"email": ERIN["email"], "lastName": ERIN["last_name"]},
+        },
+    }
+    assert post_events("/v1/track", refused).status_code == 200
     consent_grant(
         profile_id=profile.id,
         purpose="marketing",
@@ -135,19 +175,36 @@ def erin(post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
     )
     earlier = dsr_create(type="access", subject=f"email:{ERIN['email']}", details="Copy please")
     dsr_transition(request=earlier, status="verified", note=f"checked {ERIN['email']}")
-    LogEntry.objects.create(
-        user=get_user_model().objects.get(username="admin"),
-        content_type=ContentType.objects.get_for_model(Profile),
-        object_id=str(profile.id),
-        object_repr=ERIN["email"],
-        action_flag=CHANGE,
-        change_message="looked at",
+    dsr_extend(
+        request=earlier,
+        months=1,
+        reason=f"{ERIN['first_name']} {ERIN['last_name']} sent more documents",
     )
+    dsr_progress(request_id=earlier.id, progress=50, note=f"letter to {ERIN['street']}")
+    dsr_transition(  # its history row keeps that progress note
+        request=earlier,
+        status="in_progress",
+        note=f"called Ms {ERIN['last_name']} back; spoke to {ERIN['first_name']}",
+    )
+    admin = get_user_model().objects.get(username="admin")
+    for obj, text in ((profile, ERIN["email"]), (candidate, str(candidate)), (conflict, "")):
+        LogEntry.objects.create(
+            user=admin,
+            content_type=ContentType.objects.get_for_model(obj),
+            object_id=str(obj.pk),
+            object_repr=text or str(obj),
+            action_flag=CHANGE,
+            change_message="looked at",
+        )
     return profile
 
 
 def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_events: Any) -> None:
-    needles = [v for k, v in ERIN.items()]
+    from apps.identity.selectors import profile_tree_ids
+
+    profile_ids = [str(p) for p in profile_tree_ids(profile_id=erin.id)]
+    assert len(profile_ids) == 3
+    needles = [*ERIN.values(), *profile_ids]
     before = _scan(needles)
     # the scan does find her before: in events, identifiers, profiles, merges...
     assert {t.split(".")[0] for t in before} >= {
@@ -178,7 +235,11 @@ def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_event
     try:
         # when: an erasure request goes from receipt to completion
         request = dsr_create(type="erasure", subject=f"email:{ERIN['email_raw']}")
-        dsr_transition(request=request, status="verified")
+        dsr_transition(
+            request=request,
+            status="verified",
+            note=f"{ERIN['first_name']} confirmed by phone ({ERIN['phone_raw']})",
+        )
         erasure_start(request=request)
         assert erasure_run(request_id=request.id) is True
     finally:
@@ -197,17 +258,24 @@ def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_event
     assert request.subject.startswith("erased:") and len(request.subject_hash) == 64
     counts = request.erasure_summary["counts"]
     assert counts == {
-        "events": 5,
-        "rejected_events": 1,
+        "events": 6,
+        "rejected_events": 3,
         "profiles": 3,  # her profile, the app's anonymous profile, the twin
         "merges": 2,
         "identifiers": 5,
         "conflicts": 1,
         "dedup_candidates": 1,
         "dedup_block_keys": 0,
-        "consent_records": 1,
-        "admin_log_entries": 1,
+        "consent_records": 2,  # marketing granted, analytics refused in the banner
+        "admin_log_entries": 3,
         "suppression_entries": 5,
+    }
+    # the anonymized event is kept: it holds nothing of her
+    kept = Event.objects.get(message_id="e7")
+    assert (kept.user_id, kept.anonymous_id, kept.profile_id) == ("", "", None)
+    assert kept.properties == {
+        "shipping": {"method": "express"},
+        "url": "https://shop.example.com/checkout",
     }
     # destinations were asked to delete her too, and each outcome is recorded
     assert dict(
