@@ -445,7 +445,10 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
             and obj.type == RequestType.ERASURE
             and obj.status == RequestStatus.VERIFIED,
             "can_resume": stopped,
-            "can_extend": obj is not None and obj.is_open and obj.extension_months < 2,
+            "can_extend": obj is not None
+            and obj.is_open
+            and obj.extension_months < 2
+            and timezone.localdate() <= obj.original_due_date,
             "can_rectify": obj is not None and obj.type == RequestType.RECTIFICATION,
             "can_object": obj is not None
             and obj.type in (RequestType.OBJECTION, RequestType.RESTRICTION),

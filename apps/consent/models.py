@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import date
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -316,6 +317,16 @@ class DataSubjectRequest(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def original_due_date(self) -> date:
+        """One month after receipt: the deadline without extension, and the last
+        day on which an extension may be decided (Art. 12(3))."""
+        from django.utils import timezone
+
+        from .deadlines import due_date
+
+        return due_date(timezone.localdate(self.received_at))
 
 
 class RequestEvent(models.Model):

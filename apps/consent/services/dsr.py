@@ -144,8 +144,10 @@ def dsr_transition(
 def dsr_extend(
     *, request: DataSubjectRequest, months: int, reason: str, actor: Any = None
 ) -> DataSubjectRequest:
-    """Extend the deadline by up to two further months in all (Art. 12(3)); the
-    reason is recorded, and the person must be told within the first month."""
+    """Extend the deadline by up to two further months in all (Art. 12(3)), counted
+    from the original due date (``deadlines``). The reason is recorded; the
+    extension, like telling the person, must come within the first month, so a
+    further extension after it is refused too."""
     request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
     if request.status not in OPEN_STATUSES:
         raise RequestRefused("Only an open request can be extended.")
@@ -157,8 +159,12 @@ def dsr_extend(
         )
     if not reason.strip():
         raise RequestRefused("An extension needs a reason.")
-    if timezone.localdate() > request.due_date:
-        raise RequestRefused("The deadline has passed; it can no longer be extended.")
+    if timezone.localdate() > request.original_due_date:
+        raise RequestRefused(
+            "The first month after receipt has passed (it ended on "
+            f"{request.original_due_date.isoformat()}): the deadline can only be extended, "
+            "and the person told why, within it (Art. 12(3))."
+        )
     before = request.due_date
     request.extension_months = total
     request.extension_reason = "\n".join(filter(None, [request.extension_reason, reason.strip()]))
