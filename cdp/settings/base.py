@@ -233,9 +233,14 @@ CELERY_BEAT_SCHEDULE = {
 # --- Logging ----------------------------------------------------------------------
 # Personal data stays out of logs: messages log ids and counts, never payloads.
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# Request paths name people (/api/v1/profiles/email:...): the request loggers
+# redact them (apps/common/logging.py; gunicorn's access log: cdp/gunicorn.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "redact_personal_data": {"()": "apps.common.logging.RedactPersonalData"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
@@ -245,6 +250,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["redact_personal_data"]},
+        "django.server": {"filters": ["redact_personal_data"]},
     },
 }
 
