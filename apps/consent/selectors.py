@@ -162,6 +162,22 @@ def _granted(status: str, given_at: datetime, rule: PurposeRule, at: datetime) -
     return rule.expiry_days is None or given_at + timedelta(days=rule.expiry_days) > at
 
 
+def _rule_at(rule: PurposeRule, at: datetime) -> PurposeRule:
+    """The purpose's rule as it stood at ``at`` (its expiry then, from the purpose's
+    history): "had this person consented on 3 March?" is answered by 3 March's rules."""
+    from dataclasses import replace
+
+    then = (
+        Purpose.history.filter(id=rule.id, history_date__lte=at)  # type: ignore[attr-defined]
+        .order_by("-history_date", "-history_id")
+        .values_list("history_id", "expiry_days")
+        .first()
+    )
+    if then is None:  # no history before (created later, or before history was kept)
+        return rule
+    return replace(rule, expiry_days=then[1])
+
+
 def has_consent(
     profile: Any, purpose: str | Purpose | PurposeRule, at: datetime | None = None
 ) -> bool:
@@ -188,6 +204,7 @@ def has_consent(
         if status == ConsentStatus.GRANTED and not _granted(status, given_at, rule, now):
             return rule.default_granted  # lapsed
         return _granted(status, given_at, rule, now)
+    rule = _rule_at(rule, at)
     latest = (
         ConsentRecord.objects.filter(profile_id=profile_id, purpose_id=rule.id, given_at__lte=at)
         .order_by("-given_at", "-id")
@@ -224,6 +241,7 @@ def profiles_with_consent(
             refusals = states.exclude(status=ConsentStatus.GRANTED)
             return queryset.exclude(Exists(refusals))
         return queryset.filter(Exists(states.filter(valid)))
+    rule = _rule_at(rule, when)
     latest = ConsentRecord.objects.filter(
         profile_id=OuterRef("pk"), purpose_id=rule.id, given_at__lte=when
     ).order_by("-given_at", "-id")
