@@ -438,3 +438,26 @@ def test_refused_payloads_are_erased_in_any_letter_case_and_json_form(post_event
     assert list(RejectedEvent.objects.values_list("payload", flat=True)) == [
         '{"type":"track","userId":"other","properties":{"mail":"x@example.com"}}'
     ]
+
+
+def test_other_peoples_requests_keep_their_subject_and_texts(post_events: Any) -> None:
+    from apps.consent.models import RequestEvent
+
+    # given: Ida (user id 42), and requests of other people whose ids contain hers
+    identify = {"userId": "42", "traits": {"email": "ida@example.com"}, "messageId": "i1"}
+    assert post_events("/v1/identify", identify).status_code == 200
+    other = dsr_create(type="access", subject="user_id:4242", details="ticket 1425")
+    dsr_transition(request=other, status="verified", note="see case 42-B and 1425")
+    theirs = dsr_create(type="access", subject="email:IDA@example.com")
+    # when
+    _erase("user_id:42")
+    # then: her earlier request loses her; the other keeps its subject and text,
+    # only her id as a word leaves its note
+    theirs.refresh_from_db()
+    assert theirs.subject.startswith("erased:")
+    other.refresh_from_db()
+    assert (other.subject, other.details) == ("user_id:4242", "ticket 1425")
+    assert list(RequestEvent.objects.filter(request=other).values_list("note", flat=True)) == [
+        "",
+        "see case [erased]-B and 1425",
+    ]

@@ -266,8 +266,16 @@ def _admin_log_purge(state: dict[str, Any], identifiers: list[str]) -> int:
                 content_type__app_label=app_label, content_type__model=model, object_id__in=pks
             )
     names = [*ids, *identifiers]
-    about |= _mentions("object_repr", names) | _mentions("change_message", names)
-    return LogEntry.objects.filter(about).delete()[0]
+    # Entries that name the person (as a whole word: a user id "42" is not in "1425").
+    words = [re.compile(rf"(?<!\w){re.escape(n)}(?!\w)", re.IGNORECASE) for n in names]
+    naming = [
+        pk
+        for pk, repr_, message in LogEntry.objects.filter(
+            _mentions("object_repr", names) | _mentions("change_message", names)
+        ).values_list("pk", "object_repr", "change_message")
+        if any(w.search(repr_) or w.search(message) for w in words)
+    ]
+    return LogEntry.objects.filter(about | Q(pk__in=naming)).delete()[0]
 
 
 def _records(request: DataSubjectRequest, state: dict[str, Any]) -> None:
@@ -281,22 +289,49 @@ def _records(request: DataSubjectRequest, state: dict[str, Any]) -> None:
     _requests_scrub(request, state, identifiers, _trait_texts(state))
 
 
+def _subject_keys(state: dict[str, Any]) -> set[tuple[str, str]]:
+    """The person as subjects name people: (type, normalized value), and profile ids."""
+    keys = {(kind, value) for kind, value, _ in _person_values(state["profile_ids"])}
+    keys |= {("id", p) for p in state["profile_ids"]}
+    return keys
+
+
+def _names_person(subject: str, keys: set[tuple[str, str]], rules: Any) -> bool:
+    from apps.identity.selectors import ExternalIdError, parse_external_id
+
+    try:
+        kind, raw = parse_external_id(subject.strip(), rules)
+    except ExternalIdError:
+        return False
+    value = raw.strip().lower() if kind == "id" else rules.normalize(kind, raw)
+    return value is not None and (kind, value) in keys
+
+
 def _requests_scrub(
     request: DataSubjectRequest,
     state: dict[str, Any],
     identifiers: list[str],
     traits: list[str],
 ) -> None:
-    """Requests about the person (this one, an earlier access request...) and their
-    history (django-simple-history) keep their record without the person: subject
-    and details go, names and ids leave the notes. Elsewhere, the person's
-    identifier values leave any request's notes."""
+    """Requests about the person (this one, an earlier access request...: their
+    subject names one of the person's identifiers) and their history
+    (django-simple-history) keep their record without the person: subject and
+    details go, ids, names and addresses leave the notes. Elsewhere, the person's
+    identifier values leave any request's texts (as whole words)."""
+    from apps.identity.services import identity_rules_load
+
+    rules = identity_rules_load()
+    keys = _subject_keys(state)
     history = DataSubjectRequest.history.model  # type: ignore[attr-defined]
     theirs = {request.pk}
     for model in (DataSubjectRequest, history):
-        theirs.update(
-            model.objects.filter(_mentions("subject", identifiers)).values_list("id", flat=True)
-        )
+        for pk, subject in (
+            model.objects.exclude(subject__startswith="erased:")
+            .values_list("id", "subject")
+            .distinct()
+        ):
+            if _names_person(subject, keys, rules):
+                theirs.add(pk)
     erased_subject = f"erased:{state['subject_hash'][:16]}"
     texts = ("extension_reason", "progress_note")
     for model in (DataSubjectRequest, history):
@@ -306,15 +341,15 @@ def _requests_scrub(
                 details="",
                 **{f: _scrub(row[f] or "", identifiers, traits) for f in texts},
             )
-        mention = _mentions("details", identifiers)
-        model.objects.exclude(id__in=theirs).filter(mention).update(details="")
-        for f in texts:
+        for f in ("details", *texts):
             for row in (
                 model.objects.exclude(id__in=theirs)
                 .filter(_mentions(f, identifiers))
                 .values("pk", f)
             ):
-                model.objects.filter(pk=row["pk"]).update(**{f: _scrub(row[f], identifiers, [])})
+                cleaned = _scrub(row[f], [], identifiers)
+                if cleaned != row[f]:
+                    model.objects.filter(pk=row["pk"]).update(**{f: cleaned})
     if hasattr(history, "history_change_reason"):
         for row in history.objects.filter(id__in=theirs).exclude(history_change_reason=None):
             history.objects.filter(pk=row.pk).update(
@@ -323,8 +358,10 @@ def _requests_scrub(
     for event in RequestEvent.objects.filter(
         Q(request_id__in=theirs) | _mentions("note", identifiers)
     ):
-        words = traits if event.request_id in theirs else []
-        note = _scrub(event.note, identifiers, words)
+        if event.request_id in theirs:
+            note = _scrub(event.note, identifiers, traits)
+        else:
+            note = _scrub(event.note, [], identifiers)
         if note != event.note:
             RequestEvent.objects.filter(pk=event.pk).update(note=note)
 
