@@ -20,4 +20,4 @@ RUN SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 \
 
 USER cdp
 EXPOSE 8000
-CMD ["gunicorn", "cdp.wsgi", "--bind", "0.0.0.0:8000"]
+CMD ["gunicorn", "cdp.wsgi", "-c", "cdp/gunicorn.py", "--bind", "0.0.0.0:8000"]

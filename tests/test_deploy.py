@@ -35,6 +35,7 @@ def test_compose_runs_web_worker_beat_postgres16_and_redis7() -> None:
         assert env["CELERY_BROKER_URL"] == "redis://redis:6379/0"
         # the secret comes from the environment, never a default in the file
         assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")
+        assert env["CDP_PRIVACY_HASH_KEY"].startswith("${CDP_PRIVACY_HASH_KEY:?")
     assert services["worker"]["depends_on"]["web"]["condition"] == "service_healthy"
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
 
@@ -65,6 +66,7 @@ def test_production_settings_start_and_collect_static(tmp_path: Path) -> None:
             "PATH": "/usr/bin:/bin",
             "DJANGO_SETTINGS_MODULE": "cdp.settings.production",
             "SECRET_KEY": "build-only",
+            "CDP_PRIVACY_HASH_KEY": "build-only",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'build.sqlite3'}",
             "STATIC_ROOT": str(tmp_path / "static"),
         },
@@ -88,3 +90,20 @@ def test_production_settings_refuse_to_start_without_a_secret_key() -> None:
     )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_production_settings_refuse_to_start_without_a_privacy_hash_key() -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "cdp.settings.production",
+            "SECRET_KEY": "a-real-secret",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "CDP_PRIVACY_HASH_KEY" in result.stderr

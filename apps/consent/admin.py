@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from apps.common.exceptions import ApplicationError
+from apps.common.validators import contains_nul
 
 from .models import (
     OPEN_STATUSES,
@@ -29,6 +30,7 @@ from .models import (
     SuppressionEntry,
 )
 from .selectors import consent_config_clear
+from .services.erasure import MAX_STEP_FAILURES
 
 
 class CategoryMappingInline(admin.TabularInline):
@@ -61,6 +63,7 @@ class PurposeAdmin(SimpleHistoryAdmin):
                 "fields": [
                     "gates_storage",
                     "storage_policy",
+                    "anonymized_properties",
                     "gates_personalization",
                     "gated_destinations",
                     "gpc_opt_out",
@@ -236,8 +239,8 @@ class HookOutcomeInline(admin.TabularInline):
     model = ErasureHookOutcome
     extra = 0
     can_delete = False
-    fields = ["hook", "outcome", "message", "at"]
-    readonly_fields = ("hook", "outcome", "message", "at")
+    fields = ["hook", "outcome", "attempts", "next_attempt_at", "message", "at"]
+    readonly_fields = ("hook", "outcome", "attempts", "next_attempt_at", "message", "at")
     verbose_name_plural = "Deletion hooks (export destinations)"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -250,14 +253,22 @@ class DsrAddForm(forms.ModelForm):
         fields = ["type", "subject", "received_at", "details"]
 
     def clean_subject(self) -> str:
-        from apps.identity.selectors import ExternalIdError, parse_external_id
+        from .services.dsr import RequestRefused, dsr_subject_clean
 
-        subject = self.cleaned_data["subject"].strip()
         try:
-            parse_external_id(subject)
-        except ExternalIdError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        return subject
+            return dsr_subject_clean(self.cleaned_data["subject"])
+        except RequestRefused as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+    def clean_received_at(self) -> Any:
+        from .services.dsr import RequestRefused, dsr_received_at_check
+
+        received = self.cleaned_data["received_at"]
+        try:
+            dsr_received_at_check(received)
+        except RequestRefused as exc:
+            raise forms.ValidationError(exc.message) from exc
+        return received
 
 
 @admin.register(DataSubjectRequest)
@@ -351,12 +362,22 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
 
     @admin.display(description="Progress")
     def progress_bar(self, obj: DataSubjectRequest) -> str:
-        return format_html(
+        bar = format_html(
             '<progress max="100" value="{}" title="{}"></progress> {}%',
             obj.progress,
             obj.progress_note,
             obj.progress,
         )
+        if (obj.erasure_summary or {}).get("hooks_failed"):
+            return format_html(
+                '{} <strong class="with-failures" style="color:#c62828">with failures</strong>',
+                bar,
+            )
+        if int((obj.work_state or {}).get("failures", 0)) >= MAX_STEP_FAILURES:
+            return format_html(
+                '{} <strong class="stopped" style="color:#c62828">stopped</strong>', bar
+            )
+        return bar
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the record of a request is the controller's proof
@@ -381,6 +402,25 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
 
         obj = self.get_object(request, object_id)
         can_process = request.user.has_perm("consent.process_datasubjectrequest")
+        failed_hooks = (obj.erasure_summary or {}).get("hooks_failed") if obj else None
+        stopped = obj is not None and (
+            obj.status == RequestStatus.IN_PROGRESS
+            and int((obj.work_state or {}).get("failures", 0)) >= MAX_STEP_FAILURES
+        )
+        if failed_hooks and request.method == "GET":
+            self.message_user(
+                request,
+                "Completed with failures: the deletion hook(s) "
+                f"{', '.join(failed_hooks)} failed after every attempt. Delete the person "
+                "in those destinations by hand.",
+                messages.WARNING,
+            )
+        if stopped and request.method == "GET":
+            self.message_user(
+                request,
+                f"The erasure stopped: {obj.progress_note}" if obj else "",
+                messages.ERROR,
+            )
         extra_context = {
             **(extra_context or {}),
             "show_save": False,
@@ -404,7 +444,11 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
             "can_erase": obj is not None
             and obj.type == RequestType.ERASURE
             and obj.status == RequestStatus.VERIFIED,
-            "can_extend": obj is not None and obj.is_open and obj.extension_months < 2,
+            "can_resume": stopped,
+            "can_extend": obj is not None
+            and obj.is_open
+            and obj.extension_months < 2
+            and timezone.localdate() <= obj.original_due_date,
             "can_rectify": obj is not None and obj.type == RequestType.RECTIFICATION,
             "can_object": obj is not None
             and obj.type in (RequestType.OBJECTION, RequestType.RESTRICTION),
@@ -429,7 +473,7 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
 
     def workflow_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
         from .services.dsr import dsr_extend, dsr_object, dsr_rectify, dsr_transition
-        from .services.erasure import erasure_start
+        from .services.erasure import erasure_resume, erasure_start
         from .tasks import erasure_run as erasure_run_task
 
         dsr = get_object_or_404(DataSubjectRequest, pk=pk)
@@ -442,9 +486,12 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
         action = request.POST.get("action", "")
         note = request.POST.get("note", "")
         try:
-            if action == "erase":
+            if action in ("erase", "resume"):
                 with transaction.atomic():
-                    erasure_start(request=dsr, actor=request.user)
+                    if action == "erase":
+                        erasure_start(request=dsr, actor=request.user)
+                    else:
+                        erasure_resume(request=dsr, actor=request.user)
                     request_id = str(dsr.pk)
                     transaction.on_commit(lambda: erasure_run_task.delay(request_id))
                 self.message_user(request, "Erasure started; this page shows its progress.")
@@ -455,9 +502,10 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
                     traits = json.loads(request.POST.get("traits") or "")
                 except ValueError:
                     traits = None
-                if not isinstance(traits, dict):
+                if not isinstance(traits, dict) or contains_nul(traits):
                     raise ApplicationError(
-                        'Traits as a JSON object, e.g. {"lastName": "Lovelace"}.'
+                        'Traits as a JSON object, e.g. {"lastName": "Lovelace"}, '
+                        "without NUL characters."
                     )
                 changed = dsr_rectify(request=dsr, traits=traits, actor=request.user)
                 self.message_user(request, f"Corrected: {', '.join(changed) or 'nothing'}.")

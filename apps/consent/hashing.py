@@ -1,7 +1,8 @@
 """Keyed hashes for what must be matched later but not kept: IP addresses in
 consent proof, identifiers of erased people in the suppression list.
 
-The key is CDP_PRIVACY_HASH_KEY (by default derived from SECRET_KEY). A plain
+The key is CDP_PRIVACY_HASH_KEY, required in production; elsewhere it defaults to
+one derived from SECRET_KEY. A plain
 SHA-256 of an email address or an IPv4 address is reversible by brute force; a
 keyed hash is not, without the key.
 """
@@ -14,11 +15,13 @@ import hmac
 from django.conf import settings
 
 
+def derived_key() -> str:
+    """The key used when CDP_PRIVACY_HASH_KEY is not set (quickstart, tests)."""
+    return hmac.new(settings.SECRET_KEY.encode(), b"cdp-privacy-hash", "sha256").hexdigest()
+
+
 def _key() -> bytes:
-    key = settings.CDP.get("PRIVACY_HASH_KEY") or ""
-    if not key:
-        key = hmac.new(settings.SECRET_KEY.encode(), b"cdp-privacy-hash", "sha256").hexdigest()
-    return key.encode()
+    return (settings.CDP.get("PRIVACY_HASH_KEY") or derived_key()).encode()
 
 
 def keyed_hash(kind: str, value: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import date
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -68,6 +69,14 @@ class Purpose(TimeStampedModel):
         default=StoragePolicy.DROP,
         help_text="What happens to the events of a person who has not got this purpose.",
     )
+    anonymized_properties = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="With the anonymize policy: the event properties kept, e.g. "
+        '["product_id", "price"]. Empty: every property except those that name '
+        "personal data (email, phone, name, address, ip...). Either way URL query "
+        "strings are cut and values that look like email addresses are dropped.",
+    )
     gates_personalization = models.BooleanField(
         default=False, help_text="Personalization decisions need this purpose."
     )
@@ -102,6 +111,10 @@ class Purpose(TimeStampedModel):
             isinstance(d, str) and d for d in self.gated_destinations
         ):
             raise ValidationError({"gated_destinations": "A list of destination keys."})
+        if not isinstance(self.anonymized_properties, list) or not all(
+            isinstance(p, str) and p.strip() for p in self.anonymized_properties
+        ):
+            raise ValidationError({"anonymized_properties": "A list of property names."})
 
     @property
     def notice_hash(self) -> str:
@@ -305,6 +318,16 @@ class DataSubjectRequest(models.Model):
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
 
+    @property
+    def original_due_date(self) -> date:
+        """One month after receipt: the deadline without extension, and the last
+        day on which an extension may be decided (Art. 12(3))."""
+        from django.utils import timezone
+
+        from .deadlines import due_date
+
+        return due_date(timezone.localdate(self.received_at))
+
 
 class RequestEvent(models.Model):
     """Who did what to a request, and when: the request's own audit trail."""
@@ -341,6 +364,9 @@ class ErasureHookOutcome(models.Model):
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     message = models.CharField(max_length=500, blank=True)
     at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    # A failed hook is tried again from then (empty: no further attempt).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["at", "id"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +41,7 @@ class PurposeRule:
     expiry_days: int | None
     gates_storage: bool
     storage_policy: str
+    anonymized_properties: tuple[str, ...]
     gates_personalization: bool
     gated_destinations: tuple[str, ...]
     gpc_opt_out: bool
@@ -54,6 +56,7 @@ class ConsentConfig:
     categories: dict[str, str] = field(default_factory=dict)  # category -> purpose key
     suppression_active: bool = False
     loaded_at: float = 0.0
+    _identity_rules: Any = field(default=None, repr=False)
 
     @property
     def storage_purposes(self) -> list[PurposeRule]:
@@ -67,6 +70,15 @@ class ConsentConfig:
     def gate_needed(self) -> bool:
         """Whether ingestion has anything to check at all."""
         return bool(self.purposes) or self.suppression_active
+
+    def identity_rules(self) -> Any:
+        """Identity's rules (how identifiers are normalized), loaded once per cache
+        period like the rest of this configuration."""
+        if self._identity_rules is None:
+            from apps.identity.services import identity_rules_load
+
+            self._identity_rules = identity_rules_load()
+        return self._identity_rules
 
 
 _config: ConsentConfig | None = None
@@ -92,6 +104,7 @@ def consent_config(*, fresh: bool = False) -> ConsentConfig:
             expiry_days=p.expiry_days,
             gates_storage=p.gates_storage,
             storage_policy=p.storage_policy,
+            anonymized_properties=tuple(p.anonymized_properties or ()),
             gates_personalization=p.gates_personalization,
             gated_destinations=tuple(p.gated_destinations or ()),
             gpc_opt_out=p.gpc_opt_out,
@@ -149,6 +162,22 @@ def _granted(status: str, given_at: datetime, rule: PurposeRule, at: datetime) -
     return rule.expiry_days is None or given_at + timedelta(days=rule.expiry_days) > at
 
 
+def _rule_at(rule: PurposeRule, at: datetime) -> PurposeRule:
+    """The purpose's rule as it stood at ``at`` (its expiry then, from the purpose's
+    history): "had this person consented on 3 March?" is answered by 3 March's rules."""
+    from dataclasses import replace
+
+    then = (
+        Purpose.history.filter(id=rule.id, history_date__lte=at)  # type: ignore[attr-defined]
+        .order_by("-history_date", "-history_id")
+        .values_list("history_id", "expiry_days")
+        .first()
+    )
+    if then is None:  # no history before (created later, or before history was kept)
+        return rule
+    return replace(rule, expiry_days=then[1])
+
+
 def has_consent(
     profile: Any, purpose: str | Purpose | PurposeRule, at: datetime | None = None
 ) -> bool:
@@ -175,6 +204,7 @@ def has_consent(
         if status == ConsentStatus.GRANTED and not _granted(status, given_at, rule, now):
             return rule.default_granted  # lapsed
         return _granted(status, given_at, rule, now)
+    rule = _rule_at(rule, at)
     latest = (
         ConsentRecord.objects.filter(profile_id=profile_id, purpose_id=rule.id, given_at__lte=at)
         .order_by("-given_at", "-id")
@@ -211,6 +241,7 @@ def profiles_with_consent(
             refusals = states.exclude(status=ConsentStatus.GRANTED)
             return queryset.exclude(Exists(refusals))
         return queryset.filter(Exists(states.filter(valid)))
+    rule = _rule_at(rule, when)
     latest = ConsentRecord.objects.filter(
         profile_id=OuterRef("pk"), purpose_id=rule.id, given_at__lte=when
     ).order_by("-given_at", "-id")
@@ -293,6 +324,35 @@ def consent_states_for_profile(profile: Any) -> list[PurposeState]:
                 PurposeState(rule, p.name, status, allowed, s.given_at, s.expires_at, s.record_id)
             )
     return out
+
+
+def suppression_hits(*, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these identifiers, as (type, normalized value), belong to an erased
+    person (are on the suppression list). One indexed query."""
+    from .hashing import keyed_hash
+
+    hashed = {(kind, keyed_hash(kind, value)): (kind, value) for kind, value in keys}
+    if not hashed:
+        return set()
+    found = SuppressionEntry.objects.filter(value_hash__in={h for _, h in hashed}).values_list(
+        "identifier_type", "value_hash"
+    )
+    return {hashed[hit] for hit in found if hit in hashed}
+
+
+def external_id_suppressed(external_id: str) -> bool:
+    """Was the person this external id (``email:...``) names erased? Malformed
+    ids and ``id:<uuid>`` (profile ids are never reused) are not."""
+    from apps.identity.selectors import ExternalIdError, parse_external_id
+    from apps.identity.services import identity_rules_load
+
+    rules = identity_rules_load()
+    try:
+        kind, raw = parse_external_id(external_id, rules)
+    except ExternalIdError:
+        return False
+    value = rules.normalize(kind, raw) if kind != "id" else None
+    return value is not None and bool(suppression_hits(keys=[(kind, value)]))
 
 
 def consent_log_for_profile(profile: Any) -> QuerySet[ConsentRecord]:

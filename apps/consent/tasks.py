@@ -20,23 +20,42 @@ logger = logging.getLogger(__name__)
     max_retries=10,
 )
 def erasure_run(self: object, request_id: str) -> bool:
-    """Erase a person; resumes at the step that did not finish."""
-    from apps.consent.services.erasure import erasure_run as run
+    """Erase a person, a bounded number of steps per task (well inside the time
+    limit); enqueues itself for the rest, or for a deletion hook's next attempt."""
+    from django.conf import settings
 
-    return run(request_id=uuid.UUID(request_id))
+    from apps.consent.services.erasure import erasure_run as run
+    from apps.consent.services.erasure import erasure_waiting_until
+
+    pk = uuid.UUID(request_id)
+    if run(request_id=pk, max_steps=settings.CDP["ERASURE_STEPS_PER_TASK"]):
+        return True
+    wait = erasure_waiting_until(request_id=pk)
+    countdown = max(0.0, (wait - timezone.now()).total_seconds()) if wait else 0.0
+    erasure_run.apply_async((request_id,), countdown=countdown)
+    return False
 
 
 @shared_task
 def erasure_resume_stalled(stalled_minutes: int = 15) -> int:
-    """Re-enqueue erasures in progress that made no progress for a while (a crash)."""
+    """Re-enqueue erasures in progress that made no progress for a while (a crash),
+    except those waiting for a deletion hook's next attempt and those that failed
+    too often in a row (an administrator resumes them)."""
     from apps.consent.models import DataSubjectRequest, RequestStatus, RequestType
+    from apps.consent.services.erasure import MAX_STEP_FAILURES, erasure_waiting_until
 
-    cutoff = timezone.now() - timedelta(minutes=stalled_minutes)
-    ids = list(
-        DataSubjectRequest.objects.filter(
-            type=RequestType.ERASURE, status=RequestStatus.IN_PROGRESS, updated_at__lt=cutoff
-        ).values_list("id", flat=True)
-    )
+    now = timezone.now()
+    cutoff = now - timedelta(minutes=stalled_minutes)
+    ids = []
+    for request_id, state in DataSubjectRequest.objects.filter(
+        type=RequestType.ERASURE, status=RequestStatus.IN_PROGRESS, updated_at__lt=cutoff
+    ).values_list("id", "work_state"):
+        if int((state or {}).get("failures", 0)) >= MAX_STEP_FAILURES:
+            continue
+        wait = erasure_waiting_until(request_id=request_id)
+        if wait is not None and wait > now:
+            continue
+        ids.append(request_id)
     for request_id in ids:
         erasure_run.delay(str(request_id))
     return len(ids)

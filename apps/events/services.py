@@ -398,36 +398,64 @@ def events_erase(
     profile_ids: Sequence[Any],
     user_ids: Sequence[str] = (),
     anonymous_ids: Sequence[str] = (),
+    event_ids: Sequence[int] = (),
     batch_size: int = 5000,
 ) -> int:
     """Delete one batch of a person's events (erasure); call until it returns 0.
 
-    Events are the person's by profile, or, not yet processed, by the ids they carry.
+    Events are the person's by profile; those not processed yet have no profile,
+    so also by the ids they carry (a processed event carries its profile), and
+    those the caller names (``event_ids``). Each is its own indexed query: by
+    event_profile_ts_idx; within the pending events only (event_pending_idx is
+    partial on processed_at IS NULL, and pending events are few), never a scan of
+    every event's user_id; by primary key.
     """
     from django.db.models import Q
 
-    mine = Q(profile_id__in=list(profile_ids))
-    if user_ids:
-        mine |= Q(user_id__in=list(user_ids))
-    if anonymous_ids:
-        mine |= Q(anonymous_id__in=list(anonymous_ids))
-    if user_ids or anonymous_ids:
-        mine |= Q(type="alias", previous_id__in=[*user_ids, *anonymous_ids])
-    ids = list(Event.objects.filter(mine).values_list("id", flat=True)[:batch_size])
+    ids: set[int] = set()
+    if profile_ids:
+        ids.update(
+            Event.objects.filter(profile_id__in=list(profile_ids)).values_list("id", flat=True)[
+                :batch_size
+            ]
+        )
+    if len(ids) < batch_size and (user_ids or anonymous_ids):
+        carries = Q(user_id__in=list(user_ids)) | Q(anonymous_id__in=list(anonymous_ids))
+        carries |= Q(type="alias", previous_id__in=[*user_ids, *anonymous_ids])
+        ids.update(
+            Event.objects.filter(carries, processed_at__isnull=True).values_list("id", flat=True)[
+                : batch_size - len(ids)
+            ]
+        )
+    if len(ids) < batch_size and event_ids:
+        ids.update(
+            Event.objects.filter(id__in=list(event_ids)).values_list("id", flat=True)[
+                : batch_size - len(ids)
+            ]
+        )
     if not ids:
         return 0
-    Event.objects.filter(id__in=ids).delete()
+    Event.objects.filter(id__in=list(ids)).delete()
     return len(ids)
 
 
 def rejected_events_erase(*, values: Sequence[str]) -> int:
-    """Delete refused payloads that mention any of these values (erasure)."""
+    """Delete refused payloads that mention any of these values (erasure), in any
+    letter case and as JSON writes them (escaped quotes, backslashes, \\u escapes)."""
+    import json
+
     from django.db.models import Q
 
     match = Q()
     for value in values:
-        if value:
-            match |= Q(payload__contains=value) | Q(message_id=value)
+        if not value:
+            continue
+        forms = {value, _json(value)[1:-1], json.dumps(value)[1:-1]}
+        # SQLite's LIKE folds ASCII letters only.
+        forms |= {f.upper() for f in forms} | {f.lower() for f in forms}
+        for form in forms:
+            match |= Q(payload__icontains=_storable(form))
+        match |= Q(message_id=value)
     if not match:
         return 0
     return RejectedEvent.objects.filter(match).delete()[0]

@@ -164,3 +164,32 @@ def person_identifier_values(*, profile_ids: Iterable[uuid.UUID]) -> list[tuple[
             if isinstance(pair, list) and len(pair) == 2:
                 out.add((str(pair[0]), str(pair[1]), str(pair[1])))
     return sorted(out)
+
+
+def person_related_rows(
+    *, profile_ids: Iterable[uuid.UUID], values: Iterable[str]
+) -> dict[str, list[str]]:
+    """The rows ``person_erase`` deletes besides the profiles, as
+    ``{"app_label.model": [primary keys as text]}``: erasure purges the admin log
+    entries that name them."""
+    from .dedup.models import DuplicateCandidate
+    from .models import IdentityConflict
+
+    ids = list(profile_ids)
+    rows = {
+        "identity.identifier": Identifier.objects.filter(profile_id__in=ids),
+        "identity.profilemerge": ProfileMerge.objects.filter(
+            Q(survivor_id__in=ids) | Q(absorbed_id__in=ids)
+        ),
+        "identity.identityconflict": IdentityConflict.objects.filter(
+            Q(profile_id__in=ids)
+            | Q(other_profile_id__in=ids)
+            | Q(identifier_value__in=list(values))
+        ),
+        "identity.duplicatecandidate": DuplicateCandidate.objects.filter(
+            Q(profile_a_id__in=ids) | Q(profile_b_id__in=ids)
+        ),
+    }
+    return {
+        label: [str(pk) for pk in qs.values_list("pk", flat=True)] for label, qs in rows.items()
+    }

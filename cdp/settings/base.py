@@ -234,9 +234,14 @@ CELERY_BEAT_SCHEDULE = {
 # --- Logging ----------------------------------------------------------------------
 # Personal data stays out of logs: messages log ids and counts, never payloads.
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# Request paths name people (/api/v1/profiles/email:...): the request loggers
+# redact them (apps/common/logging.py; gunicorn's access log: cdp/gunicorn.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "redact_personal_data": {"()": "apps.common.logging.RedactPersonalData"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
@@ -246,6 +251,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["redact_personal_data"]},
+        "django.server": {"filters": ["redact_personal_data"]},
     },
 }
 
@@ -276,4 +283,12 @@ CDP = {
     # Retention (0 keeps forever): events, and refused payloads (raw client data).
     "EVENT_RETENTION_DAYS": env.int("CDP_EVENT_RETENTION_DAYS", default=730),
     "REJECTED_EVENT_RETENTION_DAYS": env.int("CDP_REJECTED_EVENT_RETENTION_DAYS", default=30),
+    # Erasure: a failed deletion hook (export destination) is tried again after
+    # each of these delays (seconds), then the request completes "with failures".
+    "ERASURE_HOOK_RETRY_DELAYS": env.list(
+        "CDP_ERASURE_HOOK_RETRY_DELAYS", cast=int, default=[60, 600, 1800]
+    ),
+    # Steps (event batches of 5000...) one erasure task runs before it enqueues
+    # the rest, well inside the task time limit.
+    "ERASURE_STEPS_PER_TASK": env.int("CDP_ERASURE_STEPS_PER_TASK", default=40),
 }

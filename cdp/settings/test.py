@@ -30,6 +30,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # var/ is git-ignored, so a fresh clone does not have it yet.
     (BASE_DIR / "var").mkdir(exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
-CDP = {**CDP, "WRITE_KEY_CACHE_SECONDS": 0, "CONSENT_CACHE_SECONDS": 0}
+CDP = {
+    **CDP,
+    "WRITE_KEY_CACHE_SECONDS": 0,
+    "CONSENT_CACHE_SECONDS": 0,
+    "ERASURE_HOOK_RETRY_DELAYS": [0, 0],
+}
 # The in-test worker must leave pytest's log capture alone.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -100,6 +100,106 @@ def test_consent_api_errors(admin_api: Any, api_client: Any, make_purpose: Any) 
     assert Client().get("/api/v1/consent/purposes").status_code in (401, 403)
 
 
+@pytest.mark.parametrize("at", ["2025-02-30T10:00:00Z", "2025-13-01T10:00:00Z", "2025-01-01"])
+def test_checking_at_an_impossible_time_is_a_400(
+    admin_api: Any, make_purpose: Any, make_profile: Any, at: str
+) -> None:
+    make_purpose("ads")
+    make_profile(("user_id", "u1"))
+    response = admin_api.get(f"/api/v1/profiles/user_id:u1/consents/check?purpose=ads&at={at}")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"at": "An ISO-8601 date and time with a time zone."}
+
+
+def test_nul_characters_in_json_are_a_400(
+    admin_api: Any, make_purpose: Any, make_profile: Any
+) -> None:
+    from apps.consent.services.dsr import dsr_create, dsr_transition
+    from apps.identity.models import Profile
+
+    make_purpose("ads")
+    person = make_profile(("user_id", "u1"))
+    for flags in ({"a": "\x00"}, {"a\x00": "granted"}, {"a": ["x", {"b": "\x00"}]}):
+        response = admin_api.post(
+            "/api/v1/profiles/user_id:u1/consents",
+            {"purpose": "ads", "status": "granted", "gcm_flags": flags},
+            content_type="application/json",
+        )
+        assert response.status_code == 400
+        assert response.json()["errors"] == {
+            "gcm_flags": ["NUL characters (\\u0000) are not allowed."]
+        }
+    assert ConsentRecord.objects.count() == 0
+    request = dsr_create(type="rectification", subject="user_id:u1")
+    dsr_transition(request=request, status="verified")
+    response = admin_api.post(
+        f"/api/v1/privacy-requests/{request.id}/rectify",
+        {"traits": {"lastName": "Love\x00lace"}},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert Profile.objects.get(pk=person.pk).traits == {}
+
+
+@pytest.mark.parametrize(
+    ("subject", "message"),
+    [
+        ("id:not-uuid", "subject: id: takes a profile UUID."),
+        ("email:not-an-email", "subject: this is not a usable email value."),
+        ("phone:123", "subject: this is not a usable phone value."),
+        ("user_id:undefined", "subject: this is not a usable user_id value."),
+    ],
+)
+def test_request_subjects_are_validated_fully(admin_api: Any, subject: str, message: str) -> None:
+    response = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "erasure", "subject": subject},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": message}
+    assert DataSubjectRequest.objects.count() == 0
+
+
+def test_a_custom_identifier_type_is_a_valid_subject(admin_api: Any) -> None:
+    from apps.identity.models import IdentifierTypeConfig
+
+    IdentifierTypeConfig.objects.create(key="crm_id", label="CRM id", trait="crmId")
+    response = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "access", "subject": "crm_id:C-42"},
+        content_type="application/json",
+    )
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("received_at", "message"),
+    [
+        ("2010-01-01T00:00:00Z", "received_at is before the GDPR applied (25 May 2018)."),
+        ("2999-01-01T00:00:00Z", "received_at is in the future."),
+    ],
+)
+def test_absurd_receipt_times_are_refused(admin_api: Any, received_at: str, message: str) -> None:
+    response = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "access", "subject": "user_id:42", "received_at": received_at},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": message}
+
+
+def test_year_one_is_refused(admin_api: Any) -> None:
+    response = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "access", "subject": "user_id:42", "received_at": "0001-01-01T00:00:00Z"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert DataSubjectRequest.objects.count() == 0
+
+
 def test_request_workflow_and_deadlines(admin_api: Any) -> None:
     received = timezone.now() - timedelta(days=3)
     created = admin_api.post(

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from apps.consent.models import ConsentRecord, ConsentState
 from apps.consent.selectors import has_consent
@@ -43,18 +44,102 @@ def test_postgresql_refuses_update_and_delete(make_purpose: Any, make_profile: A
     assert (record.status, record.method) == ("granted", "")
 
 
+def _erasure_in_progress(*profile_ids: Any) -> Any:
+    from apps.consent.models import DataSubjectRequest
+
+    return DataSubjectRequest.objects.create(
+        type="erasure",
+        subject="user_id:someone",
+        received_at=timezone.now(),
+        due_date=timezone.localdate(),
+        status="in_progress",
+        work_state={"step": "records", "profile_ids": [str(p) for p in profile_ids]},
+    )
+
+
 @postgres_only
-def test_only_the_erasure_path_may_delete(make_purpose: Any, make_profile: Any) -> None:
+def test_only_an_erasure_in_progress_of_that_person_may_delete(
+    make_purpose: Any, make_profile: Any
+) -> None:
     make_purpose("ads")
     person = make_profile(("user_id", "u1"))
+    other = make_profile(("user_id", "u2"))
     record = consent_grant(profile_id=person.id, purpose="ads", source="api")
+    # the erasure path's flag alone opens nothing (any session can set it)...
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL cdp.erasure = 'on'")
+        ConsentRecord.objects.filter(pk=record.pk).delete()
+    with pytest.raises(DatabaseError, match="append-only"), consent_log_unlocked():
+        ConsentRecord.objects.filter(pk=record.pk).delete()
+    # ...nor does an erasure of someone else
+    _erasure_in_progress(other.id)
+    with pytest.raises(DatabaseError, match="append-only"), consent_log_unlocked():
+        ConsentRecord.objects.filter(pk=record.pk).delete()
+    assert ConsentRecord.objects.filter(pk=record.pk).exists()
+    # an erasure in progress that names the person, through the erasure path, may
+    request = _erasure_in_progress(person.id)
     with consent_log_unlocked():
         ConsentRecord.objects.filter(pk=record.pk).delete()
     assert not ConsentRecord.objects.filter(pk=record.pk).exists()
-    # the way through was for that block only
+    # and not outside that path, nor once the request is no longer in progress
     again = consent_grant(profile_id=person.id, purpose="ads", source="api")
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         ConsentRecord.objects.filter(pk=again.pk).delete()
+    type(request).objects.filter(pk=request.pk).update(status="completed")
+    with pytest.raises(DatabaseError, match="append-only"), consent_log_unlocked():
+        ConsentRecord.objects.filter(pk=again.pk).delete()
+
+
+@postgres_only
+def test_postgresql_refuses_truncate(make_purpose: Any, make_profile: Any) -> None:
+    make_purpose("ads")
+    person = make_profile(("user_id", "u1"))
+    consent_grant(profile_id=person.id, purpose="ads", source="api")
+    with (
+        pytest.raises(DatabaseError, match="append-only: TRUNCATE refused"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no foreign key checks pending
+        cursor.execute("TRUNCATE consent_consentstate, consent_consentrecord")
+    assert ConsentRecord.objects.count() == 1
+
+
+@postgres_only
+def test_a_record_moves_to_another_profile_only_along_a_merge_or_split(
+    make_purpose: Any, make_profile: Any
+) -> None:
+    make_purpose("ads")
+    ada = make_profile(("email", "ada@example.com"))
+    anon = make_profile(("anonymous_id", "anon-1"))
+    stranger = make_profile(("user_id", "stranger"))
+    consent_grant(profile_id=ada.id, purpose="ads", source="api")
+    withdrawal = consent_withdraw(profile_id=anon.id, purpose="ads", source="event")
+
+    def move(record_id: int, to: Any) -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE consent_consentrecord SET profile_id = %s WHERE id = %s", [to, record_id]
+            )
+
+    # not to an unrelated profile
+    with pytest.raises(DatabaseError, match="append-only"):
+        move(withdrawal.id, stranger.id)
+    # along a merge, yes (profile_merge does it)
+    merge = profile_merge(
+        profile_ids=(ada.id, anon.id), reason=ProfileMerge.Reason.ADMIN, details={}
+    )
+    assert (merge.survivor_id, merge.absorbed_id) == (ada.id, anon.id)
+    assert ConsentRecord.objects.filter(profile=ada).count() == 2
+    # back to the absorbed profile: only the statements made for it (a split)
+    own = ConsentRecord.objects.get(profile=ada, origin_profile_id=ada.id)
+    with pytest.raises(DatabaseError, match="append-only"):
+        move(own.id, anon.id)
+    with pytest.raises(DatabaseError, match="append-only"):
+        move(withdrawal.id, stranger.id)
+    move(withdrawal.id, anon.id)
+    assert ConsentRecord.objects.get(pk=withdrawal.pk).profile_id == anon.id
 
 
 def test_merge_keeps_both_logs_and_split_gives_them_back(

@@ -134,3 +134,36 @@ def test_uses_need_every_purpose_that_gates_them(make_purpose: Any, make_profile
     assert set(profiles_for_use(everyone, "destination:webhook")) == {ada, bob}
     with pytest.raises(ValueError, match="Unknown use"):
         may_use(ada, "telepathy")
+
+
+def test_a_past_moment_is_answered_with_the_expiry_then_in_force(
+    make_purpose: Any, make_profile: Any
+) -> None:
+    from apps.consent.models import Purpose
+
+    now = timezone.now()
+    # given: grants lapsed after 30 days until 5 days ago, after 10 since
+    purpose = make_purpose("ads", expiry_days=30)
+    history = Purpose.history.model  # type: ignore[attr-defined]
+    history.objects.filter(id=purpose.id).update(history_date=now - timedelta(days=60))
+    purpose.expiry_days = 10
+    purpose.save()
+    history.objects.filter(id=purpose.id, expiry_days=10).update(
+        history_date=now - timedelta(days=5)
+    )
+    ann = make_profile(("user_id", "ann"))
+    consent_record(
+        profile_id=ann.id,
+        purpose="ads",
+        status="granted",
+        source="api",
+        given_at=now - timedelta(days=20),
+    )
+    ten_days_ago = now - timedelta(days=10)
+    # then: ten days ago her 10-day-old grant was valid (30 days then)...
+    assert has_consent(ann, "ads", at=ten_days_ago) is True
+    assert list(profiles_with_consent(Profile.objects.all(), "ads", at=ten_days_ago)) == [ann]
+    # ...and now it has lapsed (10 days now)
+    assert has_consent(ann, "ads") is False
+    assert has_consent(ann, "ads", at=now) is False
+    assert list(profiles_with_consent(Profile.objects.all(), "ads", at=now)) == []

@@ -13,7 +13,7 @@ from django.db import connection
 from apps.consent.models import DataSubjectRequest, ErasureHookOutcome, SuppressionEntry
 from apps.consent.registry import register_deletion_hook, unregister_deletion_hook
 from apps.consent.services import consent_grant
-from apps.consent.services.dsr import dsr_create, dsr_transition
+from apps.consent.services.dsr import dsr_create, dsr_extend, dsr_progress, dsr_transition
 from apps.consent.services.erasure import erasure_run, erasure_start
 from apps.events.models import Event
 from apps.identity.dedup.models import DuplicateCandidate
@@ -63,9 +63,19 @@ def _scan(needles: list[str]) -> dict[str, list[str]]:
 
 @pytest.fixture
 def erin(post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
-    """Erin, with events, merges, consents, a dedup candidate, a conflict, a refused
-    payload, an earlier access request (with its history) and an admin log entry."""
+    """Erin, with events, merges, consents, a dedup candidate, a conflict, refused
+    payloads, an anonymized event, an earlier access request (with its history,
+    extension and notes naming her) and admin log entries about her profile, the
+    candidate and the conflict."""
     make_purpose("marketing")
+    make_purpose(
+        "analytics",
+        gates_storage=True,
+        storage_policy="anonymize",
+        default_granted=True,
+        legal_basis="legitimate_interest",
+        categories=["Analytics"],
+    )
     traits = {
         "email": ERIN["email_raw"],
         "phone": ERIN["phone_raw"],
@@ -96,8 +106,19 @@ def erin(post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
             "userId": ERIN["user_id"],
             "messageId": "e5",
         },
-        # refused (no event name) and kept in the rejected log with her email in it
+        # refused (no event name) and kept in the rejected log with her email in it,
+        # also in other letter cases
         {"type": "track", "userId": ERIN["user_id"], "properties": {"email": ERIN["email"]}},
+        {"type": "track", "userId": "someone", "properties": {"mail": ERIN["email"].upper()}},
+        {"type": "track", "userId": ERIN["user_id"].upper(), "event": ""},
+        # an app that names her by email in context.externalIds
+        {
+            "type": "track",
+            "anonymousId": ERIN["anon_web"],
+            "event": "Signed In",
+            "context": {"externalIds": [{"type": "email", "id": ERIN["email_raw"]}]},
+            "messageId": "e6",
+        },
         {
             "type": "identify",
             "userId": OTHER["user_id"],
@@ -123,9 +144,28 @@ def erin(post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
         score=3.5,
         evidence={"fields": {"lastName": {"values": [ERIN["last_name"], OTHER["last_name"]]}}},
     )
-    IdentityConflict.objects.create(
+    conflict = IdentityConflict.objects.create(
         profile=olaf, identifier_type="phone", identifier_value=ERIN["phone"], rule="cap"
     )
+    candidate = DuplicateCandidate.objects.get()
+    # an event her browser sent after refusing analytics: stored without her
+    refused = {
+        "type": "track",
+        "anonymousId": ERIN["anon_web"],
+        "event": "Checkout Started",
+        "messageId": "e7",
+        "properties": {
+            "email": ERIN["email"],
+            "shipping": {"street": ERIN["street"], "method": "express"},
+            "url": f"https://shop.example.com/checkout?email={ERIN['email']}&n={ERIN['last_name']}",
+            "customer_name": f"{ERIN['first_name']} {ERIN['last_name']}",
+        },
+        "context": {
+            "consent": {"categoryPreferences": {"Analytics": False}},
+            "traits": {"email": ERIN["email"], "lastName": ERIN["last_name"]},
+        },
+    }
+    assert post_events("/v1/track", refused).status_code == 200
     consent_grant(
         profile_id=profile.id,
         purpose="marketing",
@@ -135,19 +175,36 @@ def erin(post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
     )
     earlier = dsr_create(type="access", subject=f"email:{ERIN['email']}", details="Copy please")
     dsr_transition(request=earlier, status="verified", note=f"checked {ERIN['email']}")
-    LogEntry.objects.create(
-        user=get_user_model().objects.get(username="admin"),
-        content_type=ContentType.objects.get_for_model(Profile),
-        object_id=str(profile.id),
-        object_repr=ERIN["email"],
-        action_flag=CHANGE,
-        change_message="looked at",
+    dsr_extend(
+        request=earlier,
+        months=1,
+        reason=f"{ERIN['first_name']} {ERIN['last_name']} sent more documents",
     )
+    dsr_progress(request_id=earlier.id, progress=50, note=f"letter to {ERIN['street']}")
+    dsr_transition(  # its history row keeps that progress note
+        request=earlier,
+        status="in_progress",
+        note=f"called Ms {ERIN['last_name']} back; spoke to {ERIN['first_name']}",
+    )
+    admin = get_user_model().objects.get(username="admin")
+    for obj, text in ((profile, ERIN["email"]), (candidate, str(candidate)), (conflict, "")):
+        LogEntry.objects.create(
+            user=admin,
+            content_type=ContentType.objects.get_for_model(obj),
+            object_id=str(obj.pk),
+            object_repr=text or str(obj),
+            action_flag=CHANGE,
+            change_message="looked at",
+        )
     return profile
 
 
 def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_events: Any) -> None:
-    needles = [v for k, v in ERIN.items()]
+    from apps.identity.selectors import profile_tree_ids
+
+    profile_ids = [str(p) for p in profile_tree_ids(profile_id=erin.id)]
+    assert len(profile_ids) == 3
+    needles = [*ERIN.values(), *profile_ids]
     before = _scan(needles)
     # the scan does find her before: in events, identifiers, profiles, merges...
     assert {t.split(".")[0] for t in before} >= {
@@ -178,7 +235,11 @@ def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_event
     try:
         # when: an erasure request goes from receipt to completion
         request = dsr_create(type="erasure", subject=f"email:{ERIN['email_raw']}")
-        dsr_transition(request=request, status="verified")
+        dsr_transition(
+            request=request,
+            status="verified",
+            note=f"{ERIN['first_name']} confirmed by phone ({ERIN['phone_raw']})",
+        )
         erasure_start(request=request)
         assert erasure_run(request_id=request.id) is True
     finally:
@@ -197,17 +258,24 @@ def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_event
     assert request.subject.startswith("erased:") and len(request.subject_hash) == 64
     counts = request.erasure_summary["counts"]
     assert counts == {
-        "events": 5,
-        "rejected_events": 1,
+        "events": 6,
+        "rejected_events": 3,
         "profiles": 3,  # her profile, the app's anonymous profile, the twin
         "merges": 2,
         "identifiers": 5,
         "conflicts": 1,
         "dedup_candidates": 1,
         "dedup_block_keys": 0,
-        "consent_records": 1,
-        "admin_log_entries": 1,
+        "consent_records": 2,  # marketing granted, analytics refused in the banner
+        "admin_log_entries": 3,
         "suppression_entries": 5,
+    }
+    # the anonymized event is kept: it holds nothing of her
+    kept = Event.objects.get(message_id="e7")
+    assert (kept.user_id, kept.anonymous_id, kept.profile_id) == ("", "", None)
+    assert kept.properties == {
+        "shipping": {"method": "express"},
+        "url": "https://shop.example.com/checkout",
     }
     # destinations were asked to delete her too, and each outcome is recorded
     assert dict(
@@ -270,3 +338,126 @@ def test_erasure_needs_a_verified_request(erin: Profile) -> None:
         erasure_start(request=request)
     assert DataSubjectRequest.objects.get(pk=request.pk).status == "received"
     assert Profile.objects.filter(id=erin.id).exists()
+
+
+def _erase(subject: str) -> DataSubjectRequest:
+    request = dsr_create(type="erasure", subject=subject)
+    dsr_transition(request=request, status="verified")
+    erasure_start(request=request)
+    assert erasure_run(request_id=request.id) is True
+    return request
+
+
+@pytest.fixture
+def erased_dee(post_events: Any) -> None:
+    identify = {"userId": "dee", "traits": {"email": "Dee@Example.com"}, "messageId": "d1"}
+    assert post_events("/v1/identify", identify).status_code == 200
+    _erase("email:dee@example.com")
+    assert profile_get_by_external_id(external_id="email:dee@example.com") is None
+
+
+def test_events_naming_an_erased_person_in_external_ids_are_dropped(
+    erased_dee: None, post_events: Any
+) -> None:
+    from apps.consent.selectors import external_id_suppressed, suppression_hits
+
+    # given: Dee was erased
+    assert external_id_suppressed("email:DEE@example.com ") is True
+    assert suppression_hits(keys=[("email", "dee@example.com"), ("email", "x@example.com")]) == {
+        ("email", "dee@example.com")
+    }
+    # when: a new device sends an event naming her in context.externalIds
+    external = [{"type": "email", "id": "DEE@example.com", "collection": "users"}]
+    response = post_events(
+        "/v1/batch",
+        {
+            "batch": [
+                {
+                    "type": "track",
+                    "anonymousId": "fresh-device",
+                    "event": "Back",
+                    "messageId": "d2",
+                    "context": {"externalIds": external},
+                },
+                {"type": "track", "anonymousId": "other", "event": "Hi", "messageId": "d3"},
+            ]
+        },
+    )
+    # then: it is dropped and she is not rebuilt
+    assert response.status_code == 200
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["d3"]
+    assert profile_get_by_external_id(external_id="email:dee@example.com") is None
+
+
+def test_the_consent_api_does_not_recreate_an_erased_person(
+    erased_dee: None, admin_api: Any, make_purpose: Any
+) -> None:
+    make_purpose("ads")
+    # when: a consent statement is posted for her address
+    response = admin_api.post(
+        "/api/v1/profiles/email:Dee@example.com/consents",
+        {"purpose": "ads", "status": "granted"},
+        content_type="application/json",
+    )
+    # then: it is refused, clearly, and nothing is created
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith("This person was erased")
+    assert profile_get_by_external_id(external_id="email:dee@example.com") is None
+    assert Profile.objects.count() == 0
+    # someone else still starts a profile this way
+    other = admin_api.post(
+        "/api/v1/profiles/email:new@example.com/consents",
+        {"purpose": "ads", "status": "granted"},
+        content_type="application/json",
+    )
+    assert other.status_code == 201
+
+
+def test_refused_payloads_are_erased_in_any_letter_case_and_json_form(post_events: Any) -> None:
+    from apps.events.models import RejectedEvent
+
+    # given: Zoë, and payloads refused with her ids in other cases or JSON-escaped
+    identify = {"userId": "zoë-9", "traits": {"email": "zoe@example.com"}, "messageId": "z1"}
+    assert post_events("/v1/identify", identify).status_code == 200
+    post_events(
+        "/v1/batch",
+        {
+            "batch": [
+                {"type": "track", "userId": "someone", "properties": {"mail": "ZOE@EXAMPLE.COM"}},
+                {"type": "track", "userId": "ZOË-9", "properties": {}},
+                {"type": "track", "userId": "other", "properties": {"mail": "x@example.com"}},
+            ]
+        },
+    )
+    # a body that is not JSON is kept as sent: here with \\u escapes
+    post_events("/v1/track", b'{"userId": "zo\\u00eb-9", "event": "Oops",')
+    assert RejectedEvent.objects.count() == 4
+    # when
+    _erase("user_id:zoë-9")
+    # then: only the other person's payload is left
+    assert list(RejectedEvent.objects.values_list("payload", flat=True)) == [
+        '{"type":"track","userId":"other","properties":{"mail":"x@example.com"}}'
+    ]
+
+
+def test_other_peoples_requests_keep_their_subject_and_texts(post_events: Any) -> None:
+    from apps.consent.models import RequestEvent
+
+    # given: Ida (user id 42), and requests of other people whose ids contain hers
+    identify = {"userId": "42", "traits": {"email": "ida@example.com"}, "messageId": "i1"}
+    assert post_events("/v1/identify", identify).status_code == 200
+    other = dsr_create(type="access", subject="user_id:4242", details="ticket 1425")
+    dsr_transition(request=other, status="verified", note="see case 42-B and 1425")
+    theirs = dsr_create(type="access", subject="email:IDA@example.com")
+    # when
+    _erase("user_id:42")
+    # then: her earlier request loses her; the other keeps its subject and text,
+    # only her id as a word leaves its note
+    theirs.refresh_from_db()
+    assert theirs.subject.startswith("erased:")
+    other.refresh_from_db()
+    assert (other.subject, other.details) == ("user_id:4242", "ticket 1425")
+    assert list(RequestEvent.objects.filter(request=other).values_list("note", flat=True)) == [
+        "",
+        "see case [erased]-B and 1425",
+    ]

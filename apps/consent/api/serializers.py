@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.common.validators import contains_nul
 from apps.consent.models import (
     ConsentRecord,
     ConsentStatus,
@@ -34,11 +35,17 @@ class PurposeOutputSerializer(serializers.ModelSerializer[Purpose]):
             "notice_hash",
             "gates_storage",
             "storage_policy",
+            "anonymized_properties",
             "gates_personalization",
             "gated_destinations",
             "gpc_opt_out",
             "categories",
         ]
+
+
+def no_nul(value: Any) -> None:
+    if contains_nul(value):
+        raise serializers.ValidationError("NUL characters (\\u0000) are not allowed.")
 
 
 class ConsentInputSerializer(serializers.Serializer[Any]):
@@ -54,7 +61,7 @@ class ConsentInputSerializer(serializers.Serializer[Any]):
     notice_version = serializers.CharField(required=False, allow_blank=True, max_length=50)
     proof = Proof(required=False)
     tcf_string = serializers.CharField(required=False, allow_blank=True, max_length=10000)
-    gcm_flags = serializers.DictField(required=False)
+    gcm_flags = serializers.DictField(required=False, validators=[no_nul])
     source = serializers.ChoiceField(  # type: ignore[assignment]
         choices=["api", "import"], default="api"
     )
@@ -147,7 +154,8 @@ class DsrExtendInputSerializer(serializers.Serializer[Any]):
 
 class DsrRectifyInputSerializer(serializers.Serializer[Any]):
     traits = serializers.DictField(
-        help_text='Traits to correct, e.g. {"lastName": "Lovelace", "phone": null} (null removes).'
+        validators=[no_nul],
+        help_text='Traits to correct, e.g. {"lastName": "Lovelace", "phone": null} (null removes).',
     )
 
 

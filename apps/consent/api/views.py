@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +19,7 @@ from apps.consent.selectors import (
     consent_log_for_profile,
     consent_states_for_profile,
     dsr_list_by_urgency,
+    external_id_suppressed,
     has_consent,
     purpose_rule,
 )
@@ -64,6 +65,15 @@ def has_perm(perm: str) -> type[permissions.BasePermission]:
     return HasPerm
 
 
+class PersonErased(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = (
+        "This person was erased (a data-subject request): their identifiers are "
+        "suppressed, so no profile is created for them."
+    )
+    default_code = "erased"
+
+
 def _profile(external_id: str, *, create: bool = False) -> Any:
     from apps.identity.selectors import (
         ExternalIdError,
@@ -77,6 +87,9 @@ def _profile(external_id: str, *, create: bool = False) -> Any:
     except ExternalIdError as exc:
         raise ValidationError({"external_id": str(exc)}) from exc
     if profile is None and create and kind != "id":
+        if external_id_suppressed(external_id):
+            # An erased person is not rebuilt, by events or by this API.
+            raise PersonErased()
         # Consent often comes before any event (a signup form): the person starts here.
         from django.utils import timezone
 
@@ -176,7 +189,10 @@ class ProfileConsentCheckApi(APIView):
 
         profile = _profile(external_id)
         at_raw = request.query_params.get("at")
-        at = parse_datetime(at_raw) if at_raw else None
+        try:
+            at = parse_datetime(at_raw) if at_raw else None
+        except ValueError:  # well-formed but impossible, e.g. 30 February
+            at = None
         if at_raw and (at is None or at.tzinfo is None):
             raise ValidationError({"at": "An ISO-8601 date and time with a time zone."})
         try:

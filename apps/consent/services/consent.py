@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.common.exceptions import ApplicationError
@@ -23,11 +23,38 @@ class ConsentRefused(ApplicationError):
     pass
 
 
+# Advisory lock namespace of consent writes ("CONS"): PostgreSQL keeps two-key
+# locks apart from identity's one-key locks.
+_LOCK_NAMESPACE = 0x434F4E53
+
+
+def _lock_profiles(profile_ids: Iterable[uuid.UUID]) -> None:
+    """Serialize consent writers per profile until the transaction ends.
+
+    The state is rebuilt from the log (read, delete, insert): two writers of one
+    profile must not interleave, or the second inserts a state the first already
+    inserted (an IntegrityError, a 500 at ingestion) or keeps a stale one. Locks are
+    taken in one global order, so writers of several profiles do not deadlock.
+    SQLite serializes writers itself.
+    """
+    if connection.vendor != "postgresql":
+        return
+    keys = sorted({int.from_bytes(p.bytes[:4], "big", signed=True) for p in profile_ids})
+    if keys:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k",
+                [_LOCK_NAMESPACE, keys],
+            )
+
+
+@transaction.atomic
 def _state_refresh(*, profile_ids: Iterable[uuid.UUID]) -> None:
     """Rebuild the current state of these profiles from their logs."""
     ids = list(set(profile_ids))
     if not ids:
         return
+    _lock_profiles(ids)
     config = consent_config()
     latest: dict[tuple[uuid.UUID, int], ConsentRecord] = {}
     for record in ConsentRecord.objects.filter(profile_id__in=ids).order_by("given_at", "id"):
@@ -118,6 +145,7 @@ def consent_record(**statement: Any) -> ConsentRecord:
 def consent_statements_append(*, statements: list[dict[str, Any]]) -> list[ConsentRecord]:
     """Append several statements at once (one insert, one state refresh)."""
     records = [_build(**s) for s in statements]
+    _lock_profiles(r.profile_id for r in records)
     ConsentRecord.objects.bulk_create(records)
     _state_refresh(profile_ids=[r.profile_id for r in records])
     logger.debug("%d consent statements recorded", len(records))

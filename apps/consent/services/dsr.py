@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -39,15 +40,38 @@ class RequestRefused(ApplicationError):
     pass
 
 
-def _validate_subject(subject: str) -> str:
+# GDPR applies from this day; a request received before it is a typing error.
+EARLIEST_RECEIVED = datetime(2018, 5, 25, tzinfo=UTC)
+
+
+def dsr_subject_clean(subject: str) -> str:
+    """The subject, trimmed, once it is an external id that can name someone: a
+    known type, and a value that type accepts (a UUID for ``id:``, an email
+    address for ``email:``...). Raises RequestRefused otherwise."""
     from apps.identity.selectors import ExternalIdError, parse_external_id
+    from apps.identity.services import identity_rules_load
 
     subject = subject.strip()
+    rules = identity_rules_load()
     try:
-        parse_external_id(subject)
+        kind, value = parse_external_id(subject, rules)
     except ExternalIdError as exc:
         raise RequestRefused(f"subject: {exc}") from exc
+    if kind == "id":
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            raise RequestRefused("subject: id: takes a profile UUID.") from None
+    elif rules.normalize(kind, value) is None:
+        raise RequestRefused(f"subject: this is not a usable {kind} value.")
     return subject
+
+
+def dsr_received_at_check(received: datetime) -> None:
+    if received > timezone.now() + timedelta(minutes=5):
+        raise RequestRefused("received_at is in the future.")
+    if received < EARLIEST_RECEIVED:
+        raise RequestRefused("received_at is before the GDPR applied (25 May 2018).")
 
 
 @transaction.atomic
@@ -62,11 +86,10 @@ def dsr_create(
     if type not in RequestType.values:
         raise RequestRefused(f"Unknown request type {type!r}.")
     received = received_at or timezone.now()
-    if received > timezone.now() + timedelta(minutes=5):
-        raise RequestRefused("received_at is in the future.")
+    dsr_received_at_check(received)
     request = DataSubjectRequest(
         type=type,
-        subject=_validate_subject(subject),
+        subject=dsr_subject_clean(subject),
         received_at=received,
         due_date=due_date(timezone.localdate(received)),
         details=details,
@@ -121,8 +144,10 @@ def dsr_transition(
 def dsr_extend(
     *, request: DataSubjectRequest, months: int, reason: str, actor: Any = None
 ) -> DataSubjectRequest:
-    """Extend the deadline by up to two further months in all (Art. 12(3)); the
-    reason is recorded, and the person must be told within the first month."""
+    """Extend the deadline by up to two further months in all (Art. 12(3)), counted
+    from the original due date (``deadlines``). The reason is recorded; the
+    extension, like telling the person, must come within the first month, so a
+    further extension after it is refused too."""
     request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
     if request.status not in OPEN_STATUSES:
         raise RequestRefused("Only an open request can be extended.")
@@ -134,8 +159,12 @@ def dsr_extend(
         )
     if not reason.strip():
         raise RequestRefused("An extension needs a reason.")
-    if timezone.localdate() > request.due_date:
-        raise RequestRefused("The deadline has passed; it can no longer be extended.")
+    if timezone.localdate() > request.original_due_date:
+        raise RequestRefused(
+            "The first month after receipt has passed (it ended on "
+            f"{request.original_due_date.isoformat()}): the deadline can only be extended, "
+            "and the person told why, within it (Art. 12(3))."
+        )
     before = request.due_date
     request.extension_months = total
     request.extension_reason = "\n".join(filter(None, [request.extension_reason, reason.strip()]))

@@ -4,23 +4,43 @@ The work is a sequence of steps, each in its own transaction, with a checkpoint
 on the request (``work_state``): a crash or a worker restart resumes at the step
 that did not finish, and each step is idempotent. Deleting events goes in batches.
 
+1. collect: the person's profiles (the subject's and every one merged into it);
+   suppression entries for their identifiers, so that ingestion drops their
+   events from now on (other processes within CDP_CONSENT_CACHE_SECONDS).
+2. events, in batches; 3. refused payloads that name them; 4. records: the consent
+   log, admin log entries about their rows, and their names, addresses and ids in
+   the free text of data-subject requests and their history; 5. local: the
+   personal-data erasers other apps registered (segments...); 6. hooks: export
+   destinations delete them too (failures retried with backoff);
+7. identity: what arrived meanwhile (events a worker processed since, identifiers
+   it attached: each is suppressed too), then profiles, identifiers, merges, review
+   queues; 8. finish: pending events carrying a suppressed identifier go, and the
+   proof is written.
+
 What remains afterwards holds no personal data: the request keeps a keyed hash
 of the subject and counts per table (the proof), and suppression entries keep
-keyed hashes of the person's identifiers so that later events carrying them are
-dropped at ingestion.
+keyed hashes of the person's identifiers.
+
+A step that raises is recorded on the request (its trail and progress note) and
+retried by the task's retry or the stalled-erasure sweep; after
+``MAX_STEP_FAILURES`` in a row the sweep leaves it to an administrator (admin:
+"Resume erasure").
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.admin.models import LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.consent.hashing import keyed_hash
@@ -33,30 +53,34 @@ from apps.consent.models import (
     RequestType,
     SuppressionEntry,
 )
-from apps.consent.registry import deletion_hooks
+from apps.consent.registry import deletion_hooks, personal_data_erasers
 from apps.consent.selectors import consent_config_clear
 
 from .dsr import RequestRefused, dsr_progress, dsr_transition
 
 logger = logging.getLogger(__name__)
 
-STEPS = ("collect", "hooks", "events", "rejected", "records", "identity", "finish")
+STEPS = ("collect", "events", "rejected", "records", "local", "hooks", "identity", "finish")
 ERASED = "[erased]"
+# Consecutive failures of a step after which the sweep stops retrying.
+MAX_STEP_FAILURES = 5
+# Trait values shorter than this are not scrubbed from free text ("US", "pro").
+MIN_TRAIT_LENGTH = 3
 
 
 @contextmanager
 def consent_log_unlocked() -> Iterator[None]:
-    """The one path the append-only trigger lets through: inside a transaction,
-    for the statements run in this block only."""
+    """The erasure path of the append-only trigger, for the statements run in this
+    block only. The trigger also wants an erasure request in progress that names
+    the profile (migration 0004): the flag alone deletes nothing."""
     if connection.vendor != "postgresql":
         yield
         return
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT set_config('cdp.erasure', 'on', true)")
-        try:
-            yield
-        finally:
-            cursor.execute("SELECT set_config('cdp.erasure', 'off', true)")
+        yield
+        # On an error the block's savepoint is rolled back, and the setting with it.
+        cursor.execute("SELECT set_config('cdp.erasure', 'off', true)")
 
 
 def _state(request: DataSubjectRequest) -> dict[str, Any]:
@@ -82,7 +106,10 @@ def erasure_start(*, request: DataSubjectRequest, actor: Any = None) -> DataSubj
     )
 
 
-def _person_values(profile_ids: list[str]) -> list[tuple[str, str, str]]:
+# --- What identifies the person ---------------------------------------------------
+
+
+def _person_values(profile_ids: Iterable[str]) -> list[tuple[str, str, str]]:
     from apps.identity.selectors import person_identifier_values
 
     return person_identifier_values(profile_ids=[uuid.UUID(p) for p in profile_ids])
@@ -92,71 +119,120 @@ def _subject_key(subject: str) -> tuple[str, str] | None:
     from apps.identity.selectors import ExternalIdError, parse_external_id
     from apps.identity.services import identity_rules_load
 
+    rules = identity_rules_load()
     try:
-        kind, raw = parse_external_id(subject)
+        kind, raw = parse_external_id(subject, rules)
     except ExternalIdError:
         return None
     if kind == "id":
         return None
-    value = identity_rules_load().normalize(kind, raw)
+    value = rules.normalize(kind, raw)
     return (kind, value) if value else None
+
+
+def _suppress(request: DataSubjectRequest, keys: Iterable[tuple[str, str]]) -> set[str]:
+    """Suppression entries for these (type, normalized value) identifiers; returns
+    their hashes."""
+    entries = {(kind, keyed_hash(kind, value)) for kind, value in keys}
+    SuppressionEntry.objects.bulk_create(
+        [
+            SuppressionEntry(identifier_type=kind, value_hash=digest, request=request)
+            for kind, digest in sorted(entries)
+        ],
+        ignore_conflicts=True,
+    )
+    consent_config_clear()  # this process drops the person's events from now on
+    return {digest for _, digest in entries}
+
+
+def _suppress_person(request: DataSubjectRequest, state: dict[str, Any]) -> None:
+    keys = {(kind, value) for kind, value, _ in _person_values(state["profile_ids"])}
+    subject = _subject_key(request.subject)
+    if subject:
+        keys.add(subject)
+    hashes = set(state.get("suppressed", [])) | _suppress(request, keys)
+    state["suppressed"] = sorted(hashes)
+    state["counts"]["suppression_entries"] = len(hashes)
+
+
+def _identifier_texts(state: dict[str, Any], request: DataSubjectRequest) -> list[str]:
+    """Every identifier value of the person, as stored and as sent."""
+    values = _person_values(state["profile_ids"])
+    found = {v for _, v, _ in values} | {raw for _, _, raw in values}
+    subject_key = _subject_key(request.subject)
+    if subject_key:
+        found.add(subject_key[1])
+    if ":" in request.subject and not request.subject.startswith("erased:"):
+        found.add(request.subject.split(":", 1)[1].strip())
+    return sorted(v for v in found if v)
+
+
+def _leaves(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value.strip()
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+
+
+def _trait_texts(state: dict[str, Any]) -> list[str]:
+    """Every text the person's profiles hold as traits (names, addresses...), also
+    as merges remembered them."""
+    from apps.identity.selectors import merges_for_export, profiles_for_export
+
+    ids = [uuid.UUID(p) for p in state["profile_ids"]]
+    found: set[str] = set()
+    for profile in profiles_for_export(profile_ids=ids):
+        found.update(_leaves(profile["traits"]))
+    for merge in merges_for_export(profile_ids=ids):
+        found.update(_leaves((merge["absorbed_snapshot"] or {}).get("traits", {})))
+    return sorted(t for t in found if len(t) >= MIN_TRAIT_LENGTH and not t.isdigit())
+
+
+def _scrub(text: str, identifiers: list[str], traits: list[str]) -> str:
+    """Identifier values go wherever they appear; trait values as whole words only
+    (a first name "Ann" leaves "Annual" alone)."""
+    for value in identifiers:
+        text = re.sub(re.escape(value), ERASED, text, flags=re.IGNORECASE)
+    for value in traits:
+        text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", ERASED, text, flags=re.IGNORECASE)
+    return text
+
+
+def _mentions(field: str, values: Iterable[str]) -> Q:
+    match = Q()
+    for value in values:
+        match |= Q(**{f"{field}__icontains": value})
+    return match
+
+
+# --- Steps --------------------------------------------------------------------------
 
 
 def _collect(request: DataSubjectRequest, state: dict[str, Any]) -> None:
     from .export import person_profile_ids
 
-    ids = [str(p) for p in person_profile_ids(request.subject)]
-    values = _person_values(ids)
-    keys = {(kind, value) for kind, value, _ in values}
-    subject = _subject_key(request.subject)
-    if subject:
-        keys.add(subject)
-    SuppressionEntry.objects.bulk_create(
-        [
-            SuppressionEntry(
-                identifier_type=kind, value_hash=keyed_hash(kind, value), request=request
-            )
-            for kind, value in sorted(keys)
-        ],
-        ignore_conflicts=True,
-    )
-    consent_config_clear()  # this process drops the person's events from now on
-    state["profile_ids"] = ids
+    state["profile_ids"] = [str(p) for p in person_profile_ids(request.subject)]
     state["subject_hash"] = keyed_hash("subject", request.subject.strip().lower())
-    state["counts"]["suppression_entries"] = len(keys)
+    _suppress_person(request, state)
 
 
-def _hooks(request: DataSubjectRequest, state: dict[str, Any]) -> None:
-    pairs = [(k, raw or v) for k, v, raw in _person_values(state["profile_ids"])]
-    done = set(ErasureHookOutcome.objects.filter(request=request).values_list("hook", flat=True))
-    for name, hook in sorted(deletion_hooks().items()):
-        if name in done:
-            continue
-        try:
-            outcome = hook(pairs) if pairs else "not_applicable"
-            message = ""
-        except Exception as exc:  # a destination's failure must not stop erasure here
-            outcome, message = "failed", f"{type(exc).__name__}"[:500]
-            logger.warning("deletion hook %s failed for request %s", name, request.id)
-        if outcome not in ErasureHookOutcome.Outcome.values:
-            outcome = "ok"
-        ErasureHookOutcome.objects.create(
-            request=request, hook=name, outcome=outcome, message=message
-        )
+def _raw_ids(state: dict[str, Any]) -> tuple[list[str], list[str]]:
+    values = _person_values(state["profile_ids"])
+    user_ids = {raw or v for k, v, raw in values if k == "user_id"}
+    user_ids |= {v for k, v, _ in values if k == "user_id"}
+    anon_ids = {raw or v for k, v, raw in values if k == "anonymous_id"}
+    anon_ids |= {v for k, v, _ in values if k == "anonymous_id"}
+    return sorted(user_ids), sorted(anon_ids)
 
 
 def _events(request: DataSubjectRequest, state: dict[str, Any], batch_size: int) -> bool:
     from apps.events.services import events_erase
 
-    values = _person_values(state["profile_ids"])
-    user_ids = sorted(
-        {raw or v for k, v, raw in values if k == "user_id"}
-        | {v for k, v, _ in values if k == "user_id"}
-    )
-    anon_ids = sorted(
-        {raw or v for k, v, raw in values if k == "anonymous_id"}
-        | {v for k, v, _ in values if k == "anonymous_id"}
-    )
+    user_ids, anon_ids = _raw_ids(state)
     n = events_erase(
         profile_ids=state["profile_ids"],
         user_ids=user_ids,
@@ -167,21 +243,39 @@ def _events(request: DataSubjectRequest, state: dict[str, Any], batch_size: int)
     return n == 0
 
 
-def _scrub_values(state: dict[str, Any], request: DataSubjectRequest) -> list[str]:
-    values = _person_values(state["profile_ids"])
-    found = {v for _, v, _ in values} | {raw for _, _, raw in values}
-    subject_key = _subject_key(request.subject)
-    if subject_key:
-        found.add(subject_key[1])
-    if ":" in request.subject:
-        found.add(request.subject.split(":", 1)[1].strip())
-    return sorted(v for v in found if v)
-
-
 def _rejected(request: DataSubjectRequest, state: dict[str, Any]) -> None:
     from apps.events.services import rejected_events_erase
 
-    state["counts"]["rejected_events"] = rejected_events_erase(values=_scrub_values(state, request))
+    state["counts"]["rejected_events"] = rejected_events_erase(
+        values=_identifier_texts(state, request)
+    )
+
+
+def _admin_log_purge(state: dict[str, Any], identifiers: list[str]) -> int:
+    """Admin log entries about the person's rows (profiles, identifiers, merges,
+    conflicts, dedup candidates) or naming them."""
+    from apps.identity.selectors import person_related_rows
+
+    ids = state["profile_ids"]
+    about = Q(content_type__app_label="identity", content_type__model="profile", object_id__in=ids)
+    related = person_related_rows(profile_ids=[uuid.UUID(p) for p in ids], values=identifiers)
+    for label, pks in related.items():
+        app_label, model = label.split(".")
+        if pks:
+            about |= Q(
+                content_type__app_label=app_label, content_type__model=model, object_id__in=pks
+            )
+    names = [*ids, *identifiers]
+    # Entries that name the person (as a whole word: a user id "42" is not in "1425").
+    words = [re.compile(rf"(?<!\w){re.escape(n)}(?!\w)", re.IGNORECASE) for n in names]
+    naming = [
+        pk
+        for pk, repr_, message in LogEntry.objects.filter(
+            _mentions("object_repr", names) | _mentions("change_message", names)
+        ).values_list("pk", "object_repr", "change_message")
+        if any(w.search(repr_) or w.search(message) for w in words)
+    ]
+    return LogEntry.objects.filter(about | Q(pk__in=naming)).delete()[0]
 
 
 def _records(request: DataSubjectRequest, state: dict[str, Any]) -> None:
@@ -190,60 +284,238 @@ def _records(request: DataSubjectRequest, state: dict[str, Any]) -> None:
     with consent_log_unlocked():
         _, per_model = ConsentRecord.objects.filter(profile_id__in=ids).delete()
     state["counts"]["consent_records"] = per_model.get("consent.ConsentRecord", 0)
-    from apps.identity.models import Profile
+    identifiers = _identifier_texts(state, request)
+    state["counts"]["admin_log_entries"] = _admin_log_purge(state, identifiers)
+    _requests_scrub(request, state, identifiers, _trait_texts(state))
 
-    state["counts"]["admin_log_entries"] = LogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(Profile), object_id__in=ids
-    ).delete()[0]
-    values = _scrub_values(state, request)
-    for value in values:
-        for event in RequestEvent.objects.filter(note__icontains=value):
-            RequestEvent.objects.filter(pk=event.pk).update(
-                note=_replace_ci(event.note, value, ERASED)
-            )
-    # Requests about the same person (an earlier access request, say) and the
-    # requests' history (django-simple-history) hold the subject: keep the records,
-    # without the person.
-    erased_subject = f"erased:{state['subject_hash'][:16]}"
+
+def _subject_keys(state: dict[str, Any]) -> set[tuple[str, str]]:
+    """The person as subjects name people: (type, normalized value), and profile ids."""
+    keys = {(kind, value) for kind, value, _ in _person_values(state["profile_ids"])}
+    keys |= {("id", p) for p in state["profile_ids"]}
+    return keys
+
+
+def _names_person(subject: str, keys: set[tuple[str, str]], rules: Any) -> bool:
+    from apps.identity.selectors import ExternalIdError, parse_external_id
+
+    try:
+        kind, raw = parse_external_id(subject.strip(), rules)
+    except ExternalIdError:
+        return False
+    value = raw.strip().lower() if kind == "id" else rules.normalize(kind, raw)
+    return value is not None and (kind, value) in keys
+
+
+def _requests_scrub(
+    request: DataSubjectRequest,
+    state: dict[str, Any],
+    identifiers: list[str],
+    traits: list[str],
+) -> None:
+    """Requests about the person (this one, an earlier access request...: their
+    subject names one of the person's identifiers) and their history
+    (django-simple-history) keep their record without the person: subject and
+    details go, ids, names and addresses leave the notes. Elsewhere, the person's
+    identifier values leave any request's texts (as whole words)."""
+    from apps.identity.services import identity_rules_load
+
+    rules = identity_rules_load()
+    keys = _subject_keys(state)
     history = DataSubjectRequest.history.model  # type: ignore[attr-defined]
+    theirs = {request.pk}
     for model in (DataSubjectRequest, history):
-        for value in values:
-            model.objects.filter(subject__icontains=value).update(
-                subject=erased_subject, details=""
+        for pk, subject in (
+            model.objects.exclude(subject__startswith="erased:")
+            .values_list("id", "subject")
+            .distinct()
+        ):
+            if _names_person(subject, keys, rules):
+                theirs.add(pk)
+    erased_subject = f"erased:{state['subject_hash'][:16]}"
+    texts = ("extension_reason", "progress_note")
+    for model in (DataSubjectRequest, history):
+        for row in model.objects.filter(id__in=theirs).values("pk", *texts):
+            model.objects.filter(pk=row["pk"]).update(
+                subject=erased_subject,
+                details="",
+                **{f: _scrub(row[f] or "", identifiers, traits) for f in texts},
             )
-            model.objects.filter(details__icontains=value).update(details="")
-    history.objects.filter(id=request.id).update(subject=erased_subject, details="")
+        for f in ("details", *texts):
+            for row in (
+                model.objects.exclude(id__in=theirs)
+                .filter(_mentions(f, identifiers))
+                .values("pk", f)
+            ):
+                cleaned = _scrub(row[f], [], identifiers)
+                if cleaned != row[f]:
+                    model.objects.filter(pk=row["pk"]).update(**{f: cleaned})
+    if hasattr(history, "history_change_reason"):
+        for row in history.objects.filter(id__in=theirs).exclude(history_change_reason=None):
+            history.objects.filter(pk=row.pk).update(
+                history_change_reason=_scrub(row.history_change_reason, identifiers, traits)
+            )
+    for event in RequestEvent.objects.filter(
+        Q(request_id__in=theirs) | _mentions("note", identifiers)
+    ):
+        if event.request_id in theirs:
+            note = _scrub(event.note, identifiers, traits)
+        else:
+            note = _scrub(event.note, [], identifiers)
+        if note != event.note:
+            RequestEvent.objects.filter(pk=event.pk).update(note=note)
 
 
-def _replace_ci(text: str, value: str, by: str) -> str:
-    import re
+def _local(state: dict[str, Any]) -> None:
+    ids = [uuid.UUID(p) for p in state["profile_ids"]]
+    for name, eraser in sorted(personal_data_erasers().items()):
+        state["counts"][name] = int(eraser(ids))
 
-    return re.sub(re.escape(value), by, text, flags=re.IGNORECASE)
+
+def _retry_delays() -> list[int]:
+    return [int(d) for d in settings.CDP.get("ERASURE_HOOK_RETRY_DELAYS", [60, 600, 1800])]
 
 
-def _identity(state: dict[str, Any], request: DataSubjectRequest) -> None:
+def _hooks(request: DataSubjectRequest, state: dict[str, Any]) -> bool:
+    """Call each destination's deletion hook; False while a failed one waits for
+    its next attempt (``state["wait_until"]``)."""
+    pairs = [(k, raw or v) for k, v, raw in _person_values(state["profile_ids"])]
+    delays = _retry_delays()
+    now = timezone.now()
+    outcomes = {o.hook: o for o in ErasureHookOutcome.objects.filter(request=request)}
+    waits: list[datetime] = []
+    for name, hook in sorted(deletion_hooks().items()):
+        known = outcomes.get(name)
+        if known is not None and known.next_attempt_at is None:
+            continue  # done: deleted, nothing to delete, or failed for good
+        if known is not None and known.next_attempt_at and known.next_attempt_at > now:
+            waits.append(known.next_attempt_at)
+            continue
+        try:
+            outcome = hook(pairs) if pairs else "not_applicable"
+            message = ""
+        except Exception as exc:  # a destination's failure must not stop erasure here
+            outcome, message = "failed", f"{type(exc).__name__}"[:500]
+            logger.warning("deletion hook %s failed for request %s", name, request.id)
+        if outcome not in ErasureHookOutcome.Outcome.values:
+            outcome = "ok"
+        attempts = (known.attempts if known else 0) + 1
+        retry_at = None
+        if outcome == "failed" and attempts <= len(delays):
+            retry_at = now + timedelta(seconds=delays[attempts - 1])
+            waits.append(retry_at)
+        ErasureHookOutcome.objects.update_or_create(
+            request=request,
+            hook=name,
+            defaults={
+                "outcome": outcome,
+                "message": message,
+                "attempts": attempts,
+                "next_attempt_at": retry_at,
+                "at": now,
+            },
+        )
+    if waits:
+        state["wait_until"] = min(waits).isoformat()
+        return False
+    state.pop("wait_until", None)
+    return True
+
+
+def _pending_sweep() -> int:
+    """Delete unprocessed events that carry a suppressed identifier: accepted before
+    the person's identifiers were suppressed (or by a process whose cache did not
+    know yet), they would otherwise rebuild the person when processed. Locked while
+    read, so no worker processes them meanwhile."""
+    from apps.events.selectors import events_pending_identities
+    from apps.events.services import events_erase
+    from apps.identity.services import identity_rules_load
+
+    from .ingest import suppressed_rows
+
+    rules = identity_rules_load()
+    deleted, after = 0, 0
+    while True:
+        rows = events_pending_identities(after_id=after, limit=1000, lock=True)
+        if not rows:
+            return deleted
+        after = rows[-1]["id"]
+        hit = suppressed_rows(rows, rules)
+        if hit:
+            deleted += events_erase(
+                profile_ids=[], event_ids=[rows[i]["id"] for i in hit], batch_size=len(hit)
+            )
+
+
+def _profiles_grown(state: dict[str, Any]) -> list[str]:
+    """Profiles merged into the person's since collect (a worker processed a pending
+    event that merged them): they are the person's too."""
+    from apps.identity.selectors import profile_tree_ids
+
+    ids = list(state["profile_ids"])
+    for profile_id in list(ids):
+        for p in profile_tree_ids(profile_id=uuid.UUID(profile_id)):
+            if str(p) not in ids:
+                ids.append(str(p))
+    return ids[len(state["profile_ids"]) :]
+
+
+def _identity(state: dict[str, Any], request: DataSubjectRequest, batch_size: int) -> None:
+    from apps.events.services import events_erase
     from apps.identity.services import person_erase
 
-    values = _scrub_values(state, request)
-    counts = person_erase(profile_ids=[uuid.UUID(p) for p in state["profile_ids"]], values=values)
+    grown = _profiles_grown(state)
+    if grown:
+        state["profile_ids"] = [*state["profile_ids"], *grown]
+        # The trigger reads the profiles an erasure may delete statements of here.
+        DataSubjectRequest.objects.filter(pk=request.pk).update(work_state=state)
+        with consent_log_unlocked():
+            _, per_model = ConsentRecord.objects.filter(profile_id__in=grown).delete()
+        counts = state["counts"]
+        counts["consent_records"] += per_model.get("consent.ConsentRecord", 0)
+        _local(state)
+    # Identifiers attached since collect are suppressed too, before anything else.
+    _suppress_person(request, state)
+    swept = _pending_sweep()
+    identifiers = _identifier_texts(state, request)
+    state["counts"]["admin_log_entries"] += _admin_log_purge(state, identifiers)
+    # Events a worker processed since the events step (after the sweep: it waited
+    # for the workers holding pending ones).
+    while n := events_erase(profile_ids=state["profile_ids"], batch_size=batch_size):
+        swept += n
+    state["counts"]["events"] += swept
+    _suppress_person(request, state)
+    counts = person_erase(
+        profile_ids=[uuid.UUID(p) for p in state["profile_ids"]],
+        values=_identifier_texts(state, request),
+    )
     state["counts"].update(counts)
 
 
-def _finish(request: DataSubjectRequest, state: dict[str, Any]) -> None:
+def _finish(request: DataSubjectRequest, state: dict[str, Any]) -> str:
+    state["counts"]["events"] += _pending_sweep()
     request.subject = f"erased:{state['subject_hash'][:16]}"
     request.details = ""
     request.subject_hash = state["subject_hash"]
+    hooks = dict(ErasureHookOutcome.objects.filter(request=request).values_list("hook", "outcome"))
+    failed = sorted(name for name, outcome in hooks.items() if outcome == "failed")
     request.erasure_summary = {
         "counts": state["counts"],
-        "hooks": dict(
-            ErasureHookOutcome.objects.filter(request=request).values_list("hook", "outcome")
-        ),
+        "hooks": hooks,
+        "hooks_failed": failed,
         "completed_at": timezone.now().isoformat(),
     }
     request.work_state = {"step": "done"}
     request.save()
     history = DataSubjectRequest.history.model  # type: ignore[attr-defined]
     history.objects.filter(id=request.id).update(subject=request.subject, details="")
+    note = "erased: " + ", ".join(f"{k} {v}" for k, v in sorted(state["counts"].items()))
+    if failed:
+        note = (
+            f"completed with failures: deletion hook(s) {', '.join(failed)} failed after "
+            "every attempt; delete the person there by hand. " + note
+        )
+    return note
 
 
 def erasure_step(*, request_id: uuid.UUID, batch_size: int = 5000) -> bool:
@@ -259,44 +531,90 @@ def erasure_step(*, request_id: uuid.UUID, batch_size: int = 5000) -> bool:
         advance = True
         if step == "collect":
             _collect(request, state)
-        elif step == "hooks":
-            _hooks(request, state)
         elif step == "events":
             advance = _events(request, state, batch_size)
         elif step == "rejected":
             _rejected(request, state)
         elif step == "records":
             _records(request, state)
+        elif step == "local":
+            _local(state)
+        elif step == "hooks":
+            advance = _hooks(request, state)
         elif step == "identity":
-            _identity(state, request)
+            _identity(state, request, batch_size)
         elif step == "finish":
-            _finish(request, state)
-            dsr_transition(
-                request=request,
-                status=RequestStatus.COMPLETED,
-                note="erased: " + ", ".join(f"{k} {v}" for k, v in sorted(state["counts"].items())),
-            )
+            note = _finish(request, state)
+            dsr_transition(request=request, status=RequestStatus.COMPLETED, note=note)
             logger.info("erasure %s complete", request_id)
             return True
+        state["failures"] = 0
         if advance:
             state["step"] = STEPS[STEPS.index(step) + 1]
         index = STEPS.index(state["step"])
-        _save(
-            request_id,
-            state,
-            int(100 * index / len(STEPS)),
-            f"step {index + 1} of {len(STEPS)}: {state['step']}",
-        )
+        note = f"step {index + 1} of {len(STEPS)}: {state['step']}"
+        if "wait_until" in state:
+            note += f" (a deletion hook is retried at {state['wait_until'][:19]})"
+        _save(request_id, state, int(100 * index / len(STEPS)), note)
     return False
+
+
+def erasure_waiting_until(*, request_id: uuid.UUID) -> datetime | None:
+    """When an erasure waiting for a deletion hook's next attempt may go on."""
+    state = DataSubjectRequest.objects.filter(pk=request_id).values_list("work_state", flat=True)
+    wait = (state.first() or {}).get("wait_until")
+    return datetime.fromisoformat(wait) if wait else None
+
+
+@transaction.atomic
+def _failure_record(request_id: uuid.UUID, exc: Exception) -> None:
+    request = DataSubjectRequest.objects.select_for_update().filter(pk=request_id).first()
+    if request is None or request.status != RequestStatus.IN_PROGRESS:
+        return
+    state = _state(request)
+    state["failures"] = failures = int(state.get("failures", 0)) + 1
+    step = state["step"]
+    # The exception's type only: its message may hold the person's data.
+    what = f"step {step} failed ({type(exc).__name__}), {failures} time(s) in a row"
+    if failures >= MAX_STEP_FAILURES:
+        what += "; stopped: an administrator must look, then resume the erasure"
+    else:
+        what += "; it will be retried"
+    DataSubjectRequest.objects.filter(pk=request_id).update(work_state=state)
+    dsr_progress(request_id=request_id, progress=request.progress, note=what)
+    RequestEvent.objects.create(request=request, action="erasure step failed", note=what)
 
 
 def erasure_run(
     *, request_id: uuid.UUID, max_steps: int | None = None, batch_size: int = 5000
 ) -> bool:
-    """Run steps until done (or ``max_steps``); True when complete."""
+    """Run steps until done, ``max_steps``, or a deletion hook waiting for its next
+    attempt; True when complete. A failing step is recorded, then raises."""
     steps = 0
     while max_steps is None or steps < max_steps:
-        if erasure_step(request_id=request_id, batch_size=batch_size):
-            return True
+        try:
+            if erasure_step(request_id=request_id, batch_size=batch_size):
+                return True
+        except RequestRefused:
+            raise
+        except Exception as exc:
+            _failure_record(request_id, exc)
+            raise
         steps += 1
+        wait = erasure_waiting_until(request_id=request_id)
+        if wait is not None and wait > timezone.now():
+            return False
     return False
+
+
+@transaction.atomic
+def erasure_resume(*, request: DataSubjectRequest, actor: Any = None) -> DataSubjectRequest:
+    """An administrator resumes an erasure the sweep stopped retrying."""
+    request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+    if request.type != RequestType.ERASURE or request.status != RequestStatus.IN_PROGRESS:
+        raise RequestRefused("Only an erasure in progress can be resumed.")
+    state = _state(request)
+    state["failures"] = 0
+    DataSubjectRequest.objects.filter(pk=request.pk).update(work_state=state)
+    RequestEvent.objects.create(request=request, actor=actor, action="erasure resumed")
+    return request

@@ -7,11 +7,33 @@ before the insert, inside the same transaction:
 2. Capture: consent stated by the event (Segment's
    ``context.consent.categoryPreferences``, categories mapped to purposes in
    admin) or by the request (``Sec-GPC: 1``) is appended to the log at once when
-   it differs from what is known, so it governs this very event and the next.
+   it is news (see below), so it governs this very event and the next.
 3. Storage: events of a person without the storing purpose are dropped, or stored
    without personal data, as the purpose's policy says.
 
-With no purposes and no suppression entries this costs one cached lookup.
+When an event's consent is news
+-------------------------------
+analytics.js sends the cookie banner's answers (``categoryPreferences``) with every
+event, long after they were given, so most of them repeat what is known, and some
+are stale: the person withdrew through the API, in admin or by an objection since,
+and the cookie still says yes. The rules, per purpose:
+
+* An answer is compared with what statements say *now*: a grant that has lapsed
+  (``expiry_days``) says nothing, so a "yes" renews it.
+* The "Segment Consent Preference Updated" track event is the person making a new
+  choice in the consent manager: it is recorded whenever it differs from the
+  current state, whoever made the statement before.
+* Any other event's answers are passive: they are recorded only when they differ
+  from the current state *and* from the last statement that came with an event or
+  a GPC header (the cookie has changed since it last spoke), and a passive "yes"
+  never overrides a refusal made through the API, in admin or by a data-subject
+  request (source other than event or GPC). A passive "no" is always honoured
+  when it is news.
+* An event that itself says "no" to a storing purpose is not stored with personal
+  data, whatever the log says: it was collected under that answer.
+
+Identifiers are looked up normalized, as identity stores them. With no purposes
+and no suppression entries this costs one cached lookup.
 """
 
 from __future__ import annotations
@@ -20,20 +42,31 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
 
-from apps.consent.hashing import keyed_hash
-from apps.consent.models import ConsentSource, ConsentState, ConsentStatus, StoragePolicy
+from apps.consent.anonymize import event_anonymize
+from apps.consent.models import (
+    ConsentRecord,
+    ConsentSource,
+    ConsentState,
+    ConsentStatus,
+    StoragePolicy,
+)
 from apps.consent.selectors import ConsentConfig, PurposeRule, consent_config
 
 from .consent import consent_statements_append
 
 logger = logging.getLogger(__name__)
 
-# What an anonymized event keeps of its context: nothing that points at a person.
-_SAFE_CONTEXT_KEYS = ("library", "locale", "timezone", "channel")
+# The person choosing in the consent manager (Segment's consent spec).
+PREFERENCE_UPDATED = "Segment Consent Preference Updated"
+_PASSIVE_SOURCES = frozenset({ConsentSource.EVENT, ConsentSource.GPC})
+
+Key = tuple[str, str]  # (identifier type, normalized value)
+Statement = tuple[str, datetime]  # (status, given_at)
 
 
 @dataclass
@@ -67,8 +100,8 @@ def _preferences(row: dict[str, Any], config: ConsentConfig) -> dict[str, bool]:
     return out
 
 
-def _identity_keys(row: dict[str, Any]) -> list[tuple[str, str]]:
-    keys = []
+def _raw_keys(row: dict[str, Any]) -> list[tuple[str, Any]]:
+    keys: list[tuple[str, Any]] = []
     if row["user_id"]:
         keys.append(("user_id", row["user_id"]))
     if row["anonymous_id"]:
@@ -76,60 +109,66 @@ def _identity_keys(row: dict[str, Any]) -> list[tuple[str, str]]:
     return keys
 
 
-def _suppressed_rows(rows: Sequence[dict[str, Any]]) -> set[int]:
-    from apps.consent.models import SuppressionEntry
-    from apps.identity.services import identity_rules_load
+def _identity_keys(row: dict[str, Any], rules: Any) -> list[Key]:
+    """The row's user and anonymous ids as identity stores them (normalized), the
+    user id first (it is the stronger)."""
+    keys = []
+    for kind, raw in _raw_keys(row):
+        value = rules.normalize(kind, raw)
+        if value:
+            keys.append((kind, value))
+    return keys
 
-    rules = identity_rules_load()
-    hashes: dict[int, list[tuple[str, str]]] = {}
+
+def suppressed_rows(rows: Sequence[dict[str, Any]], rules: Any) -> set[int]:
+    """Rows that carry an identifier of an erased person: wherever identity would
+    read one (ids, alias previousId, identifying traits, context.externalIds)."""
+    from apps.consent.selectors import suppression_hits
+
+    per_row: dict[int, set[Key]] = {}
     for i, row in enumerate(rows):
-        keys = _identity_keys(row)
+        raw = _raw_keys(row)
         if row["type"] == "alias" and row["previous_id"]:
-            keys += [("user_id", row["previous_id"]), ("anonymous_id", row["previous_id"])]
+            raw += [("user_id", row["previous_id"]), ("anonymous_id", row["previous_id"])]
         traits = row["traits"] if isinstance(row["traits"], dict) else {}
         ctx_traits = row["context"].get("traits")
         for source in (traits, ctx_traits if isinstance(ctx_traits, dict) else {}):
-            for kind, trait in rules.trait_types():
+            for trait, kind in rules.trait_types():
                 if source.get(trait) is not None:
-                    keys.append((kind, source[trait]))
-        found = []
-        for kind, raw in keys:
-            value = rules.normalize(kind, raw)
-            if value:
-                found.append((kind, keyed_hash(kind, value)))
-        hashes[i] = found
-    wanted = {h for found in hashes.values() for _, h in found}
-    if not wanted:
-        return set()
-    hit = set(
-        SuppressionEntry.objects.filter(value_hash__in=wanted).values_list(
-            "identifier_type", "value_hash"
-        )
-    )
-    return {i for i, found in hashes.items() if any(k in hit for k in found)}
-
-
-def _owners(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], uuid.UUID]:
-    from apps.identity.selectors import identifier_owners
-
-    keys = {k for row in rows for k in _identity_keys(row)}
-    return identifier_owners(keys=keys) if keys else {}
+                    raw.append((kind, source[trait]))
+        external_ids = row["context"].get("externalIds")
+        for item in external_ids if isinstance(external_ids, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("type"), str):
+                raw.append((item["type"], item.get("id")))
+        found = set()
+        for kind, value in raw:
+            normalized = rules.normalize(kind, value)
+            if normalized:
+                found.add((kind, normalized))
+        per_row[i] = found
+    hits = suppression_hits(keys={k for found in per_row.values() for k in found})
+    return {i for i, found in per_row.items() if found & hits}
 
 
 def _owners_and_states(
-    rows: Sequence[dict[str, Any]],
-) -> tuple[dict[tuple[str, str], uuid.UUID], dict[uuid.UUID, dict[int, tuple[str, Any]]]]:
+    keys: list[Key],
+) -> tuple[dict[Key, uuid.UUID], dict[uuid.UUID, dict[int, Statement]]]:
     """Who holds each id of the batch, and their consent state: one query on
     PostgreSQL (identifiers joined to states), two elsewhere."""
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        found = _owners(rows)
-        return found, _states(set(found.values()))
-    keys = sorted({k for row in rows for k in _identity_keys(row)})
-    owners: dict[tuple[str, str], uuid.UUID] = {}
-    states: dict[uuid.UUID, dict[int, tuple[str, Any]]] = {}
+    owners: dict[Key, uuid.UUID] = {}
+    states: dict[uuid.UUID, dict[int, Statement]] = {}
     if not keys:
+        return owners, states
+    if connection.vendor != "postgresql":
+        from apps.identity.selectors import identifier_owners
+
+        owners = identifier_owners(keys=keys)
+        for profile_id, purpose_id, status, given_at in ConsentState.objects.filter(
+            profile_id__in=set(owners.values())
+        ).values_list("profile_id", "purpose_id", "status", "given_at"):
+            states.setdefault(profile_id, {})[purpose_id] = (status, given_at)
         return owners, states
     with connection.cursor() as cursor:
         cursor.execute(
@@ -147,35 +186,56 @@ def _owners_and_states(
     return owners, states
 
 
-def _row_profile(row: dict[str, Any], owners: dict[tuple[str, str], uuid.UUID]) -> uuid.UUID | None:
-    for key in _identity_keys(row):  # the user id is the stronger
+def _row_profile(keys: list[Key], owners: dict[Key, uuid.UUID]) -> uuid.UUID | None:
+    for key in keys:  # the user id is the stronger
         if key in owners:
             return owners[key]
     return None
 
 
-def _states(profile_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[int, tuple[str, Any]]]:
-    out: dict[uuid.UUID, dict[int, tuple[str, Any]]] = {}
-    if not profile_ids:
-        return out
-    for profile_id, purpose_id, status, given_at in ConsentState.objects.filter(
-        profile_id__in=profile_ids
-    ).values_list("profile_id", "purpose_id", "status", "given_at"):
-        out.setdefault(profile_id, {})[purpose_id] = (status, given_at)
-    return out
-
-
-def _allowed(rule: PurposeRule, state: tuple[str, Any] | None, now: Any) -> bool:
-    if state is None:
-        return rule.default_granted
-    status, given_at = state
+def _answer(rule: PurposeRule, statement: Statement | None, now: datetime) -> bool | None:
+    """What a statement says now: yes, no, or nothing (no statement, or a grant
+    that has lapsed)."""
+    if statement is None:
+        return None
+    status, given_at = statement
     if status != ConsentStatus.GRANTED:
         return False
-    if rule.expiry_days is None:
-        return True
-    from datetime import timedelta
+    if rule.expiry_days is not None and given_at + timedelta(days=rule.expiry_days) <= now:
+        return None
+    return True
 
-    return given_at + timedelta(days=rule.expiry_days) > now or rule.default_granted
+
+def _allowed(rule: PurposeRule, state: Statement | None, now: datetime) -> bool:
+    answer = _answer(rule, state, now)
+    return rule.default_granted if answer is None else answer
+
+
+def _history(
+    pairs: set[tuple[uuid.UUID, int]],
+) -> tuple[dict[tuple[uuid.UUID, int], str], dict[tuple[uuid.UUID, int], Statement]]:
+    """For these (profile, purpose) pairs: the source of the current statement and
+    the last statement that came with an event or a GPC header. One query, made
+    only for pairs where an event says something other than the current state."""
+    source: dict[tuple[uuid.UUID, int], str] = {}
+    passive: dict[tuple[uuid.UUID, int], Statement] = {}
+    if not pairs:
+        return source, passive
+    rows = (
+        ConsentRecord.objects.filter(
+            profile_id__in={p for p, _ in pairs}, purpose_id__in={u for _, u in pairs}
+        )
+        .order_by("given_at", "id")
+        .values_list("profile_id", "purpose_id", "status", "given_at", "source")
+    )
+    for profile_id, purpose_id, status, given_at, src in rows:
+        pair = (profile_id, purpose_id)
+        if pair not in pairs:
+            continue
+        source[pair] = src
+        if src in _PASSIVE_SOURCES:
+            passive[pair] = (status, given_at)
+    return source, passive
 
 
 def _resolve(rows: Sequence[dict[str, Any]]) -> list[uuid.UUID | None]:
@@ -183,8 +243,7 @@ def _resolve(rows: Sequence[dict[str, Any]]) -> list[uuid.UUID | None]:
 
     return profiles_resolve(
         claims=[
-            IdentityClaim(identifiers=list(_identity_keys(row)), timestamp=row["timestamp"])
-            for row in rows
+            IdentityClaim(identifiers=_raw_keys(row), timestamp=row["timestamp"]) for row in rows
         ]
     )
 
@@ -207,19 +266,6 @@ def _proof(row: dict[str, Any], request_ip: str | None, user_agent: str) -> dict
     }
 
 
-def _anonymize(row: dict[str, Any]) -> dict[str, Any]:
-    ctx = row["context"]
-    row.update(
-        user_id="",
-        anonymous_id="",
-        previous_id="",
-        group_id="",
-        traits={},
-        context={k: ctx[k] for k in _SAFE_CONTEXT_KEYS if k in ctx},
-    )
-    return row
-
-
 def consent_gate(
     *,
     rows: list[dict[str, Any]],
@@ -232,7 +278,7 @@ def consent_gate(
         return GateResult(rows=rows)
     result = GateResult(rows=rows)
     if config.suppression_active:
-        blocked = _suppressed_rows(rows)
+        blocked = suppressed_rows(rows, config.identity_rules())
         if blocked:
             rows = [r for i, r in enumerate(rows) if i not in blocked]
             result.suppressed = len(blocked)
@@ -241,70 +287,94 @@ def consent_gate(
         return result
 
     stated = [_preferences(r, config) for r in rows]
+    from_gpc: set[str] = set()
     if gpc:
         for prefs in stated:
             for rule in config.gpc_purposes:
                 prefs[rule.key] = False
+                from_gpc.add(rule.key)
     storage = config.storage_purposes
     if not storage and not any(stated):
         result.rows = rows
         return result
 
-    owners, states = _owners_and_states(rows)
+    rules = config.identity_rules()
+    row_keys = [_identity_keys(r, rules) for r in rows]
+    owners, states = _owners_and_states(sorted({k for keys in row_keys for k in keys}))
     now = timezone.now()
 
-    # Capture: record what the events state, where it changes what is known. New
-    # people are resolved together (one identity pass), statements appended together.
-    unknown: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
-    for row, prefs in zip(rows, stated, strict=True):
-        if prefs and _row_profile(row, owners) is None:
-            unknown.setdefault(tuple(_identity_keys(row)), row)
+    # Capture: record what the events state, where it is news. New people are
+    # resolved together (one identity pass), statements appended together.
+    unknown: dict[tuple[Key, ...], dict[str, Any]] = {}
+    for row, keys, prefs in zip(rows, row_keys, stated, strict=True):
+        if prefs and keys and _row_profile(keys, owners) is None:
+            unknown.setdefault(tuple(keys), row)
     if unknown:
-        for keys, profile_id in zip(unknown, _resolve(list(unknown.values())), strict=True):
+        for held, profile_id in zip(unknown, _resolve(list(unknown.values())), strict=True):
             if profile_id is not None:
-                for id_key in keys:
+                for id_key in held:
                     owners.setdefault(id_key, profile_id)
+    source, passive = _history(
+        {
+            (profile_id, rule.id)
+            for keys, prefs in zip(row_keys, stated, strict=True)
+            if prefs and (profile_id := _row_profile(keys, owners)) is not None
+            for key, yes in prefs.items()
+            if (rule := config.purposes[key]).id in states.get(profile_id, {})
+            and _answer(rule, states[profile_id][rule.id], now) is not yes
+        }
+    )
     statements: list[dict[str, Any]] = []
-    for row, prefs in zip(rows, stated, strict=True):
+    for row, keys, prefs in zip(rows, row_keys, stated, strict=True):
         if not prefs:
             continue
-        profile_id = _row_profile(row, owners)
+        profile_id = _row_profile(keys, owners)
         if profile_id is None:
             continue
         current = states.setdefault(profile_id, {})
-        changes = []
+        explicit = row["type"] == "track" and row["event"] == PREFERENCE_UPDATED
+        given = min(row["timestamp"], now)
+        proof: dict[str, Any] | None = None
         for key, yes in prefs.items():
             rule = config.purposes[key]
             if rule.required:
                 continue
-            had = current.get(rule.id)
+            pair = (profile_id, rule.id)
+            now_says = _answer(rule, current.get(rule.id), now)
+            if now_says is yes:
+                continue
+            if not explicit and rule.id in current:
+                if _answer(rule, passive.get(pair), now) is yes:
+                    continue  # the cookie has not changed; what was said since stands
+                if yes and now_says is False and source.get(pair) not in _PASSIVE_SOURCES:
+                    continue  # a passive yes never overrides a refusal made elsewhere
             if yes:
                 new = ConsentStatus.GRANTED
-            elif had and had[0] == ConsentStatus.GRANTED:
-                new = ConsentStatus.WITHDRAWN
             else:
-                new = ConsentStatus.DENIED
-            if had is not None and (had[0] == new or (not yes and had[0] != "granted")):
-                continue
-            changes.append((rule, new))
-        if not changes:
-            continue
-        proof = _proof(row, request_ip, user_agent)
-        from_gpc = gpc and all(rule.gpc_opt_out and new != "granted" for rule, new in changes)
-        given = min(row["timestamp"], now)
-        for rule, new in changes:
+                new = ConsentStatus.WITHDRAWN if now_says else ConsentStatus.DENIED
+            by_gpc = key in from_gpc
+            if proof is None:
+                proof = _proof(row, request_ip, user_agent)
             statements.append(
                 {
                     "profile_id": profile_id,
                     "purpose": rule,
                     "status": new,
-                    "source": ConsentSource.GPC if from_gpc else ConsentSource.EVENT,
-                    "method": "Sec-GPC header" if from_gpc else "context.consent",
+                    "source": ConsentSource.GPC if by_gpc else ConsentSource.EVENT,
+                    "method": "Sec-GPC header"
+                    if by_gpc
+                    else (PREFERENCE_UPDATED if explicit else "context.consent"),
                     "given_at": given,
                     **proof,
                 }
             )
-            current[rule.id] = (new, given)
+            # The log's state is its latest statement by when it was given: a late
+            # event's statement is recorded but changes nothing.
+            if rule.id not in current or given >= current[rule.id][1]:
+                current[rule.id] = (new, given)
+                source[pair] = ConsentSource.GPC if by_gpc else ConsentSource.EVENT
+            if pair not in passive or given >= passive[pair][1]:
+                passive[pair] = (new, given)
     if statements:
         consent_statements_append(statements=statements)
         result.consents_recorded = len(statements)
@@ -313,24 +383,30 @@ def consent_gate(
         result.rows = rows
         return result
     kept: list[dict[str, Any]] = []
-    for row, prefs in zip(rows, stated, strict=True):
-        profile_id = _row_profile(row, owners)
+    for row, keys, prefs in zip(rows, row_keys, stated, strict=True):
+        profile_id = _row_profile(keys, owners)
         current = states.get(profile_id, {}) if profile_id else {}
         policy = None
+        allow_lists: list[tuple[str, ...]] = []
         for rule in storage:
-            ok = prefs[rule.key] if rule.key in prefs else _allowed(rule, current.get(rule.id), now)
+            if profile_id is None:
+                ok = prefs.get(rule.key, rule.default_granted)
+            else:
+                # The log's answer, and never against the event's own "no".
+                ok = _allowed(rule, current.get(rule.id), now) and prefs.get(rule.key, True)
             if not ok:
                 # The strictest policy of the purposes refused wins.
                 if rule.storage_policy == StoragePolicy.DROP or (
-                    row["type"] != "track" and (row["type"] not in ("page", "screen"))
+                    row["type"] not in ("track", "page", "screen")
                 ):
                     policy = StoragePolicy.DROP
                     break
                 policy = StoragePolicy.ANONYMIZE
+                allow_lists.append(rule.anonymized_properties)
         if policy is None:
             kept.append(row)
         elif policy == StoragePolicy.ANONYMIZE:
-            kept.append(_anonymize(row))
+            kept.append(event_anonymize(row, allow_lists))
             result.anonymized += 1
         else:
             result.dropped += 1

@@ -1,0 +1,54 @@
+"""Keep personal data out of request logs.
+
+Profiles are addressed by external ids in URL paths
+(``/api/v1/profiles/email:ada@example.com/consents``), and both Django's request
+logger ("Not Found: <path>" for every 4xx) and gunicorn's access log write paths.
+``RedactPersonalData`` rewrites such records before any handler sees them:
+
+* a path segment after ``/profiles/`` that is an external id keeps its type only
+  (``/profiles/email:[redacted]/consents``), whatever the type (custom types too);
+* ``email:``, ``phone:``, ``user_id:``, ``anonymous_id:`` values elsewhere (query
+  strings, referrers) likewise;
+* anything that looks like an email address, also URL-encoded, goes.
+
+Django's loggers get it from ``LOGGING`` (cdp/settings/base.py); gunicorn's through
+``cdp/gunicorn.py`` (``-c cdp/gunicorn.py``). Imports nothing from Django, so the
+gunicorn master can load it before the application.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+REDACTED = "[redacted]"
+
+_COLON = r"(?::|%3A)"
+# /profiles/<type>:<value>  (any type, so custom identifier types are covered)
+_PROFILE_SEGMENT = re.compile(rf"(/profiles/)([A-Za-z0-9_.-]+){_COLON}[^/?#\s\"']+", re.I)
+_TYPED = re.compile(
+    rf"\b(email|phone|user_id|anonymous_id|userId|anonymousId){_COLON}[^/?&#\s\"']+", re.I
+)
+_EMAIL = re.compile(
+    r"[^\s/\"'?&=:;,<>()\[\]]+(?:@|%40)[^\s/\"'?&#:;,<>()\[\]]+\.[A-Za-z]{2,}", re.I
+)
+
+
+def redact(text: str) -> str:
+    text = _PROFILE_SEGMENT.sub(rf"\1\2:{REDACTED}", text)
+    text = _TYPED.sub(rf"\1:{REDACTED}", text)
+    return _EMAIL.sub(REDACTED, text)
+
+
+class RedactPersonalData(logging.Filter):
+    """Rewrites a record's message without personal data (never drops a record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the handler's problem, not ours
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
