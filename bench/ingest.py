@@ -848,6 +848,7 @@ def server_env(dsn: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "cdp.settings.production",
             "DATABASE_URL": dsn,
             "SECRET_KEY": "bench-not-secret-" + uuid.uuid4().hex,
+            "CDP_PRIVACY_HASH_KEY": "bench-not-secret-" + uuid.uuid4().hex,
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
             "DEBUG": "false",
@@ -931,6 +932,9 @@ class Gunicorn:
         cmd = [
             str(VENV_BIN / "gunicorn"),
             "cdp.wsgi:application",
+            # Production's config: the access log on, redacted (cdp/gunicorn.py).
+            "-c",
+            str(ROOT / "cdp" / "gunicorn.py"),
             "--bind",
             f"{HOST}:{self.port}",
             "--workers",

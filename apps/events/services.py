@@ -372,6 +372,16 @@ def events_process(*, event_ids: Sequence[int]) -> int:
     )
     if not events:
         return 0
+    from apps.consent.services import suppressed_event_ids
+
+    erased = suppressed_event_ids(events=events)
+    if erased:
+        # Stored before their person was erased: they go the way of the rest.
+        Event.objects.filter(id__in=erased).delete()
+        events = [e for e in events if e.id not in erased]
+        logger.info("deleted %d pending events of erased people", len(erased))
+        if not events:
+            return len(erased)
     batch_user_ids = {e.user_id for e in events if e.user_id}
     profile_ids = profiles_resolve(claims=[_claim(e, batch_user_ids) for e in events])
     now = timezone.now()
@@ -381,7 +391,7 @@ def events_process(*, event_ids: Sequence[int]) -> int:
         by_profile.setdefault(profile_id, []).append(event.id)
     for profile_id, ids in by_profile.items():
         Event.objects.filter(id__in=ids).update(profile_id=profile_id, processed_at=now)
-    return len(events)
+    return len(events) + len(erased)
 
 
 def events_pending_ids(*, older_than_seconds: int, limit: int) -> list[int]:

@@ -389,6 +389,50 @@ def test_events_naming_an_erased_person_in_external_ids_are_dropped(
     assert profile_get_by_external_id(external_id="email:dee@example.com") is None
 
 
+def test_an_event_stored_past_the_gate_does_not_rebuild_an_erased_person(
+    erased_dee: None, source: Any
+) -> None:
+    from django.utils import timezone
+
+    from apps.events.services import events_insert, events_process
+
+    # given: events that reached the table without the gate (a web process whose
+    # cached config had not seen the first erasure yet): one of Dee's, one not
+    now = timezone.now()
+
+    def row(message_id: str, user_id: str, traits: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "source_id": source.id,
+            "message_id": message_id,
+            "type": "identify",
+            "event": "",
+            "name": "",
+            "user_id": user_id,
+            "anonymous_id": "",
+            "previous_id": "",
+            "group_id": "",
+            "timestamp": now,
+            "original_timestamp": now,
+            "sent_at": None,
+            "received_at": now,
+            "properties": {},
+            "traits": traits,
+            "context": {},
+            "extra": {},
+        }
+
+    ids = events_insert(
+        rows=[row("late", "dee-2", {"email": "DEE@example.com"}), row("other", "eve", {})]
+    )
+    # when they are processed
+    assert events_process(event_ids=ids) == 2
+    # then hers is deleted and she is not rebuilt; the other is resolved
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["other"]
+    assert profile_get_by_external_id(external_id="email:dee@example.com") is None
+    assert profile_get_by_external_id(external_id="user_id:dee-2") is None
+    assert profile_get_by_external_id(external_id="user_id:eve") is not None
+
+
 def test_the_consent_api_does_not_recreate_an_erased_person(
     erased_dee: None, admin_api: Any, make_purpose: Any
 ) -> None:

@@ -109,10 +109,26 @@ def test_identifiers_attached_meanwhile_are_suppressed_too(ivy: Profile, post_pe
         }
     )
     request = _started()
-    # when: the erasure has collected her identifiers, and then a worker processes it
+    # when: the erasure has collected her identifiers, and then a worker that read
+    # the suppression list just before resolves that event (processing itself now
+    # drops events naming a suppressed id: see the next assertion)
     assert erasure_run(request_id=request.id, max_steps=1) is False
-    events_process(event_ids=[pending])
+    from apps.identity.services import IdentityClaim, profiles_resolve
+
+    event = Event.objects.get(pk=pending)
+    profiles_resolve(
+        claims=[
+            IdentityClaim(
+                identifiers=[("user_id", "ivy-1")],
+                timestamp=event.timestamp,
+                traits=event.traits,
+                event_id=event.id,
+            )
+        ]
+    )
     assert Identifier.objects.filter(value="ivy.work@example.com", profile=ivy).exists()
+    assert events_process(event_ids=[pending]) == 1
+    assert not Event.objects.filter(pk=pending).exists()
     assert erasure_run(request_id=request.id) is True
     # then: that address is suppressed as well, and nothing of her is left
     hashes = set(SuppressionEntry.objects.values_list("value_hash", flat=True))

@@ -10,7 +10,7 @@ from .consent import (
     consent_statements_append,
     consent_withdraw,
 )
-from .ingest import GateResult, consent_gate
+from .ingest import GateResult, consent_gate, suppressed_event_ids
 
 __all__ = [
     "ConsentRefused",
@@ -23,4 +23,5 @@ __all__ = [
     "consent_restore_after_split",
     "consent_statements_append",
     "consent_withdraw",
+    "suppressed_event_ids",
 ]

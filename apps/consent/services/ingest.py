@@ -150,6 +150,33 @@ def suppressed_rows(rows: Sequence[dict[str, Any]], rules: Any) -> set[int]:
     return {i for i, found in per_row.items() if found & hits}
 
 
+def suppressed_event_ids(*, events: Sequence[Any]) -> set[int]:
+    """Stored events that carry an identifier of an erased person (for processing).
+
+    The gate drops such events at the door, but one stored just before an erasure,
+    or by a web process whose cached config had not yet seen the first suppression
+    entry, may reach processing after the erasure: it must not rebuild the person.
+    Not cached: one query, and the rules only when anyone was ever erased.
+    """
+    from apps.consent.models import SuppressionEntry
+    from apps.identity.services import identity_rules_load
+
+    if not events or not SuppressionEntry.objects.exists():
+        return set()
+    rows = [
+        {
+            "type": e.type,
+            "user_id": e.user_id,
+            "anonymous_id": e.anonymous_id,
+            "previous_id": e.previous_id,
+            "traits": e.traits,
+            "context": e.context,
+        }
+        for e in events
+    ]
+    return {events[i].id for i in suppressed_rows(rows, identity_rules_load())}
+
+
 def _owners_and_states(
     keys: list[Key],
 ) -> tuple[dict[Key, uuid.UUID], dict[uuid.UUID, dict[int, Statement]]]:
