@@ -415,6 +415,56 @@ def test_rectification_corrects_traits_and_the_trail_keeps_no_values(
     assert person.traits["lastName"] == "Lovelace"
 
 
+def test_rectifying_an_identifying_trait_moves_its_identifier(
+    admin_api: Any, make_profile: Any
+) -> None:
+    from apps.identity.models import Identifier, Profile
+    from apps.identity.selectors import profile_get_by_external_id
+
+    # given Ada, known by user id and a mistyped address, and Bob with his own
+    ada = make_profile(("user_id", "ada"), ("email", "ada@exampel.com"))
+    Profile.objects.filter(pk=ada.pk).update(traits={"email": "ada@exampel.com"})
+    make_profile(("user_id", "bob"), ("email", "bob@example.com"))
+    dsr = admin_api.post(
+        "/api/v1/privacy-requests",
+        {"type": "rectification", "subject": "user_id:ada"},
+        content_type="application/json",
+    ).json()
+    url = f"/api/v1/privacy-requests/{dsr['id']}"
+    admin_api.post(url + "/transition", {"status": "verified"}, content_type="application/json")
+
+    def rectify(traits: dict[str, Any]) -> Any:
+        return admin_api.post(url + "/rectify", {"traits": traits}, content_type="application/json")
+
+    # when the address is corrected to one Bob holds, or to no address at all
+    taken = rectify({"email": "Bob@Example.com"})
+    invalid = rectify({"email": "not an address"})
+    # then both are refused, and nothing changed
+    assert taken.status_code == 400
+    assert "merge the two profiles" in taken.json()["detail"]
+    assert invalid.status_code == 400
+    assert invalid.json()["detail"] == "'not an address' is not a usable email."
+    assert set(Identifier.objects.filter(profile=ada).values_list("type", "value")) == {
+        ("user_id", "ada"),
+        ("email", "ada@exampel.com"),
+    }
+    # when it is corrected to her real address
+    assert rectify({"email": "Ada@Example.com"}).status_code == 200
+    # then the wrong address no longer names her and the right one does
+    ada.refresh_from_db()
+    assert ada.traits["email"] == "Ada@Example.com"
+    assert set(Identifier.objects.filter(profile=ada).values_list("type", "value")) == {
+        ("user_id", "ada"),
+        ("email", "ada@example.com"),
+    }
+    assert profile_get_by_external_id(external_id="email:ada@exampel.com") is None
+    found = profile_get_by_external_id(external_id="email:ada@example.com")
+    assert found is not None and found.pk == ada.pk
+    # and removing the trait removes the identifier
+    assert rectify({"email": None}).status_code == 200
+    assert not Identifier.objects.filter(profile=ada, type="email").exists()
+
+
 def test_objection_denies_the_purposes(
     admin_api: Any, make_purpose: Any, make_profile: Any
 ) -> None:
