@@ -14,7 +14,7 @@ RUN pip install -r requirements/production.txt
 
 COPY . .
 # collectstatic needs settings but no database or real secret.
-RUN SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 \
+RUN SECRET_KEY=build-only CDP_PRIVACY_HASH_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 \
     python manage.py collectstatic --noinput && rm -f /tmp/build.sqlite3 \
     && chown -R cdp:cdp /app
 

@@ -57,16 +57,28 @@ def test_dockerfile_installs_production_requirements_with_gunicorn() -> None:
     assert re.search(r"^django==5\.2\.", (ROOT / "requirements/base.txt").read_text(), re.M)
 
 
+def _dockerfile_build_env() -> dict[str, str]:
+    """The variables the Dockerfile's collectstatic step sets (and its ENV lines)."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    step = re.search(
+        r"^RUN ((?:[A-Z_]+=\S+ )+)\\\n\s+python manage.py collectstatic", dockerfile, re.M
+    )
+    assert step, "the Dockerfile runs collectstatic with its settings in the RUN line"
+    env = dict(pair.split("=", 1) for pair in step.group(1).split())
+    env["DJANGO_SETTINGS_MODULE"] = re.search(r"DJANGO_SETTINGS_MODULE=(\S+)", dockerfile).group(1)  # type: ignore[union-attr]
+    return env
+
+
 def test_production_settings_start_and_collect_static(tmp_path: Path) -> None:
-    # the same step the Dockerfile runs at build time
+    # the same step the Dockerfile runs at build time, with exactly its variables
+    env = _dockerfile_build_env()
+    assert env["DJANGO_SETTINGS_MODULE"] == "cdp.settings.production"
     result = subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
         cwd=ROOT,
         env={
             "PATH": "/usr/bin:/bin",
-            "DJANGO_SETTINGS_MODULE": "cdp.settings.production",
-            "SECRET_KEY": "build-only",
-            "CDP_PRIVACY_HASH_KEY": "build-only",
+            **env,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'build.sqlite3'}",
             "STATIC_ROOT": str(tmp_path / "static"),
         },

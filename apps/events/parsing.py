@@ -47,8 +47,9 @@ _MAX_EXACT_FLOAT = 2**53
 
 
 # How deep an event's objects and arrays may nest: orjson writes 254 levels, and
-# a stored event sits one level down (a row in the batch's array).
-MAX_NESTING = 253
+# an event's own keys sit two levels down when stored (a row in the batch's
+# array; keys that are not columns inside the row's ``extra``).
+MAX_NESTING = 252
 
 
 class EventError(ValueError):
@@ -81,11 +82,11 @@ def envelope_check(context: Any, integrations: Any, max_bytes: int) -> tuple[int
         if value is None:
             continue
         try:
-            # As stored: inside a row of the batch's array.
-            size += len(orjson.dumps([[value]])) - 4
+            # As deep as stored: integrations go in the row's ``extra``.
+            size += len(orjson.dumps([[[value]]])) - 6
         except orjson.JSONEncodeError:
             return 0, (
-                f"The batch's {key} is nested more than {MAX_NESTING - 1} levels deep, "
+                f"The batch's {key} object is nested more than {MAX_NESTING - 1} levels deep, "
                 "which cannot be stored."
             )
     if size > max_bytes:
@@ -170,15 +171,15 @@ def parse_event(
     if defaults.envelope_error:
         raise EventError(defaults.envelope_error)
     try:
-        # Wrapped as it will be stored: a row in the batch's array.
-        dumped = orjson.dumps([event])
+        # Wrapped as deep as it will be stored (see MAX_NESTING).
+        dumped = orjson.dumps([[event]])
     except orjson.JSONEncodeError:
         # The only way a parsed body fails to serialize: nesting beyond what
         # orjson writes.
         raise EventError(
             f"Event is nested more than {MAX_NESTING} levels deep, which cannot be stored."
         ) from None
-    size = len(dumped) - 2 + defaults.envelope_bytes
+    size = len(dumped) - 4 + defaults.envelope_bytes
     if size > max_bytes:
         with_envelope = " with the batch's context" if defaults.envelope_bytes else ""
         raise EventError(f"Event is {size} bytes{with_envelope}; the limit is {max_bytes} bytes.")

@@ -221,9 +221,9 @@ def event_ingest(
         try:
             with transaction.atomic():  # a savepoint: the gate's writes stay
                 result.stored = events_insert(rows=rows)
-        except DataError:
-            # Something validation let through that the database refuses. Find
-            # the rows it refuses, one by one, so the others are still kept.
+        except (DataError, orjson.JSONEncodeError):
+            # Something validation let through that the database (or the JSON
+            # encoder) refuses. Find those rows one by one; the others are kept.
             result.stored = _insert_one_by_one(rows, events, result, rejected_payloads)
         if rejected_payloads:
             RejectedEvent.objects.bulk_create(
@@ -262,13 +262,17 @@ def _insert_one_by_one(
         try:
             with transaction.atomic():
                 stored.extend(events_insert(rows=[row]))
-        except DataError as exc:
+        except (DataError, orjson.JSONEncodeError) as exc:
             index = row["_index"]
-            cause = getattr(exc.__cause__, "diag", None)
-            why = getattr(cause, "message_primary", None) or type(exc).__name__
+            if isinstance(exc, DataError):
+                cause = getattr(exc.__cause__, "diag", None)
+                why = getattr(cause, "message_primary", None) or type(exc).__name__
+                message = f"The database refused this event: {why}."
+            else:
+                message = f"This event cannot be stored as JSON: {exc}."
             rejection = Rejection(
                 index=index,
-                message=f"The database refused this event: {why}.",
+                message=message,
                 message_id=row["message_id"],
             )
             result.rejected.append(rejection)

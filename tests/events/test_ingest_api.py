@@ -1542,7 +1542,7 @@ def test_too_deeply_nested_event_is_rejected_and_the_others_kept(post_events):
         {
             "index": 0,
             "messageId": "deep",
-            "reason": "Event is nested more than 253 levels deep, which cannot be stored.",
+            "reason": "Event is nested more than 252 levels deep, which cannot be stored.",
         }
     ]
     assert list(Event.objects.values_list("message_id", flat=True)) == ["ok"]
@@ -1550,15 +1550,43 @@ def test_too_deeply_nested_event_is_rejected_and_the_others_kept(post_events):
 
 
 def test_deepest_storable_event_is_stored(post_events):
-    # given an event exactly 253 levels deep (its properties 252)
-    event = {"type": "track", "userId": "u1", "event": "Deep", "properties": _nested(252)}
+    # given events exactly 252 levels deep (their properties, or a key that is not a
+    # column and is kept one level further down, in ``extra``), and one deeper
+    event = {"type": "track", "userId": "u1", "event": "Deep", "properties": _nested(251)}
+    custom = {"type": "track", "userId": "u1", "event": "Deep", "custom": _nested(251)}
+    deeper = {"type": "track", "userId": "u1", "event": "Deep", "custom": _nested(252)}
 
     # when
     response = post_events("/v1/track", event)
+    custom_response = post_events("/v1/track", json.dumps(custom).encode())
+    deeper_response = post_events("/v1/track", json.dumps(deeper).encode())
 
     # then
     assert response.content == SUCCESS
-    assert Event.objects.get().properties == _nested(252)
+    assert custom_response.content == SUCCESS
+    assert Event.objects.get(properties__has_key="a").properties == _nested(251)
+    assert Event.objects.exclude(properties__has_key="a").get().extra == {"custom": _nested(251)}
+    assert _json(deeper_response)["rejected"][0]["reason"] == (
+        "Event is nested more than 252 levels deep, which cannot be stored."
+    )
+
+
+def test_batch_integrations_nested_too_deep_reject_their_events(post_events):
+    # given integrations at the deepest a batch's may be, and one level deeper
+    def body(depth: int, key: str) -> bytes:
+        event = {"type": "track", "userId": "u1", "event": "E", "messageId": key}
+        return json.dumps({"batch": [event], "integrations": _nested(depth)}).encode()
+
+    # when
+    fits = post_events("/v1/batch", body(251, "fits"))
+    too_deep = post_events("/v1/batch", body(252, "deep"))
+
+    # then
+    assert fits.content == SUCCESS
+    assert _json(too_deep)["rejected"][0]["reason"] == (
+        "The batch's integrations object is nested more than 251 levels deep, which cannot be stored."
+    )
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["fits"]
 
 
 def test_batch_context_nested_too_deep_rejects_its_events_with_the_reason(post_events):
@@ -1569,7 +1597,7 @@ def test_batch_context_nested_too_deep_rejects_its_events_with_the_reason(post_e
     # then
     assert response.status_code == 200
     assert _json(response)["rejected"][0]["reason"] == (
-        "The batch's context is nested more than 252 levels deep, which cannot be stored."
+        "The batch's context object is nested more than 251 levels deep, which cannot be stored."
     )
     assert Event.objects.count() == 0
     assert RejectedEvent.objects.count() == 1
