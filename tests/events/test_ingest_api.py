@@ -1584,7 +1584,8 @@ def test_batch_integrations_nested_too_deep_reject_their_events(post_events):
     # then
     assert fits.content == SUCCESS
     assert _json(too_deep)["rejected"][0]["reason"] == (
-        "The batch's integrations object is nested more than 251 levels deep, which cannot be stored."
+        "The batch's integrations object is nested more than 251 levels deep, "
+        "which cannot be stored."
     )
     assert list(Event.objects.values_list("message_id", flat=True)) == ["fits"]
 
