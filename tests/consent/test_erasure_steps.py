@@ -337,3 +337,51 @@ def test_the_task_runs_a_bounded_number_of_steps_then_enqueues_the_rest(
     assert enqueued == [((str(request.id),), 0.0)] * 2
     request.refresh_from_db()
     assert request.status == "completed"
+
+
+def test_her_ids_on_other_peoples_events_are_blanked_and_their_events_kept(
+    ivy: Profile, post_events: Any
+) -> None:
+    # given: her device id, then someone else signing in on that device (different
+    # user ids never merge, so his events stay his, carrying her device id)
+    post_events("/v1/identify", {"userId": "ivy-1", "anonymousId": "dev-ivy", "messageId": "i2"})
+    post_events(
+        "/v1/batch",
+        {
+            "batch": [
+                {"type": "track", "userId": "quinn", "anonymousId": "dev-ivy", "event": "V"},
+                {"type": "alias", "userId": "quinn", "previousId": "dev-ivy"},
+                {"type": "track", "userId": "quinn", "anonymousId": "dev-q", "event": "W"},
+            ]
+        },
+    )
+    quinn = profile_get_by_external_id(external_id="user_id:quinn")
+    assert quinn is not None and quinn.pk != ivy.pk
+    # when
+    request = _started()
+    assert erasure_run(request_id=request.id) is True
+    # then: quinn keeps his three events, none carries her id
+    left = list(
+        Event.objects.order_by("id").values_list("type", "user_id", "anonymous_id", "previous_id")
+    )
+    assert left == [
+        ("track", "quinn", "", ""),
+        ("alias", "quinn", "", ""),
+        ("track", "quinn", "dev-q", ""),
+    ]
+    request.refresh_from_db()
+    assert request.erasure_summary["counts"]["ids_scrubbed"] == 2
+
+
+def test_an_erasure_saved_in_the_old_order_of_steps_starts_again(ivy: Profile) -> None:
+    # given: an erasure saved before the steps were reordered, at "hooks" (then the
+    # second step, before events; now the sixth)
+    request = _started()
+    DataSubjectRequest.objects.filter(pk=request.pk).update(
+        work_state={"step": "hooks", "counts": {}}
+    )
+    # when
+    assert erasure_run(request_id=request.id) is True
+    # then nothing was skipped
+    assert not Profile.objects.filter(pk=ivy.pk).exists()
+    assert Event.objects.count() == 0

@@ -61,6 +61,9 @@ from .dsr import RequestRefused, dsr_progress, dsr_transition
 logger = logging.getLogger(__name__)
 
 STEPS = ("collect", "events", "rejected", "records", "local", "hooks", "identity", "finish")
+# Bumped when STEPS change order: a saved state names its next step, which means
+# something else in another order. Every step may safely run again.
+STEPS_VERSION = 2
 ERASED = "[erased]"
 # Consecutive failures of a step after which the sweep stops retrying.
 MAX_STEP_FAILURES = 5
@@ -85,7 +88,10 @@ def consent_log_unlocked() -> Iterator[None]:
 
 def _state(request: DataSubjectRequest) -> dict[str, Any]:
     state = dict(request.work_state or {})
-    state.setdefault("step", STEPS[0])
+    if state.get("steps_version") != STEPS_VERSION:
+        # Saved in another order of steps (or new): start again from the first.
+        state["step"] = STEPS[0]
+        state["steps_version"] = STEPS_VERSION
     state.setdefault("counts", {})
     return state
 
@@ -240,7 +246,14 @@ def _events(request: DataSubjectRequest, state: dict[str, Any], batch_size: int)
         batch_size=batch_size,
     )
     state["counts"]["events"] = state["counts"].get("events", 0) + n
-    return n == 0
+    if n:
+        return False
+    # Her ids on other people's events (her device, used by someone else whose
+    # events could not join her profile): the events are theirs, the ids hers.
+    from apps.events.services import events_scrub_ids
+
+    state["counts"]["ids_scrubbed"] = events_scrub_ids(user_ids=user_ids, anonymous_ids=anon_ids)
+    return True
 
 
 def _rejected(request: DataSubjectRequest, state: dict[str, Any]) -> None:
