@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from apps.common.exceptions import ApplicationError
@@ -23,29 +23,20 @@ class ConsentRefused(ApplicationError):
     pass
 
 
-# Advisory lock namespace of consent writes ("CONS"): PostgreSQL keeps two-key
-# locks apart from identity's one-key locks.
-_LOCK_NAMESPACE = 0x434F4E53
-
-
-def _lock_profiles(profile_ids: Iterable[uuid.UUID]) -> None:
-    """Serialize consent writers per profile until the transaction ends.
+def _lock_profiles(profile_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """Serialize consent writers per profile until the transaction ends; each id ->
+    its live profile's id (a merge may have absorbed it meanwhile).
 
     The state is rebuilt from the log (read, delete, insert): two writers of one
     profile must not interleave, or the second inserts a state the first already
-    inserted (an IntegrityError, a 500 at ingestion) or keeps a stale one. Locks are
-    taken in one global order, so writers of several profiles do not deadlock.
-    SQLite serializes writers itself.
+    inserted (an IntegrityError, a 500 at ingestion) or keeps a stale one. The lock
+    is the profile row's, taken as merges and resolution take it (FOR UPDATE, id
+    order): a lock of our own would be taken in the other order by a merge, which
+    holds the rows when it moves the log, and the two would deadlock.
     """
-    if connection.vendor != "postgresql":
-        return
-    keys = sorted({int.from_bytes(p.bytes[:4], "big", signed=True) for p in profile_ids})
-    if keys:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k",
-                [_LOCK_NAMESPACE, keys],
-            )
+    from apps.identity.services import profiles_lock_live
+
+    return profiles_lock_live(profile_ids=profile_ids)
 
 
 @transaction.atomic
@@ -145,7 +136,13 @@ def consent_record(**statement: Any) -> ConsentRecord:
 def consent_statements_append(*, statements: list[dict[str, Any]]) -> list[ConsentRecord]:
     """Append several statements at once (one insert, one state refresh)."""
     records = [_build(**s) for s in statements]
-    _lock_profiles(r.profile_id for r in records)
+    live = _lock_profiles({r.profile_id for r in records})
+    for record in records:
+        if record.profile_id not in live:
+            raise ConsentRefused("The profile no longer exists (erased or never stored).")
+        # Said of a profile a merge absorbed meanwhile: it joins the survivor's log,
+        # keeping where it was said (origin) for a split.
+        record.profile_id = live[record.profile_id]
     ConsentRecord.objects.bulk_create(records)
     _state_refresh(profile_ids=[r.profile_id for r in records])
     logger.debug("%d consent statements recorded", len(records))

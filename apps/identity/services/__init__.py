@@ -9,6 +9,7 @@ from .merge import (
     profile_merge,
     profile_merge_bulk,
     profile_split,
+    profiles_lock_live,
 )
 from .rectify import profile_traits_rectify
 from .resolve import IdentityClaim, claim_keys, profiles_resolve
@@ -28,5 +29,6 @@ __all__ = [
     "profile_merge_bulk",
     "profile_split",
     "profile_traits_rectify",
+    "profiles_lock_live",
     "profiles_resolve",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -407,6 +407,16 @@ def _profiles_write(profiles: list[Profile]) -> None:
     for profile in profiles:
         profile.updated_at = now
     bulk_set(profiles, [*_PROFILE_FIELDS, "updated_at"])
+
+
+def profiles_lock_live(*, profile_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """Lock these profiles and those they were merged into, as merges and
+    resolution do (FOR UPDATE, id order), for a writer of another app that must
+    not interleave with a merge; each id -> its live profile's id. Ids that do not
+    exist are left out."""
+    ids = list(profile_ids)
+    locked = _lock_live_many(set(ids))
+    return {pid: _live(locked, pid).id for pid in ids if pid in locked}
 
 
 def _lock_live_many(profile_ids: set[uuid.UUID]) -> dict[uuid.UUID, Profile]:
