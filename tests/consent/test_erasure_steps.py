@@ -385,3 +385,29 @@ def test_an_erasure_saved_in_the_old_order_of_steps_starts_again(ivy: Profile) -
     # then nothing was skipped
     assert not Profile.objects.filter(pk=ivy.pk).exists()
     assert Event.objects.count() == 0
+
+
+def test_an_eager_erasure_task_waiting_for_a_hook_returns_instead_of_looping(
+    ivy: Profile, registered: Any, settings: Any
+) -> None:
+    from apps.consent import tasks
+
+    # given: tasks run in-process (the quickstart), and a destination that is down
+    settings.CDP = {**settings.CDP, "ERASURE_HOOK_RETRY_DELAYS": [60, 600]}
+    calls: list[int] = []
+
+    def down(identifiers: Any) -> str:
+        calls.append(1)
+        raise ConnectionError("destination down")
+
+    registered("hook", "down", down)
+    request = _started()
+    # when
+    result = tasks.erasure_run.delay(str(request.id)).get()
+    # then: one attempt, and the request waits for the next one (the sweep or an
+    # admin picks it up), instead of the task calling itself without end
+    assert result is False
+    assert calls == [1]
+    request.refresh_from_db()
+    assert request.status == "in_progress"
+    assert "a deletion hook is retried at" in request.progress_note
