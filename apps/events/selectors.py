@@ -58,16 +58,9 @@ def events_for_export(*, profile_ids: Sequence[uuid.UUID]) -> list[dict[str, Any
     return [dict(row) for row in rows]
 
 
-def events_pending_identities(
-    *, after_id: int = 0, limit: int = 1000, lock: bool = False
-) -> list[dict[str, Any]]:
+def events_pending_identities(*, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
     """Unprocessed events, in id order from ``after_id``, with what identifies their
-    sender (for erasure: pending events of an erased person go too). ``lock``
-    holds them (FOR UPDATE) so that no worker processes them meanwhile."""
-    from django.db import connection
-
+    sender (for erasure: pending events of an erased person go too)."""
     qs = Event.objects.filter(processed_at__isnull=True, id__gt=after_id).order_by("id")
-    if lock and connection.features.has_select_for_update:
-        qs = qs.select_for_update(of=("self",))
     fields = ("id", "type", "user_id", "anonymous_id", "previous_id", "traits", "context")
     return [dict(row) for row in qs.values(*fields)[:limit]]

@@ -438,8 +438,14 @@ def _hooks(request: DataSubjectRequest, state: dict[str, Any]) -> bool:
 def _pending_sweep() -> int:
     """Delete unprocessed events that carry a suppressed identifier: accepted before
     the person's identifiers were suppressed (or by a process whose cache did not
-    know yet), they would otherwise rebuild the person when processed. Locked while
-    read, so no worker processes them meanwhile."""
+    know yet), they would otherwise rebuild the person when processed.
+
+    Read without locks (a broker outage may have left a large backlog, and locking
+    all of it would stall the workers); only the hits are locked, by their DELETE,
+    which waits for a worker that holds one. Processing itself drops events naming
+    a suppressed identifier, so only a worker that read the list just before the
+    entries were written can race this, and what it attaches joins her profile
+    (her identifiers name it), which the identity step erases."""
     from apps.events.selectors import events_pending_identities
     from apps.events.services import events_erase
     from apps.identity.services import identity_rules_load
@@ -449,7 +455,7 @@ def _pending_sweep() -> int:
     rules = identity_rules_load()
     deleted, after = 0, 0
     while True:
-        rows = events_pending_identities(after_id=after, limit=1000, lock=True)
+        rows = events_pending_identities(after_id=after, limit=1000)
         if not rows:
             return deleted
         after = rows[-1]["id"]
