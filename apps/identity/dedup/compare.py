@@ -140,6 +140,7 @@ def _derive(kind: str, values: ObjectArray) -> npt.NDArray[Any]:
         "letters": _letters,
         "day_month_swapped": lambda v: v[:4] + v[6:8] + v[4:6],
         "house_number": street_numbers,
+        "ocr": ocr_read_back,
     }
     function = functions[kind]
     return np.array([function(v) for v in values], dtype=object)
@@ -192,8 +193,12 @@ def as_column(values: Column | ObjectArray | list[str]) -> Column:
 class FieldComparison:
     level: LevelArray
     similarity: FloatArray
-    # Names only: the two differ by one slip of the keyboard or of OCR (see ``slip``).
+    # Names only: the two differ by one slip of the keyboard or of OCR (see ``slip``),
+    # are a short form and its formal name (Jeff, Jeffrey), or a short form with a
+    # slip (Dna, Daniel).
     slip: BoolArray | None = None
+    short_form: BoolArray | None = None
+    nickname_typo: BoolArray | None = None
 
 
 def _base(a: ObjectArray, b: ObjectArray) -> tuple[BoolArray, BoolArray, FloatArray]:
@@ -213,7 +218,9 @@ def _levels(present: BoolArray, *conditions: BoolArray) -> LevelArray:
     return level
 
 
-def compare_name(a_col: Any, b_col: Any, *, nicknames: bool = False) -> FieldComparison:
+def compare_name(
+    a_col: Any, b_col: Any, *, nicknames: bool = False, details: bool = False
+) -> FieldComparison:
     ca, cb = as_column(a_col), as_column(b_col)
     a, b = ca.values, cb.values
     present, exact, similarity = _base(a, b)
@@ -240,17 +247,74 @@ def compare_name(a_col: Any, b_col: Any, *, nicknames: bool = False) -> FieldCom
     one_edit = np.zeros(len(a), dtype=bool)
     edit = fuzzy & ~short & (similarity < NAME_SIMILAR)
     one_edit[edit] = _cpdist(a[edit], b[edit], OSA.distance) <= 1
+    # OCR reads m as rn (Arnanda, Warrner): Jaro-Winkler and edit distance see two
+    # changes; with the letter groups read back, one slip is left at most.
+    read_back = np.zeros(len(a), dtype=bool)
+    unlike = fuzzy & ~short & ~nick & (similarity < NAME_VERY_SIMILAR)
+    if unlike.any():
+        back_a, back_b = ca.derived("ocr")[unlike], cb.derived("ocr")[unlike]
+        near = _cpdist(back_a, back_b, OSA.distance) <= 1
+        rows = np.flatnonzero(unlike)[near]
+        read_back[rows] = [
+            x == y or slip(x, y) for x, y in zip(back_a[near], back_b[near], strict=True)
+        ]
     level = _levels(
         present,
-        (similarity >= NAME_SIMILAR) | initial | one_edit,
+        (similarity >= NAME_SIMILAR) | initial | one_edit | read_back,
         (similarity >= NAME_VERY_SIMILAR) | nick,
         exact,
     )
-    slips = np.zeros(len(a), dtype=bool)
-    alike = (level == 1) | (level == 2)
+    slips = read_back.copy()
+    alike = ((level == 1) | (level == 2)) & ~read_back
     if alike.any():
         slips[alike] = [slip(x, y) for x, y in zip(a[alike], b[alike], strict=True)]
-    return FieldComparison(level, similarity, slips)
+    # A short form proper (Jeff, Jeffrey; Bob, Robert), not another spelling of one
+    # name (Anna, Anne; Jon, John; Mary, Marie: the nickname data lists those too,
+    # and twins and siblings are named so).
+    short_form = np.zeros(len(a), dtype=bool)
+    if nick.any():
+        # Two letters shorter at least, or another first letter (Bob, Robert): Mary
+        # and Marie, Jimmy and James are other spellings or another name.
+        longer = np.abs(len_a[nick] - len_b[nick]) >= 2
+        initials = np.array([x[0] != y[0] for x, y in zip(a[nick], b[nick], strict=True)])
+        short_form[nick] = longer | initials
+    # A short form with a slip (Dna for Dan, Daniel): asked only where it can decide
+    # (``details``), since it is looked up name by name.
+    nick_typo = np.zeros(len(a), dtype=bool)
+    if nicknames and details:
+        unknown = fuzzy & ~nick & ~slips & (level < 2)
+        if unknown.any():
+            nick_typo[unknown] = _pairwise(a[unknown], b[unknown], nickname_typo)
+    return FieldComparison(level, similarity, slips, short_form, nick_typo)
+
+
+def _pairwise(a: ObjectArray, b: ObjectArray, function: Callable[[str, str], bool]) -> BoolArray:
+    """function(a[k], b[k]) for every k, called once per distinct pair of values."""
+    seen: dict[tuple[str, str], bool] = {}
+    out = np.zeros(len(a), dtype=bool)
+    for k, pair in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
+        value = seen.get(pair)
+        if value is None:
+            value = seen[pair] = function(*pair)
+        out[k] = value
+    return out
+
+
+def ocr_read_back(name: str) -> str:
+    """The letters OCR splits or joins read back: rn -> m, vv -> w, cl -> d."""
+    for group, letter in _OCR_GROUPS:
+        name = name.replace(group, letter)
+    return name
+
+
+def nickname_typo(a: str, b: str) -> bool:
+    """Whether one name is one slip away from a nickname of the other (or from the
+    formal name it is short for): Dna and Daniel (Dan), Pwte and Peter (Pete)."""
+    for x, y in ((a, b), (b, a)):
+        for other in related_names(y):
+            if other not in (x, y) and (slip(x, other) or ocr_read_back(x) == other):
+                return True
+    return False
 
 
 # Keys next to each other (QWERTY; the German and French layouts move few letters),
@@ -293,8 +357,10 @@ def slip(a: str, b: str) -> bool:
         if group in long and long.replace(group, letter, 1) == short:
             return True
     i = next((k for k in range(len(short)) if short[k] != long[k]), len(short))
-    if long[:i] + long[i + 1 :] != short or i == 0 or i == len(long) - 1:
+    if long[:i] + long[i + 1 :] != short or i == 0:
         return False
+    if i == len(long) - 1:  # Scott, Scot; but Daniel, Daniela are two names
+        return long[i] == long[i - 1]
     doubled = long[i] == long[i - 1] or long[i] == long[i + 1]
     return doubled or len(long) >= 5
 
@@ -503,23 +569,33 @@ def compare_field(comparator: str, a: Any, b: Any, *, nicknames: bool = False) -
 
 @dataclass
 class Comparison:
-    """Levels (pairs x fields, int8, -1 = missing), similarities, swapped names."""
+    """Levels (pairs x fields, int8, -1 = missing), similarities, swapped names, and
+    how alike names are beyond their level (the vetoes ask)."""
 
     fields: list[str]
     level: LevelArray
     similarity: FloatArray
     swapped: BoolArray
-    # First names one slip apart (see ``slip``).
+    # First (last) names one slip apart (see ``slip``).
     first_name_slip: BoolArray
+    last_name_slip: BoolArray
+    # First names: a short form and its formal name (Jeff, Jeffrey).
+    first_name_short_form: BoolArray
+    # First names: a short form with a slip (Dna, Daniel); only with ``details``.
+    first_name_nickname_typo: BoolArray
 
 
-def compare_pairs(records: Records, left: IndexArray, right: IndexArray) -> Comparison:
-    """Compare rows ``left[k]`` and ``right[k]`` of ``records`` on every field."""
+def compare_pairs(
+    records: Records, left: IndexArray, right: IndexArray, *, details: bool = False
+) -> Comparison:
+    """Compare rows ``left[k]`` and ``right[k]`` of ``records`` on every field.
+
+    ``details`` also looks up what only the vetoes need (nicknames with a typo)."""
     specs = records.specs
     n = len(left)
     level = np.empty((n, len(specs)), dtype=np.int8)
     similarity = np.empty((n, len(specs)), dtype=np.float32)
-    first_slip = np.zeros(n, dtype=bool)
+    flags = {name: np.zeros(n, dtype=bool) for name in _NAME_FLAGS}
 
     def sides(name: str) -> tuple[Column, Column]:
         values, cache = records.columns[name], records.cache(name)
@@ -529,15 +605,51 @@ def compare_pairs(records: Records, left: IndexArray, right: IndexArray) -> Comp
         if spec.comparator == Comparator.ADDRESS:
             street, city, postal, region = (sides(f"{spec.name}:{part}") for part in ADDRESS_PARTS)
             result = compare_address(street, city, postal, region)
+        elif spec.comparator == Comparator.NAME:
+            a, b = sides(spec.name)
+            first = spec.name == "first_name"
+            result = compare_name(a, b, nicknames=first, details=details and first)
+            if spec.name in ("first_name", "last_name"):
+                _keep_flags(flags, spec.name, result, np.ones(n, dtype=bool))
         else:
             a, b = sides(spec.name)
-            result = compare_field(spec.comparator, a, b, nicknames=spec.name == "first_name")
+            result = compare_field(spec.comparator, a, b)
         level[:, k] = result.level
         similarity[:, k] = result.similarity
-        if spec.name == "first_name" and result.slip is not None:
-            first_slip = result.slip
-    swapped = _swap_names(records, left, right, level, similarity, first_slip)
-    return Comparison([s.name for s in specs], level, similarity, swapped, first_slip)
+    swapped = _swap_names(records, left, right, level, similarity, flags, details=details)
+    return Comparison(
+        [s.name for s in specs],
+        level,
+        similarity,
+        swapped,
+        first_name_slip=flags["first_name_slip"],
+        last_name_slip=flags["last_name_slip"],
+        first_name_short_form=flags["first_name_short_form"],
+        first_name_nickname_typo=flags["first_name_nickname_typo"],
+    )
+
+
+_NAME_FLAGS = (
+    "first_name_slip",
+    "last_name_slip",
+    "first_name_short_form",
+    "first_name_nickname_typo",
+)
+
+
+def _keep_flags(
+    flags: dict[str, BoolArray], field: str, result: FieldComparison, rows: Any
+) -> None:
+    """Copy a name comparison's flags into ``flags`` at ``rows`` (a mask or indices)."""
+    values = {
+        "slip": result.slip,
+        "short_form": result.short_form,
+        "nickname_typo": result.nickname_typo,
+    }
+    for kind, value in values.items():
+        key = f"{field}_{kind}"
+        if key in flags and value is not None:
+            flags[key][rows] = value
 
 
 def _swap_names(
@@ -546,10 +658,12 @@ def _swap_names(
     right: IndexArray,
     level: LevelArray,
     similarity: FloatArray,
-    first_slip: BoolArray,
+    flags: dict[str, BoolArray],
+    *,
+    details: bool,
 ) -> BoolArray:
     """Where first and last names were swapped on one side, score the names crossed
-    (``first_slip`` then says whether the crossed first names are one slip apart)."""
+    (``flags`` then describe the crossed names)."""
     names = [s.name for s in records.specs]
     swapped = np.zeros(len(left), dtype=bool)
     if "first_name" not in names or "last_name" not in names:
@@ -566,8 +680,21 @@ def _swap_names(
     first, last = records.columns["first_name"], records.columns["last_name"]
     first_cache, last_cache = records.cache("first_name"), records.cache("last_name")
     lc, rc = left[candidates], right[candidates]
-    cross_1 = compare_name(Column(first, lc, first_cache), Column(last, rc, last_cache))
-    cross_2 = compare_name(Column(last, lc, last_cache), Column(first, rc, first_cache))
+    # The first name of one against the last name of the other, and the other way
+    # round. Either may be the first names (whichever side was swapped), so both are
+    # compared as first names (Sheppard Abby, Abigail Sheppard).
+    cross_1 = compare_name(
+        Column(first, lc, first_cache),
+        Column(last, rc, last_cache),
+        nicknames=True,
+        details=details,
+    )
+    cross_2 = compare_name(
+        Column(last, lc, last_cache),
+        Column(first, rc, first_cache),
+        nicknames=True,
+        details=details,
+    )
     straight = similarity[candidates, f] + similarity[candidates, la]
     crossed = cross_1.similarity + cross_2.similarity
     # Both crossed names alike and one of them exact, or both very similar (a
@@ -580,10 +707,41 @@ def _swap_names(
     better = alike & (crossed >= straight + SWAP_MARGIN)
     rows = np.flatnonzero(candidates)[better]
     swapped[rows] = True
-    level[rows, f] = cross_1.level[better]
-    level[rows, la] = cross_2.level[better]
-    similarity[rows, f] = cross_1.similarity[better]
-    similarity[rows, la] = cross_2.similarity[better]
-    assert cross_1.slip is not None
-    first_slip[rows] = cross_1.slip[better]
+    # The crossed pair that is a short form (Tom, Thomas) is the first names.
+    first_like_1, first_like_2 = (_first_name_like(c)[better] for c in (cross_1, cross_2))
+    second = first_like_2 & ~first_like_1
+    picks = [_take(cross_1, cross_2, better, second), _take(cross_2, cross_1, better, second)]
+    for column, field, chosen in ((f, "first_name", picks[0]), (la, "last_name", picks[1])):
+        level[rows, column] = chosen.level
+        similarity[rows, column] = chosen.similarity
+        _keep_flags(flags, field, chosen, rows)
     return swapped
+
+
+def _first_name_like(result: FieldComparison) -> BoolArray:
+    """Pairs alike as first names are, not as surnames: a short form, with or
+    without a slip."""
+    out = np.zeros(len(result.level), dtype=bool)
+    for flag in (result.short_form, result.nickname_typo):
+        if flag is not None:
+            out |= flag
+    return out
+
+
+def _take(
+    usual: FieldComparison, other: FieldComparison, rows: BoolArray, use_other: BoolArray
+) -> FieldComparison:
+    """``usual`` at ``rows``, with ``other`` where ``use_other`` (over the rows)."""
+
+    def pick(a: Any, b: Any) -> Any:
+        if a is None or b is None:
+            return None
+        return np.where(use_other, b[rows], a[rows])
+
+    return FieldComparison(
+        pick(usual.level, other.level),
+        pick(usual.similarity, other.similarity),
+        pick(usual.slip, other.slip),
+        pick(usual.short_form, other.short_form),
+        pick(usual.nickname_typo, other.nickname_typo),
+    )

@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.identity.dedup.compare import LEVELS, Comparator, compare_field, compare_pairs, slip
+from apps.identity.dedup.compare import (
+    LEVELS,
+    Comparator,
+    FieldComparison,
+    compare_field,
+    compare_name,
+    compare_pairs,
+    nickname_typo,
+    slip,
+)
 from apps.identity.dedup.records import (
     BUILTIN_FIELDS,
     build_records,
@@ -192,3 +201,93 @@ def test_swapped_names_with_a_slip_on_one_side_are_compared_crossed() -> None:
     assert result.swapped.tolist() == [True]
     assert result.level[0, :2].tolist() == [2, 2]
     assert result.first_name_slip.tolist() == [True]
+
+
+def first_names(a: str, b: str) -> FieldComparison:
+    return compare_name(
+        np.array([a], dtype=object), np.array([b], dtype=object), nicknames=True, details=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("amanda", "arnanda", 1),  # OCR: m read as rn (two edits, one slip)
+        ("edmund", "edrnund", 1),
+        ("warmer", "warrneer", 1),  # rn read back as m, then one letter doubled
+        ("scott", "scot", 2),  # a doubled last letter written once
+    ],
+)
+def test_ocr_letter_groups_read_back_leave_one_slip(a: str, b: str, expected: int) -> None:
+    result = first_names(a, b)
+    assert result.level.tolist() == [expected]
+    assert result.slip is not None and result.slip.tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "short_form"),
+    [
+        ("jeff", "jeffrey", True),  # two letters shorter
+        ("bob", "robert", True),  # another first letter
+        ("ted", "edward", True),
+        ("mary", "marie", False),  # other spellings of one name
+        ("anna", "anne", False),
+        ("jon", "john", False),
+        ("jimmy", "james", False),
+    ],
+)
+def test_short_forms_are_told_from_other_spellings(a: str, b: str, short_form: bool) -> None:
+    result = first_names(a, b)
+    assert result.level.tolist() == [2]  # the nickname data knows them all
+    assert result.short_form is not None and result.short_form.tolist() == [short_form]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("dna", "daniel", True),  # Dan, with two letters swapped
+        ("pwte", "peter", True),  # Pete, a key next door
+        ("ahley", "ash", True),  # Ashley with a letter left out, and its short form
+        ("jinmy", "james", True),  # Jimmy
+        ("mary", "robert", False),
+        ("ann", "daniel", False),
+    ],
+)
+def test_short_forms_with_a_slip(a: str, b: str, expected: bool) -> None:
+    assert nickname_typo(a, b) is expected
+    assert nickname_typo(b, a) is expected
+
+
+def test_nickname_typos_are_looked_up_only_for_details() -> None:
+    # given
+    a, b = np.array(["dna"], dtype=object), np.array(["daniel"], dtype=object)
+
+    # when
+    plain = compare_name(a, b, nicknames=True)
+    detailed = compare_name(a, b, nicknames=True, details=True)
+
+    # then: the level is the same (the weights do not depend on details)
+    assert plain.level.tolist() == detailed.level.tolist() == [0]
+    assert plain.nickname_typo is not None and plain.nickname_typo.tolist() == [False]
+    assert detailed.nickname_typo is not None and detailed.nickname_typo.tolist() == [True]
+
+
+def test_swapped_names_with_a_short_form_are_compared_crossed() -> None:
+    # given: Tom Higgins, and Higgkns Thomas (swapped, formal name, a typo)
+    records = build_records(
+        [
+            (uuid.UUID(int=1), {"firstName": "Tom", "lastName": "Higgins"}),
+            (uuid.UUID(int=2), {"firstName": "Higgkns", "lastName": "Thomas"}),
+        ],
+        BUILTIN_FIELDS,
+    )
+
+    # when
+    result = compare_pairs(records, np.array([0]), np.array([1]), details=True)
+
+    # then: the short form pair is taken for the first names, whichever side it is on
+    assert result.swapped.tolist() == [True]
+    assert result.level[0, :2].tolist() == [2, 2]
+    assert result.first_name_short_form.tolist() == [True]
+    assert result.first_name_slip.tolist() == [False]
+    assert result.last_name_slip.tolist() == [True]

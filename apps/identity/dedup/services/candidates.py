@@ -106,12 +106,17 @@ def evidence(
         fields["first_name"]["values"] = [first[i], last[j]]
         fields["last_name"]["values"] = [last[i], first[j]]
     levels = {name: item["level"] for name, item in fields.items()}
-    slip = bool(comparison.first_name_slip[k])
+    flags = {
+        "first_name_slip": bool(comparison.first_name_slip[k]),
+        "last_name_slip": bool(comparison.last_name_slip[k]),
+        "first_name_short_form": bool(comparison.first_name_short_form[k]),
+        "first_name_nickname_typo": bool(comparison.first_name_nickname_typo[k]),
+    }
     return {
         "fields": fields,
         "swapped_names": swapped,
-        "first_name_slip": slip,
-        "vetoes": vetoes(levels, first_name_slip=slip),
+        **flags,
+        "vetoes": vetoes(levels, **flags),
     }
 
 
@@ -127,7 +132,7 @@ def candidates_build(
     pair still pending from an earlier run keeps its row."""
     if len(left) == 0:
         return []
-    comparison = compare_pairs(records, left, right)
+    comparison = compare_pairs(records, left, right, details=True)
     weights = model.field_weights(comparison.level)
     probability = model.probability(scores)
     existing = {

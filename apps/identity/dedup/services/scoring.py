@@ -17,13 +17,22 @@ U_SAMPLE = 60_000
 EM_MIN_PAIRS = 2_000
 
 
-def vetoes(level: dict[str, int], *, first_name_slip: bool = False) -> list[str]:
+def vetoes(
+    level: dict[str, int],
+    *,
+    first_name_slip: bool = False,
+    last_name_slip: bool = False,
+    first_name_short_form: bool = False,
+    first_name_nickname_typo: bool = False,
+) -> list[str]:
     """Why a pair must not merge automatically whatever its score (it goes to review).
 
     ``level`` maps field name -> agreement level (-1 missing, 0 different, ...);
-    fields that are not configured are simply absent. ``first_name_slip``: the first
-    names are one slip of the keyboard or OCR apart (``compare.slip``), a typo
-    rather than another name.
+    fields that are not configured are simply absent. The flags say more about the
+    names than their level (see ``compare.Comparison``): first (last) names one slip
+    of the keyboard or OCR apart (``compare.slip``), a typo rather than another
+    name; a short form and its formal name (Jeff, Jeffrey); a short form with a
+    slip (Dna, Daniel).
     """
 
     def at(name: str) -> int:
@@ -34,33 +43,39 @@ def vetoes(level: dict[str, int], *, first_name_slip: bool = False) -> list[str]
     # An email that differs as the first names do (jon.smith@, john.smith@) is no
     # independent evidence that the names are one person's.
     same_contact = at("email") == 3 or at("phone") >= 1
-    if at("first_name") == 0 and not (same_contact and at("birthday") == 2):
-        # Unless email or phone and the birthday agree: a nickname we do not know.
-        reasons.append("first names differ")
+    # One person's name written another way: nobody names twins or siblings so.
+    first_written_so = at("first_name") == 3 or first_name_slip or first_name_short_form
+    one_name = first_written_so and (at("last_name") == 3 or last_name_slip)
+    if at("first_name") == 0 and not first_name_nickname_typo:
+        if not (same_contact and at("birthday") == 2):
+            # Unless email or phone and the birthday agree: a nickname we do not know.
+            reasons.append("first names differ")
     elif (
-        0 < at("first_name") < 3
+        at("first_name") < 3
         and not same_contact
-        and not (first_name_slip and (at("birthday") == 2 or at("address") == 3))
+        and not (
+            (first_name_slip or first_name_short_form or first_name_nickname_typo)
+            and (at("birthday") == 2 or at("address") == 3 or at("email") == 2)
+        )
     ):
         # Aidan and Aiden, same birthday and address: twins as often as a typo.
-        # Howard and Howrd with one birthday or door are one person: nobody is
-        # named so. (Emails alike say nothing here: they are made of the names.)
+        # Howard and Howrd, or Jeff and Jeffrey, with one birthday, door or email
+        # (give or take a typo) are one person: nobody is named so. (An email a
+        # typo apart says nothing for names that are only alike: it is made of
+        # the names, jon.smith@ and john.smith@.)
         reasons.append("first names only alike, and no shared email or phone")
-    if at("last_name") == 0:
+    if at("last_name") == 0 and not (first_written_so and same_contact and at("birthday") == 2):
+        # Unless first name, email or phone and birthday agree: a new married name.
         reasons.append("last names differ")
     if at("birthday") == 0:
         reasons.append("birthdays differ")
-    # Same name at the same door, and no email or phone that contradicts it (one
-    # side simply has none): one person. With two different emails it is as likely
-    # a father and son.
-    same_door = (
-        at("address") == 3
-        and (at("first_name") == 3 or first_name_slip)
-        and at("last_name") == 3
-        and at("email") in (-1, 3)
-        and at("phone") != 0
-    )
-    if not (contact or at("birthday") == 2 or same_door):
+    # Same name, and the same door or a birthday one slip apart, and no email or
+    # phone that contradicts it (one side simply has none): one person. With two
+    # different emails it is as likely a father and son.
+    uncontradicted = one_name and at("email") in (-1, 3) and at("phone") != 0
+    same_door = uncontradicted and at("address") == 3
+    near_birthday = uncontradicted and at("birthday") == 1
+    if not (contact or at("birthday") == 2 or same_door or near_birthday):
         reasons.append("no email, phone or birthday in common")
     return reasons
 

@@ -1,0 +1,60 @@
+"""vetoes: which pairs may merge automatically, whatever their score."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apps.identity.dedup.services import vetoes
+
+FIELDS = ("first_name", "last_name", "email", "phone", "birthday", "address")
+NO_CONTACT = "no email, phone or birthday in common"
+ONLY_ALIKE = "first names only alike, and no shared email or phone"
+
+
+def levels(*values: int) -> dict[str, int]:
+    return dict(zip(FIELDS, values, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("level", "flags", "expected"),
+    [
+        # One name, one door, no email on one side: one person.
+        (levels(3, 3, -1, -1, -1, 3), {}, []),
+        # ... with a typo in the last name (Smith, Smiht).
+        (levels(3, 2, -1, -1, -1, 3), {"last_name_slip": True}, []),
+        (levels(3, 2, -1, -1, -1, 3), {}, [NO_CONTACT]),
+        # ... but two different emails: as likely a father and son.
+        (levels(3, 3, 0, -1, -1, 3), {}, [NO_CONTACT]),
+        (levels(3, 3, 1, -1, -1, 3), {}, [NO_CONTACT]),
+        # One name, a birthday one slip apart, nothing that contradicts.
+        (levels(3, 3, -1, -1, 1, -1), {}, []),
+        (levels(3, 3, 0, -1, 1, 3), {}, [NO_CONTACT]),
+        (levels(3, 3, -1, 0, 1, -1), {}, [NO_CONTACT]),
+        # A short form at one door (Jeff, Jeffrey) is one person; another spelling
+        # (Anna, Anne) as likely a twin.
+        (levels(2, 3, -1, -1, -1, 3), {"first_name_short_form": True}, []),
+        (levels(2, 3, 0, -1, 2, 3), {"first_name_short_form": True}, []),
+        (levels(2, 3, 0, -1, 2, 3), {}, [ONLY_ALIKE]),
+        # A first-name typo and an email typo (Jooshua joshuas@, Joshua josuhas@).
+        (levels(2, 3, 2, -1, -1, -1), {"first_name_slip": True}, []),
+        (levels(2, 3, 2, -1, -1, -1), {}, [ONLY_ALIKE]),
+        # A short form with a typo (Dna, Daniel), same email and phone.
+        (levels(0, 3, 3, 2, -1, 3), {"first_name_nickname_typo": True}, []),
+        (levels(0, 3, 3, 2, -1, 3), {}, ["first names differ"]),
+        # A new married name: same first name, email, phone and birthday.
+        (levels(3, 0, 3, 2, 2, 0), {}, []),
+        (levels(3, 0, 3, -1, -1, 3), {}, ["last names differ"]),
+        (levels(0, 0, 3, 2, 2, 3), {}, ["last names differ"]),
+        (levels(3, 3, 3, 2, 0, 3), {}, ["birthdays differ"]),
+    ],
+)
+def test_vetoes(level: dict[str, int], flags: dict[str, Any], expected: list[str]) -> None:
+    assert vetoes(level, **flags) == expected
+
+
+def test_fields_that_are_not_configured_count_as_missing() -> None:
+    assert vetoes({"first_name": 3, "last_name": 3, "address": 3}) == []
+    assert vetoes({"email": 3}) == []
+    assert vetoes({"first_name": 3, "last_name": 3}) == [NO_CONTACT]
