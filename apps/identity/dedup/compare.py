@@ -194,10 +194,10 @@ class FieldComparison:
     level: LevelArray
     similarity: FloatArray
     # Names only: the two differ by one slip of the keyboard or of OCR (see ``slip``),
-    # are a short form and its formal name (Jeff, Jeffrey), or a short form with a
-    # slip (Dna, Daniel).
+    # are nicknames two letters or more apart (Jeff, Jeffrey; Jimmy, James), or a
+    # nickname with a slip (Dna, Daniel).
     slip: BoolArray | None = None
-    short_form: BoolArray | None = None
+    nickname: BoolArray | None = None
     nickname_typo: BoolArray | None = None
 
 
@@ -268,24 +268,22 @@ def compare_name(
     alike = ((level == 1) | (level == 2)) & ~read_back
     if alike.any():
         slips[alike] = [slip(x, y) for x, y in zip(a[alike], b[alike], strict=True)]
-    # A short form proper (Jeff, Jeffrey; Bob, Robert), not another spelling of one
-    # name (Anna, Anne; Jon, John; Mary, Marie: the nickname data lists those too,
-    # and twins and siblings are named so).
-    short_form = np.zeros(len(a), dtype=bool)
+    # One slip is very similar, however Jaro-Winkler rates it (Judy, Jusy).
+    level[slips & (level == 1)] = 2
+    # Nicknames proper (Jeff, Jeffrey; Bob, Robert; Jimmy, James), not one name
+    # spelt with a letter more or another (Anna, Anne; Jon, John; Brian, Bryan):
+    # the nickname data lists those too, and twins and siblings are named so.
+    nickname = np.zeros(len(a), dtype=bool)
     if nick.any():
-        # Two letters shorter at least, or another first letter (Bob, Robert): Mary
-        # and Marie, Jimmy and James are other spellings or another name.
-        longer = np.abs(len_a[nick] - len_b[nick]) >= 2
-        initials = np.array([x[0] != y[0] for x, y in zip(a[nick], b[nick], strict=True)])
-        short_form[nick] = longer | initials
-    # A short form with a slip (Dna for Dan, Daniel): asked only where it can decide
+        nickname[nick] = _cpdist(a[nick], b[nick], OSA.distance) >= 2
+    # A nickname with a slip (Dna for Dan, Daniel): asked only where it can decide
     # (``details``), since it is looked up name by name.
     nick_typo = np.zeros(len(a), dtype=bool)
     if nicknames and details:
         unknown = fuzzy & ~nick & ~slips & (level < 2)
         if unknown.any():
             nick_typo[unknown] = _pairwise(a[unknown], b[unknown], nickname_typo)
-    return FieldComparison(level, similarity, slips, short_form, nick_typo)
+    return FieldComparison(level, similarity, slips, nickname, nick_typo)
 
 
 def _pairwise(a: ObjectArray, b: ObjectArray, function: Callable[[str, str], bool]) -> BoolArray:
@@ -579,10 +577,14 @@ class Comparison:
     # First (last) names one slip apart (see ``slip``).
     first_name_slip: BoolArray
     last_name_slip: BoolArray
-    # First names: a short form and its formal name (Jeff, Jeffrey).
-    first_name_short_form: BoolArray
-    # First names: a short form with a slip (Dna, Daniel); only with ``details``.
+    # First names: nicknames two letters or more apart (Jeff, Jeffrey; Jimmy, James).
+    first_name_nickname: BoolArray
+    # First names: a nickname with a slip (Dna, Daniel); only with ``details``.
     first_name_nickname_typo: BoolArray
+    # Emails a typo apart that differ just as the first names do (phillip.brown@,
+    # philip.brown@): made of the names, not evidence of their own. Only with
+    # ``details``.
+    email_mirrors_names: BoolArray
 
 
 def compare_pairs(
@@ -617,6 +619,9 @@ def compare_pairs(
         level[:, k] = result.level
         similarity[:, k] = result.similarity
     swapped = _swap_names(records, left, right, level, similarity, flags, details=details)
+    mirrors = np.zeros(n, dtype=bool)
+    if details:
+        mirrors = _email_mirrors_names(records, left, right, level, swapped)
     return Comparison(
         [s.name for s in specs],
         level,
@@ -624,15 +629,51 @@ def compare_pairs(
         swapped,
         first_name_slip=flags["first_name_slip"],
         last_name_slip=flags["last_name_slip"],
-        first_name_short_form=flags["first_name_short_form"],
+        first_name_nickname=flags["first_name_nickname"],
         first_name_nickname_typo=flags["first_name_nickname_typo"],
+        email_mirrors_names=mirrors,
     )
+
+
+def _email_mirrors_names(
+    records: Records, left: IndexArray, right: IndexArray, level: LevelArray, swapped: BoolArray
+) -> BoolArray:
+    """For pairs whose emails are a typo apart and whose first names differ: whether
+    the mailbox names differ just as the first names do."""
+    names = [s.name for s in records.specs]
+    out = np.zeros(len(left), dtype=bool)
+    if not {"email", "first_name"} <= set(names):
+        return out
+    e, f = names.index("email"), names.index("first_name")
+    if records.specs[e].comparator != Comparator.EMAIL:
+        return out
+    rows = np.flatnonzero((level[:, e] == 2) & (level[:, f] < 3))
+    email, first = records.columns["email"], records.columns["first_name"]
+    last = records.columns.get("last_name", first)
+    for k in rows.tolist():
+        i, j = left[k], right[k]
+        first_j = last[j] if swapped[k] else first[j]
+        out[k] = email_mirrors_names(email[i], email[j], first[i], first_j)
+    return out
+
+
+def email_mirrors_names(email_a: str, email_b: str, first_a: str, first_b: str) -> bool:
+    """Whether two mailbox names differ only as the first names do: phillip.brown@
+    and philip.brown@, r.jones@ and b.jones@ (letters only: john_jones@ and
+    johnnyjones@ too)."""
+    a, b = (_letters(v.partition("@")[0]).replace("@", "") for v in (email_a, email_b))
+    if not (first_a and first_b and a and b):
+        return False
+    for x, y, name_x, name_y in ((a, b, first_a, first_b), (b, a, first_b, first_a)):
+        if name_x in x and x.replace(name_x, name_y, 1) == y:
+            return True
+    return a[0] == first_a[0] and b[0] == first_b[0] and a[1:] == b[1:]
 
 
 _NAME_FLAGS = (
     "first_name_slip",
     "last_name_slip",
-    "first_name_short_form",
+    "first_name_nickname",
     "first_name_nickname_typo",
 )
 
@@ -643,7 +684,7 @@ def _keep_flags(
     """Copy a name comparison's flags into ``flags`` at ``rows`` (a mask or indices)."""
     values = {
         "slip": result.slip,
-        "short_form": result.short_form,
+        "nickname": result.nickname,
         "nickname_typo": result.nickname_typo,
     }
     for kind, value in values.items():
@@ -707,7 +748,7 @@ def _swap_names(
     better = alike & (crossed >= straight + SWAP_MARGIN)
     rows = np.flatnonzero(candidates)[better]
     swapped[rows] = True
-    # The crossed pair that is a short form (Tom, Thomas) is the first names.
+    # The crossed pair that are nicknames (Tom, Thomas) is the first names.
     first_like_1, first_like_2 = (_first_name_like(c)[better] for c in (cross_1, cross_2))
     second = first_like_2 & ~first_like_1
     picks = [_take(cross_1, cross_2, better, second), _take(cross_2, cross_1, better, second)]
@@ -719,10 +760,10 @@ def _swap_names(
 
 
 def _first_name_like(result: FieldComparison) -> BoolArray:
-    """Pairs alike as first names are, not as surnames: a short form, with or
-    without a slip."""
+    """Pairs alike as first names are, not as surnames: nicknames, with or without
+    a slip."""
     out = np.zeros(len(result.level), dtype=bool)
-    for flag in (result.short_form, result.nickname_typo):
+    for flag in (result.nickname, result.nickname_typo):
         if flag is not None:
             out |= flag
     return out
@@ -742,6 +783,6 @@ def _take(
         pick(usual.level, other.level),
         pick(usual.similarity, other.similarity),
         pick(usual.slip, other.slip),
-        pick(usual.short_form, other.short_form),
+        pick(usual.nickname, other.nickname),
         pick(usual.nickname_typo, other.nickname_typo),
     )

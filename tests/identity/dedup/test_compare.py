@@ -16,6 +16,7 @@ from apps.identity.dedup.compare import (
     compare_field,
     compare_name,
     compare_pairs,
+    email_mirrors_names,
     nickname_typo,
     slip,
 )
@@ -42,7 +43,7 @@ def level(comparator: str, a: str, b: str, *, nicknames: bool = False) -> int:
     [
         ("robert", "robert", 3),
         ("robert", "robret", 2),  # transposition
-        ("kowalski", "kovvalski", 1),  # OCR: w read as vv
+        ("kowalski", "kovvalski", 2),  # OCR: w read as vv (one slip)
         ("amy", "ay", 1),  # one edit in a short name
         ("j", "john", 1),  # an initial
         ("bob", "robert", 2),  # nickname
@@ -212,9 +213,9 @@ def first_names(a: str, b: str) -> FieldComparison:
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
     [
-        ("amanda", "arnanda", 1),  # OCR: m read as rn (two edits, one slip)
-        ("edmund", "edrnund", 1),
-        ("warmer", "warrneer", 1),  # rn read back as m, then one letter doubled
+        ("amanda", "arnanda", 2),  # OCR: m read as rn (two edits, one slip)
+        ("edmund", "edrnund", 2),
+        ("warmer", "warrneer", 2),  # rn read back as m, then one letter doubled
         ("scott", "scot", 2),  # a doubled last letter written once
     ],
 )
@@ -225,21 +226,21 @@ def test_ocr_letter_groups_read_back_leave_one_slip(a: str, b: str, expected: in
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "short_form"),
+    ("a", "b", "nickname"),
     [
-        ("jeff", "jeffrey", True),  # two letters shorter
-        ("bob", "robert", True),  # another first letter
+        ("jeff", "jeffrey", True),
+        ("bob", "robert", True),
         ("ted", "edward", True),
-        ("mary", "marie", False),  # other spellings of one name
-        ("anna", "anne", False),
-        ("jon", "john", False),
-        ("jimmy", "james", False),
+        ("jimmy", "james", True),
+        ("anna", "anne", False),  # one name spelt with another letter
+        ("jon", "john", False),  # ... or with one more
+        ("brian", "bryan", False),
     ],
 )
-def test_short_forms_are_told_from_other_spellings(a: str, b: str, short_form: bool) -> None:
+def test_nicknames_are_told_from_other_spellings(a: str, b: str, nickname: bool) -> None:
     result = first_names(a, b)
     assert result.level.tolist() == [2]  # the nickname data knows them all
-    assert result.short_form is not None and result.short_form.tolist() == [short_form]
+    assert result.nickname is not None and result.nickname.tolist() == [nickname]
 
 
 @pytest.mark.parametrize(
@@ -247,13 +248,13 @@ def test_short_forms_are_told_from_other_spellings(a: str, b: str, short_form: b
     [
         ("dna", "daniel", True),  # Dan, with two letters swapped
         ("pwte", "peter", True),  # Pete, a key next door
-        ("ahley", "ash", True),  # Ashley with a letter left out, and its short form
+        ("ahley", "ash", True),  # Ashley with a letter left out, and its nickname
         ("jinmy", "james", True),  # Jimmy
         ("mary", "robert", False),
         ("ann", "daniel", False),
     ],
 )
-def test_short_forms_with_a_slip(a: str, b: str, expected: bool) -> None:
+def test_nicknames_with_a_slip(a: str, b: str, expected: bool) -> None:
     assert nickname_typo(a, b) is expected
     assert nickname_typo(b, a) is expected
 
@@ -272,7 +273,7 @@ def test_nickname_typos_are_looked_up_only_for_details() -> None:
     assert detailed.nickname_typo is not None and detailed.nickname_typo.tolist() == [True]
 
 
-def test_swapped_names_with_a_short_form_are_compared_crossed() -> None:
+def test_swapped_names_with_a_nickname_are_compared_crossed() -> None:
     # given: Tom Higgins, and Higgkns Thomas (swapped, formal name, a typo)
     records = build_records(
         [
@@ -285,9 +286,27 @@ def test_swapped_names_with_a_short_form_are_compared_crossed() -> None:
     # when
     result = compare_pairs(records, np.array([0]), np.array([1]), details=True)
 
-    # then: the short form pair is taken for the first names, whichever side it is on
+    # then: the nicknames are taken for the first names, whichever side they are on
     assert result.swapped.tolist() == [True]
     assert result.level[0, :2].tolist() == [2, 2]
-    assert result.first_name_short_form.tolist() == [True]
+    assert result.first_name_nickname.tolist() == [True]
     assert result.first_name_slip.tolist() == [False]
     assert result.last_name_slip.tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    ("email_a", "email_b", "first_a", "first_b", "expected"),
+    [
+        ("phillip.brown@yahoo.com", "philip.brown@yahoo.com", "phillip", "philip", True),
+        ("r.jones@yahoo.com", "b.jones@yahoo.com", "robert", "bill", True),  # initials
+        ("johnnyjohnson@aol.com", "john_johnson@aol.com", "johnny", "john", True),
+        ("joshuas@icloud.com", "josuhas@icloud.com", "joshua", "jooshua", False),  # typos
+        ("smith.mary@aol.com", "smith.marie@aol.com", "mary", "marie", True),
+        ("smith.mary@aol.com", "smith.mary@aol.com", "", "marie", False),
+    ],
+)
+def test_emails_that_differ_as_the_first_names_do(
+    email_a: str, email_b: str, first_a: str, first_b: str, expected: bool
+) -> None:
+    assert email_mirrors_names(email_a, email_b, first_a, first_b) is expected
+    assert email_mirrors_names(email_b, email_a, first_b, first_a) is expected

@@ -32,15 +32,21 @@ def levels(*values: int) -> dict[str, int]:
         (levels(3, 3, -1, -1, 1, -1), {}, []),
         (levels(3, 3, 0, -1, 1, 3), {}, [NO_CONTACT]),
         (levels(3, 3, -1, 0, 1, -1), {}, [NO_CONTACT]),
-        # A short form at one door (Jeff, Jeffrey) is one person; another spelling
+        # A nickname at one door (Jeff, Jeffrey) is one person; another spelling
         # (Anna, Anne) as likely a twin.
-        (levels(2, 3, -1, -1, -1, 3), {"first_name_short_form": True}, []),
-        (levels(2, 3, 0, -1, 2, 3), {"first_name_short_form": True}, []),
+        (levels(2, 3, -1, -1, -1, 3), {"first_name_nickname": True}, []),
+        (levels(2, 3, 0, -1, 2, 3), {"first_name_nickname": True}, []),
         (levels(2, 3, 0, -1, 2, 3), {}, [ONLY_ALIKE]),
         # A first-name typo and an email typo (Jooshua joshuas@, Joshua josuhas@).
         (levels(2, 3, 2, -1, -1, -1), {"first_name_slip": True}, []),
         (levels(2, 3, 2, -1, -1, -1), {}, [ONLY_ALIKE]),
-        # A short form with a typo (Dna, Daniel), same email and phone.
+        # ... but not emails that differ as the names do (phillip.brown@, philip.brown@).
+        (
+            levels(2, 3, 2, -1, -1, -1),
+            {"first_name_slip": True, "email_mirrors_names": True},
+            [ONLY_ALIKE],
+        ),
+        # A nickname with a typo (Dna, Daniel), same email and phone.
         (levels(0, 3, 3, 2, -1, 3), {"first_name_nickname_typo": True}, []),
         (levels(0, 3, 3, 2, -1, 3), {}, ["first names differ"]),
         # A new married name: same first name, email, phone and birthday.

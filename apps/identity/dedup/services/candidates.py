@@ -109,8 +109,9 @@ def evidence(
     flags = {
         "first_name_slip": bool(comparison.first_name_slip[k]),
         "last_name_slip": bool(comparison.last_name_slip[k]),
-        "first_name_short_form": bool(comparison.first_name_short_form[k]),
+        "first_name_nickname": bool(comparison.first_name_nickname[k]),
         "first_name_nickname_typo": bool(comparison.first_name_nickname_typo[k]),
+        "email_mirrors_names": bool(comparison.email_mirrors_names[k]),
     }
     return {
         "fields": fields,

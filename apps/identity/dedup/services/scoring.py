@@ -22,8 +22,9 @@ def vetoes(
     *,
     first_name_slip: bool = False,
     last_name_slip: bool = False,
-    first_name_short_form: bool = False,
+    first_name_nickname: bool = False,
     first_name_nickname_typo: bool = False,
+    email_mirrors_names: bool = False,
 ) -> list[str]:
     """Why a pair must not merge automatically whatever its score (it goes to review).
 
@@ -31,8 +32,9 @@ def vetoes(
     fields that are not configured are simply absent. The flags say more about the
     names than their level (see ``compare.Comparison``): first (last) names one slip
     of the keyboard or OCR apart (``compare.slip``), a typo rather than another
-    name; a short form and its formal name (Jeff, Jeffrey); a short form with a
-    slip (Dna, Daniel).
+    name; nicknames two letters or more apart (Jeff, Jeffrey; Jimmy, James); a
+    nickname with a slip (Dna, Daniel); emails a typo apart that differ as the first names do
+    (phillip.brown@, philip.brown@).
     """
 
     def at(name: str) -> int:
@@ -44,7 +46,7 @@ def vetoes(
     # independent evidence that the names are one person's.
     same_contact = at("email") == 3 or at("phone") >= 1
     # One person's name written another way: nobody names twins or siblings so.
-    first_written_so = at("first_name") == 3 or first_name_slip or first_name_short_form
+    first_written_so = at("first_name") == 3 or first_name_slip or first_name_nickname
     one_name = first_written_so and (at("last_name") == 3 or last_name_slip)
     if at("first_name") == 0 and not first_name_nickname_typo:
         if not (same_contact and at("birthday") == 2):
@@ -54,15 +56,20 @@ def vetoes(
         at("first_name") < 3
         and not same_contact
         and not (
-            (first_name_slip or first_name_short_form or first_name_nickname_typo)
-            and (at("birthday") == 2 or at("address") == 3 or at("email") == 2)
+            (first_name_slip or first_name_nickname)
+            and (
+                at("birthday") == 2
+                or at("address") == 3
+                or (at("email") == 2 and not email_mirrors_names)
+            )
         )
     ):
         # Aidan and Aiden, same birthday and address: twins as often as a typo.
         # Howard and Howrd, or Jeff and Jeffrey, with one birthday, door or email
-        # (give or take a typo) are one person: nobody is named so. (An email a
-        # typo apart says nothing for names that are only alike: it is made of
-        # the names, jon.smith@ and john.smith@.)
+        # (give or take a typo) are one person: nobody is named so. (An email that
+        # differs as the names do says nothing: jon.smith@, john.smith@.) A short
+        # form with a typo (Ana: Anna, Anne) is as often another spelling: only a
+        # shared email or phone tells.
         reasons.append("first names only alike, and no shared email or phone")
     if at("last_name") == 0 and not (first_written_so and same_contact and at("birthday") == 2):
         # Unless first name, email or phone and birthday agree: a new married name.
