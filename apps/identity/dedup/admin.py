@@ -249,6 +249,7 @@ class DedupFieldInline(admin.TabularInline):
         "m_probabilities",
         "u_probabilities",
         "weights",
+        "frequency_adjusted",
     )
     extra = 0
 

@@ -20,6 +20,7 @@ __all__ = [
     "DedupConfig",
     "DedupField",
     "DedupRun",
+    "DedupValueFrequency",
     "DuplicateCandidate",
 ]
 
@@ -104,6 +105,11 @@ class DedupField(models.Model):
         null=True,
         blank=True,
         help_text="Manual match weight per level (overrides m and u), e.g. [-4, 2, 6, 9].",
+    )
+    frequency_adjusted = models.BooleanField(
+        default=False,
+        help_text="Exact agreement on a rare value weighs more than on a common one "
+        "(two Severin Ullrichs say more than two John Smiths). Not with manual weights.",
     )
     position = models.PositiveSmallIntegerField(default=100)
 
@@ -257,3 +263,20 @@ class DedupBlockKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.profile_id}:{self.key}"
+
+
+class DedupValueFrequency(models.Model):
+    """How many live profiles had each value of a frequency-adjusted field, as of the
+    last full run (values held by fewer than three are left out). Derived data, for
+    incremental runs: rebuilt by every full run."""
+
+    pk = models.CompositePrimaryKey("field", "value")
+    field = models.CharField(max_length=50)
+    value = models.TextField()
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        verbose_name = "dedup value frequency"
+
+    def __str__(self) -> str:
+        return f"{self.field}={self.value}: {self.count}"

@@ -31,12 +31,14 @@ class FieldSpec:
     m: tuple[float, ...] | None = None
     u: tuple[float, ...] | None = None
     weights: tuple[float, ...] | None = None
+    # Exact agreement on a rare value weighs more (see ``frequency``).
+    frequency_adjusted: bool = False
 
 
 # The Segment reserved traits, in the order they are shown.
 BUILTIN_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("first_name", "firstName", Comparator.NAME),
-    FieldSpec("last_name", "lastName", Comparator.NAME),
+    FieldSpec("first_name", "firstName", Comparator.NAME, frequency_adjusted=True),
+    FieldSpec("last_name", "lastName", Comparator.NAME, frequency_adjusted=True),
     FieldSpec("email", "email", Comparator.EMAIL),
     FieldSpec("phone", "phone", Comparator.PHONE),
     FieldSpec("birthday", "birthday", Comparator.DATE),

@@ -128,13 +128,17 @@ def candidates_build(
     right: IndexArray,
     scores: np.ndarray,
     model: Model,
+    adjustments: np.ndarray | None = None,
 ) -> list[DuplicateCandidate]:
     """Candidate rows (not saved yet) for the pairs above the review threshold; a
-    pair still pending from an earlier run keeps its row."""
+    pair still pending from an earlier run keeps its row. ``adjustments``: the
+    frequency adjustments of the field weights (see ``frequency``)."""
     if len(left) == 0:
         return []
     comparison = compare_pairs(records, left, right, details=True)
     weights = model.field_weights(comparison.level)
+    if adjustments is not None:
+        weights = weights + adjustments
     probability = model.probability(scores)
     existing = {
         (a, b): pk

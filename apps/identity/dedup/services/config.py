@@ -40,6 +40,7 @@ def dedup_config_ensure() -> DedupConfig:
                     name=spec.name,
                     trait=spec.trait,
                     comparator=spec.comparator,
+                    frequency_adjusted=spec.frequency_adjusted,
                     position=(i + 1) * 10,
                 )
                 for i, spec in enumerate(BUILTIN_FIELDS)
@@ -60,6 +61,7 @@ def dedup_settings_load() -> DedupSettings:
             m=tuple(f.m_probabilities) if f.m_probabilities is not None else None,
             u=tuple(f.u_probabilities) if f.u_probabilities is not None else None,
             weights=tuple(f.weights) if f.weights is not None else None,
+            frequency_adjusted=f.frequency_adjusted,
         )
         for f in DedupField.objects.filter(config=config, enabled=True).order_by("position", "name")
         if f.comparator in LEVELS

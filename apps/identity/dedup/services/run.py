@@ -40,6 +40,7 @@ from apps.identity.models import Profile
 from ..blocking import BlockingStats, block_keys, candidate_pairs
 from ..compare import IndexArray
 from ..fellegi_sunter import Model, initial_model
+from ..frequency import ValueFrequencies, frequency_adjustments
 from ..models import DedupBlockKey, DedupRun, DuplicateCandidate
 from ..records import Records, build_records
 from .candidates import (
@@ -52,6 +53,7 @@ from .candidates import (
 )
 from .config import DedupSettings, Progress, dedup_settings_load
 from .decisions import auto_merge
+from .frequencies import frequencies_load, frequencies_rebuild
 from .index import index_insert, index_rebuild
 from .scoring import EM_MIN_PAIRS, compare_all, estimate_model
 
@@ -234,8 +236,20 @@ def _full(run: DedupRun, settings: DedupSettings, outcome: _Outcome, progress: P
         progress("block", 1, 1)
     with clock.stage("index"):
         index_rebuild(records, keys)
+        frequencies = frequencies_rebuild(records, settings.specs)
     _score_and_decide(
-        run, settings, records, left, right, None, outcome, progress, clock, stats, changed=None
+        run,
+        settings,
+        records,
+        left,
+        right,
+        None,
+        frequencies,
+        outcome,
+        progress,
+        clock,
+        stats,
+        changed=None,
     )
 
 
@@ -283,6 +297,8 @@ def _incremental(
         progress("block", 1, 1)
     with clock.stage("index"):
         index_insert(records, keys, changed)
+        saved = last.parameters["model"].get("frequencies", {})
+        frequencies = frequencies_load(records, settings.specs, saved)
     _score_and_decide(
         run,
         settings,
@@ -290,6 +306,7 @@ def _incremental(
         left,
         right,
         model,
+        frequencies,
         outcome,
         progress,
         clock,
@@ -317,6 +334,7 @@ def _score_and_decide(
     left: IndexArray,
     right: IndexArray,
     model: Model | None,
+    frequencies: dict[str, ValueFrequencies],
     outcome: _Outcome,
     progress: Progress,
     clock: _Clock,
@@ -328,20 +346,28 @@ def _score_and_decide(
         keep = drop_decided(records, left, right)
         left, right = left[keep], right[keep]
         outcome.pairs = len(left)
-        level, _ = compare_all(records, left, right, progress)
+        level, swapped = compare_all(records, left, right, progress)
     with clock.stage("estimate"):
         if model is None:
             model = initial_model(settings.specs)
             if settings.estimate_weights and len(level) >= EM_MIN_PAIRS:
                 codes = left * len(records) + right
                 model = estimate_model(records, level, codes, stats, model)
-        outcome.model = model.as_dict()
-        scores = model.score(level)
+        outcome.model = {
+            **model.as_dict(),
+            "frequencies": {name: table.summary() for name, table in frequencies.items()},
+        }
+        adjustments = frequency_adjustments(
+            records, left, right, level, swapped, model, frequencies
+        )
+        scores = model.score(level) + adjustments.sum(axis=1)
         progress("estimate", 1, 1)
     with clock.stage("decide"):
         selected = np.flatnonzero(scores >= settings.review_threshold)
         order = selected[np.argsort(-scores[selected], kind="stable")]
-        candidates = candidates_build(run, records, left[order], right[order], scores[order], model)
+        candidates = candidates_build(
+            run, records, left[order], right[order], scores[order], model, adjustments[order]
+        )
         # Two or more vetoes: different people (households, namesakes), nearly
         # always; they would only crowd the review queue.
         candidates = [c for c in candidates if len(c.evidence["vetoes"]) <= QUEUE_MAX_VETOES]

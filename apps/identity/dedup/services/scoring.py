@@ -78,10 +78,17 @@ def vetoes(
         reasons.append("birthdays differ")
     # Same name, and the same door or a birthday one slip apart, and no email or
     # phone that contradicts it (one side simply has none): one person. With two
-    # different emails it is as likely a father and son.
+    # different emails, one name at one door is as likely a father and son; but
+    # they do not share their birthday give or take a slip, so one name, one door
+    # and such a birthday are one person whatever the emails.
     uncontradicted = one_name and at("email") in (-1, 3) and at("phone") != 0
     same_door = uncontradicted and at("address") == 3
-    near_birthday = uncontradicted and at("birthday") == 1
+    near_birthday = (
+        one_name
+        and at("birthday") == 1
+        and at("phone") != 0
+        and (at("email") in (-1, 3) or at("address") == 3)
+    )
     if not (contact or at("birthday") == 2 or same_door or near_birthday):
         reasons.append("no email, phone or birthday in common")
     return reasons
