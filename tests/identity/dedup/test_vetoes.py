@@ -35,6 +35,13 @@ def levels(*values: int) -> dict[str, int]:
         # one day.
         (levels(3, 3, 0, -1, 1, 3), {}, []),
         (levels(3, 3, 0, -1, 1, 0), {}, [NO_CONTACT]),
+        # A slip in a name at one door, whatever the emails: sons are spelt as their
+        # fathers are; a nickname is no slip (sons go by them), two phones contradict.
+        (levels(2, 3, 0, -1, -1, 3), {"first_name_slip": True}, []),
+        (levels(3, 2, 1, -1, -1, 3), {"last_name_slip": True}, []),
+        (levels(2, 3, 0, -1, -1, 3), {"first_name_nickname": True}, [NO_CONTACT]),
+        (levels(3, 2, 0, 0, -1, 3), {"last_name_slip": True}, [NO_CONTACT]),
+        (levels(2, 3, 0, -1, -1, 0), {"first_name_slip": True}, [ONLY_ALIKE, NO_CONTACT]),
         # A nickname at one door (Jeff, Jeffrey) is one person; another spelling
         # (Anna, Anne) as likely a twin.
         (levels(2, 3, -1, -1, -1, 3), {"first_name_nickname": True}, []),

@@ -14,6 +14,63 @@ from .candidates import candidates_write
 from .config import Progress
 
 MERGE_BATCH = 500
+FATHER_AND_SON = "would join, through other profiles, two of one name at one door kept apart"
+
+
+def _one_name_at_one_door(candidate: DuplicateCandidate) -> bool:
+    """A pair the vetoes kept apart although name and address agree exactly: as
+    often a father and son as one person."""
+    fields = candidate.evidence.get("fields", {})
+    exact = all(
+        fields.get(name, {}).get("level") == top
+        for name, top in (("first_name", 3), ("last_name", 3), ("address", 3))
+    )
+    return exact and bool(candidate.evidence.get("vetoes"))
+
+
+def automatic_select(
+    candidates: list[DuplicateCandidate], threshold: float
+) -> list[DuplicateCandidate]:
+    """The pairs to merge automatically: at or above ``threshold``, without a veto,
+    best score first; and none that would put into one profile, through pairs
+    merged before it, two profiles of one name at one door the vetoes kept apart
+    (a son and his father's duplicate with a typo in the name: what the rules do
+    not merge directly, they do not merge by a detour). Such a pair gets that veto
+    and waits for review."""
+    kept_apart: dict[Any, set[Any]] = {}
+    for c in candidates:
+        if _one_name_at_one_door(c):
+            kept_apart.setdefault(c.profile_a_id, set()).add(c.profile_b_id)
+            kept_apart.setdefault(c.profile_b_id, set()).add(c.profile_a_id)
+    cluster: dict[Any, Any] = {}
+    members: dict[Any, list[Any]] = {}
+
+    def find(pid: Any) -> Any:
+        root = pid
+        while cluster.get(root, root) != root:
+            root = cluster[root]
+        while cluster.get(pid, pid) != root:
+            cluster[pid], pid = root, cluster[pid]
+        return root
+
+    selected = []
+    for c in sorted(candidates, key=lambda c: -c.score):
+        if c.score < threshold or c.evidence.get("vetoes"):
+            continue
+        a, b = find(c.profile_a_id), find(c.profile_b_id)
+        if a != b:
+            side_a, side_b = members.get(a, [a]), members.get(b, [b])
+            if len(side_a) > len(side_b):
+                side_a, side_b, a, b = side_b, side_a, b, a
+            others = set(side_b)
+            if kept_apart and any(kept_apart.get(pid, set()) & others for pid in side_a):
+                c.evidence["vetoes"] = [FATHER_AND_SON]
+                continue
+            cluster[a] = b
+            members[b] = side_b + side_a
+            members.pop(a, None)
+        selected.append(c)
+    return selected
 
 
 def auto_merge(

@@ -52,7 +52,7 @@ from .candidates import (
     stale_pending_delete,
 )
 from .config import DedupSettings, Progress, dedup_settings_load
-from .decisions import auto_merge
+from .decisions import auto_merge, automatic_select
 from .frequencies import frequencies_load, frequencies_rebuild
 from .index import index_insert, index_rebuild
 from .scoring import EM_MIN_PAIRS, compare_all, estimate_model
@@ -368,15 +368,11 @@ def _score_and_decide(
         candidates = candidates_build(
             run, records, left[order], right[order], scores[order], model, adjustments[order]
         )
+        auto = automatic_select(candidates, settings.auto_merge_threshold)
         # Two or more vetoes: different people (households, namesakes), nearly
         # always; they would only crowd the review queue.
         candidates = [c for c in candidates if len(c.evidence["vetoes"]) <= QUEUE_MAX_VETOES]
     with clock.stage("merge"):
-        auto = [
-            c
-            for c in candidates
-            if c.score >= settings.auto_merge_threshold and not c.evidence.get("vetoes")
-        ]
         outcome.merged, outcome.refused = auto_merge(run, auto, progress)
     with clock.stage("save"):
         automatic = {id(c) for c in auto}

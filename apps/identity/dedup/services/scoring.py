@@ -83,13 +83,20 @@ def vetoes(
     # and such a birthday are one person whatever the emails.
     uncontradicted = one_name and at("email") in (-1, 3) and at("phone") != 0
     same_door = uncontradicted and at("address") == 3
+    # A slip in either name at one door, whatever the emails: a son named after his
+    # father is spelt as his father is, a slip comes from copying one person's
+    # record. (A nickname is no slip: a son often goes by one.)
+    slipped = (first_name_slip and at("last_name") in (2, 3)) or (
+        last_name_slip and at("first_name") == 3
+    )
+    typo_at_door = slipped and one_name and at("address") == 3 and at("phone") != 0
     near_birthday = (
         one_name
         and at("birthday") == 1
         and at("phone") != 0
         and (at("email") in (-1, 3) or at("address") == 3)
     )
-    if not (contact or at("birthday") == 2 or same_door or near_birthday):
+    if not (contact or at("birthday") == 2 or same_door or near_birthday or typo_at_door):
         reasons.append("no email, phone or birthday in common")
     return reasons
 
