@@ -64,3 +64,20 @@ def test_pairs_within_one_profile_already_are_still_selected() -> None:
 
     # then: the last one is merged already (the merge records say so)
     assert automatic_select(pairs, 20.0) == pairs
+
+
+def test_a_pair_sharing_an_email_is_no_detour() -> None:
+    # given: one person, three records; the second has a new email (and the phone),
+    # the third the first one's email only; the second and third look like father and
+    # son
+    first_and_second = pair(FATHER, FATHERS_TYPO, 60, {"phone": 2, "email": 0})
+    second_and_third = pair(
+        FATHERS_TYPO, SON, 32, ONE_NAME_ONE_DOOR, "no email, phone or birthday in common"
+    )
+    first_and_third = pair(FATHER, SON, 50, {**ONE_NAME_ONE_DOOR, "email": 3})
+
+    # when
+    selected = automatic_select([first_and_second, second_and_third, first_and_third], 20.0)
+
+    # then
+    assert selected == [first_and_second, first_and_third]

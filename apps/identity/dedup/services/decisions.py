@@ -28,15 +28,23 @@ def _one_name_at_one_door(candidate: DuplicateCandidate) -> bool:
     return exact and bool(candidate.evidence.get("vetoes"))
 
 
+def _shared_contact(candidate: DuplicateCandidate) -> bool:
+    """The pair shares its email or phone: evidence of its own, not a detour."""
+    fields = candidate.evidence.get("fields", {})
+    email = fields.get("email", {}).get("level", -1)
+    phone = fields.get("phone", {}).get("level", -1)
+    return email == 3 or phone >= 1
+
+
 def automatic_select(
     candidates: list[DuplicateCandidate], threshold: float
 ) -> list[DuplicateCandidate]:
     """The pairs to merge automatically: at or above ``threshold``, without a veto,
-    best score first; and none that would put into one profile, through pairs
-    merged before it, two profiles of one name at one door the vetoes kept apart
-    (a son and his father's duplicate with a typo in the name: what the rules do
-    not merge directly, they do not merge by a detour). Such a pair gets that veto
-    and waits for review."""
+    best score first; and, unless the pair shares an email or phone, none that
+    would put into one profile, through pairs merged before it, two profiles of one
+    name at one door the vetoes kept apart (a son and his father's duplicate with a
+    typo in the name: what the rules do not merge directly, they do not merge by a
+    detour). Such a pair gets that veto and waits for review."""
     kept_apart: dict[Any, set[Any]] = {}
     for c in candidates:
         if _one_name_at_one_door(c):
@@ -63,7 +71,8 @@ def automatic_select(
             if len(side_a) > len(side_b):
                 side_a, side_b, a, b = side_b, side_a, b, a
             others = set(side_b)
-            if kept_apart and any(kept_apart.get(pid, set()) & others for pid in side_a):
+            detour = kept_apart and not _shared_contact(c)
+            if detour and any(kept_apart.get(pid, set()) & others for pid in side_a):
                 c.evidence["vetoes"] = [FATHER_AND_SON]
                 continue
             cluster[a] = b

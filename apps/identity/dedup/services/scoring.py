@@ -33,8 +33,8 @@ def vetoes(
     names than their level (see ``compare.Comparison``): first (last) names one slip
     of the keyboard or OCR apart (``compare.slip``), a typo rather than another
     name; nicknames two letters or more apart (Jeff, Jeffrey; Jimmy, James); a
-    nickname with a slip (Dna, Daniel); emails a typo apart that differ as the first names do
-    (phillip.brown@, philip.brown@).
+    nickname with a slip (Dna, Daniel); emails a typo apart that differ as the first
+    names do (phillip.brown@, philip.brown@).
     """
 
     def at(name: str) -> int:
@@ -67,9 +67,9 @@ def vetoes(
         # Aidan and Aiden, same birthday and address: twins as often as a typo.
         # Howard and Howrd, or Jeff and Jeffrey, with one birthday, door or email
         # (give or take a typo) are one person: nobody is named so. (An email that
-        # differs as the names do says nothing: jon.smith@, john.smith@.) A short
-        # form with a typo (Ana: Anna, Anne) is as often another spelling: only a
-        # shared email or phone tells.
+        # differs as the names do says nothing: jon.smith@, john.smith@.) A
+        # nickname with a typo (Ana: Anna, Anne) is as often another spelling: only
+        # a shared email or phone tells.
         reasons.append("first names only alike, and no shared email or phone")
     if at("last_name") == 0 and not (first_written_so and same_contact and at("birthday") == 2):
         # Unless first name, email or phone and birthday agree: a new married name.
@@ -86,9 +86,7 @@ def vetoes(
     # A slip in either name at one door, whatever the emails: a son named after his
     # father is spelt as his father is, a slip comes from copying one person's
     # record. (A nickname is no slip: a son often goes by one.)
-    slipped = (first_name_slip and at("last_name") in (2, 3)) or (
-        last_name_slip and at("first_name") == 3
-    )
+    slipped = first_name_slip or (last_name_slip and at("first_name") == 3)
     typo_at_door = slipped and one_name and at("address") == 3 and at("phone") != 0
     near_birthday = (
         one_name
