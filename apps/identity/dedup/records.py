@@ -289,6 +289,9 @@ class Records:
     # Per column: values derived from each record (lengths, email parts...),
     # computed once, used by every comparison.
     caches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Row i's profile has absorbed others (its traits mix several records'); None
+    # when not looked up.
+    merged: npt.NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -38,6 +38,11 @@ def levels(*values: int) -> dict[str, int]:
         # A slip in a name at one door, whatever the emails: sons are spelt as their
         # fathers are; a nickname is no slip (sons go by them), two phones contradict.
         (levels(2, 3, 0, -1, -1, 3), {"first_name_slip": True}, []),
+        (
+            levels(2, 3, 0, -1, -1, 3),
+            {"first_name_slip": True, "merged_profile": True},  # a typo it took in
+            [NO_CONTACT],
+        ),
         (levels(3, 2, 1, -1, -1, 3), {"last_name_slip": True}, []),
         (levels(2, 3, 0, -1, -1, 3), {"first_name_nickname": True}, [NO_CONTACT]),
         (levels(3, 2, 0, 0, -1, 3), {"last_name_slip": True}, [NO_CONTACT]),

@@ -112,6 +112,8 @@ def evidence(
         "first_name_nickname": bool(comparison.first_name_nickname[k]),
         "first_name_nickname_typo": bool(comparison.first_name_nickname_typo[k]),
         "email_mirrors_names": bool(comparison.email_mirrors_names[k]),
+        "merged_profile": records.merged is not None
+        and bool(records.merged[i] or records.merged[j]),
     }
     return {
         "fields": fields,

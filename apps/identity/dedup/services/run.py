@@ -218,6 +218,17 @@ def _load(queryset: Any, progress: Progress, total: int) -> list[tuple[uuid.UUID
     return rows
 
 
+def _mark_merged(records: Records) -> None:
+    """Which of the records' profiles absorbed others (see ``Records.merged``)."""
+    merged: set[uuid.UUID] = set()
+    absorbed = Profile.objects.filter(merged_into__isnull=False)
+    for chunk in chunks(records.ids, 5000):
+        merged.update(
+            absorbed.filter(merged_into_id__in=chunk).values_list("merged_into_id", flat=True)
+        )
+    records.merged = np.fromiter((pid in merged for pid in records.ids), bool, len(records))
+
+
 def _full(run: DedupRun, settings: DedupSettings, outcome: _Outcome, progress: Progress) -> None:
     clock = _Clock(outcome)
     with clock.stage("load"):
@@ -226,6 +237,7 @@ def _full(run: DedupRun, settings: DedupSettings, outcome: _Outcome, progress: P
         rows = _load(queryset, progress, total)
         records = build_records(rows, settings.specs)
         del rows
+        _mark_merged(records)
     outcome.scanned = outcome.loaded = len(records)
     with clock.stage("block"):
         keys = block_keys(records)
@@ -284,6 +296,7 @@ def _incremental(
         for chunk in chunks(sorted(neighbour_ids), 5000):
             neighbour_rows += list(_traits_rows(_profiles_with_traits().filter(id__in=chunk)))
         records = build_records(changed_rows + neighbour_rows, settings.specs)
+        _mark_merged(records)
         changed = np.zeros(len(records), dtype=bool)
         changed[: len(changed_rows)] = True
     outcome.scanned = len(changed_rows)

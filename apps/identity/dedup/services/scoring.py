@@ -25,6 +25,7 @@ def vetoes(
     first_name_nickname: bool = False,
     first_name_nickname_typo: bool = False,
     email_mirrors_names: bool = False,
+    merged_profile: bool = False,
 ) -> list[str]:
     """Why a pair must not merge automatically whatever its score (it goes to review).
 
@@ -34,7 +35,8 @@ def vetoes(
     of the keyboard or OCR apart (``compare.slip``), a typo rather than another
     name; nicknames two letters or more apart (Jeff, Jeffrey; Jimmy, James); a
     nickname with a slip (Dna, Daniel); emails a typo apart that differ as the first
-    names do (phillip.brown@, philip.brown@).
+    names do (phillip.brown@, philip.brown@); either profile absorbed others
+    (its traits mix several records').
     """
 
     def at(name: str) -> int:
@@ -85,9 +87,13 @@ def vetoes(
     same_door = uncontradicted and at("address") == 3
     # A slip in either name at one door, whatever the emails: a son named after his
     # father is spelt as his father is, a slip comes from copying one person's
-    # record. (A nickname is no slip: a son often goes by one.)
+    # record. (A nickname is no slip: a son often goes by one.) Not for a merged
+    # profile: its name may be a duplicate's typo it took in, the son's father
+    # being the record it was merged with.
     slipped = first_name_slip or (last_name_slip and at("first_name") == 3)
-    typo_at_door = slipped and one_name and at("address") == 3 and at("phone") != 0
+    typo_at_door = (
+        slipped and one_name and at("address") == 3 and at("phone") != 0 and not merged_profile
+    )
     near_birthday = (
         one_name
         and at("birthday") == 1
