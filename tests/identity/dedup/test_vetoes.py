@@ -69,6 +69,9 @@ def levels(*values: int) -> dict[str, int]:
         (levels(3, 0, 3, -1, -1, 3), {}, ["last names differ"]),
         (levels(0, 0, 3, 2, 2, 3), {}, ["last names differ"]),
         (levels(3, 3, 3, 2, 0, 3), {}, ["birthdays differ"]),
+        # An email typo is contact, unless a profile took in a duplicate's typo.
+        (levels(3, 3, 2, -1, -1, 0), {}, []),
+        (levels(3, 3, 2, -1, -1, 0), {"merged_profile": True}, [NO_CONTACT]),
     ],
 )
 def test_vetoes(level: dict[str, int], flags: dict[str, Any], expected: list[str]) -> None:

@@ -43,7 +43,11 @@ def vetoes(
         return level.get(name, -1)
 
     reasons = []
-    contact = at("email") >= 2 or at("phone") >= 1
+    # An email a typo apart is contact, unless a profile was merged from others: it
+    # may hold a duplicate's mistyped email, and emails are made of names, so a
+    # relative's may be a typo away from it.
+    email_typo = at("email") == 2 and not merged_profile
+    contact = at("email") == 3 or email_typo or at("phone") >= 1
     # An email that differs as the first names do (jon.smith@, john.smith@) is no
     # independent evidence that the names are one person's.
     same_contact = at("email") == 3 or at("phone") >= 1
