@@ -29,6 +29,7 @@ JUNK_VALUES = frozenset(
     }
 )
 _ZEROS_AND_DASHES = re.compile(r"^[0-]*$")
+_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_LENGTH = 255
 
@@ -90,5 +91,8 @@ def normalize(
             return None
         if not phonenumbers.is_valid_number(number):
             return None
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        # phonenumbers accepts some national numbers longer than E.164 allows
+        # (+49 201 00000000000: 16 digits); such a string is no E.164 identifier.
+        return e164 if _E164.match(e164) else None
     return value

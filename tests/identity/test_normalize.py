@@ -147,3 +147,10 @@ def test_default_phone_region_comes_from_the_environment() -> None:
     ).stdout
     # then
     assert out.strip() == "GB"
+
+
+def test_a_number_longer_than_e164_allows_is_no_identifier() -> None:
+    # phonenumbers calls this German number valid, but its E.164 form would have
+    # 16 digits (hypothesis found it)
+    assert normalize("phone", "20100000000000", phone_region="DE") is None
+    assert normalize("phone", "+49 201 0000000", phone_region="DE") is not None
