@@ -181,8 +181,11 @@ class ConsentRecord(models.Model):
         default=dict, blank=True, help_text="Google Consent Mode flags, as sent."
     )
     event_message_id = models.CharField(max_length=255, blank=True)
+    # PROTECT: the log is append-only (SET_NULL would be an UPDATE the trigger
+    # refuses), and who entered a statement is part of its proof. Deactivate such
+    # an admin instead of deleting them.
     entered_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
 
     class Meta:

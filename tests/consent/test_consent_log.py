@@ -206,3 +206,21 @@ def test_bulk_merges_move_consent_and_events_too(
     profile_split(profile_id=pairs[1][1].id)
     assert has_consent(pairs[1][1], "ads") is True
     assert has_consent(pairs[1][0], "ads") is False
+
+
+def test_an_admin_who_entered_consent_cannot_be_deleted_only_deactivated(
+    make_purpose: Any, make_profile: Any
+) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db.models import ProtectedError
+
+    # given: a statement an admin entered
+    make_purpose("ads")
+    admin = get_user_model().objects.create_user("clerk", password="x", is_staff=True)
+    ada = make_profile(("user_id", "ada"))
+    record = consent_grant(profile_id=ada.id, purpose="ads", source="admin", entered_by=admin)
+    # when / then: deleting the admin is refused (it would rewrite the log's proof)
+    with pytest.raises(ProtectedError):
+        admin.delete()
+    record.refresh_from_db()
+    assert record.entered_by_id == admin.id
