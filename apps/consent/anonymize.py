@@ -149,17 +149,20 @@ def properties_anonymize(
 
 
 def event_anonymize(row: dict[str, Any], allow_lists: Iterable[tuple[str, ...]]) -> dict[str, Any]:
-    """The event row without the person (in place; also returned)."""
+    """A copy of the event row without the person (the row itself is left alone:
+    ingestion may have to gate the same rows again)."""
     ctx = row["context"]
     properties = row["properties"] if isinstance(row["properties"], dict) else {}
-    row.update(
-        user_id="",
-        anonymous_id="",
-        previous_id="",
-        group_id="",
-        traits={},
-        context={k: ctx[k] for k in SAFE_CONTEXT_KEYS if k in ctx},
-        properties=properties_anonymize(properties, allow_lists),
-        extra={},
-    )
-    return row
+    return {
+        **row,
+        **dict(
+            user_id="",
+            anonymous_id="",
+            previous_id="",
+            group_id="",
+            traits={},
+            context={k: ctx[k] for k in SAFE_CONTEXT_KEYS if k in ctx},
+            properties=properties_anonymize(properties, allow_lists),
+            extra={},
+        ),
+    }

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from apps.identity.normalize import is_junk
+from apps.identity.normalize import JUNK_VALUES, is_junk
 
 from .models import EventType
 
@@ -44,6 +44,7 @@ MAX_ID_LENGTH = 255
 # Integers beyond this arrive as floats (JSON parsers keep 64 bits at most) and
 # are no longer exact: two different ids could become one.
 _MAX_EXACT_FLOAT = 2**53
+_LONGEST_PLACEHOLDER = max(len(v) for v in JUNK_VALUES)
 
 
 # How deep an event's objects and arrays may nest: orjson writes 254 levels, and
@@ -144,6 +145,17 @@ def _identifier(event: dict[str, Any], key: str) -> str:
     return text
 
 
+def _placeholder(value: str) -> bool:
+    """No id, or one of the placeholders clients send for an unset variable."""
+    if not value:
+        return True
+    if len(value) > _LONGEST_PLACEHOLDER:
+        # Most ids are long (UUIDs): only a run of zeros and dashes is a
+        # placeholder then (the nil UUID), which needs no regular expression.
+        return not value.strip().strip("0-")
+    return is_junk(value)
+
+
 def _object(event: dict[str, Any], key: str) -> dict[str, Any]:
     value = event.get(key)
     if value is None:
@@ -191,7 +203,7 @@ def parse_event(
     anonymous_id = _identifier(event, "anonymousId")
     if not user_id and not anonymous_id:
         raise EventError("Every event needs a userId or an anonymousId.")
-    if (not user_id or is_junk(user_id)) and (not anonymous_id or is_junk(anonymous_id)):
+    if _placeholder(user_id) and _placeholder(anonymous_id):
         # "undefined", "null", "0"...: an unset variable in the client, never a person.
         shown = " and ".join(repr(v[:40]) for v in (user_id, anonymous_id) if v)
         raise EventError(

@@ -208,23 +208,57 @@ def event_ingest(
         row["source_id"] = source.pk
         row["_index"] = index  # not a column: where the event was in the request
         rows.append(row)
+    try:
+        return _store(source, rows, events, defaults, result, rejected_payloads, forced_type, path)
+    except (DataError, orjson.JSONEncodeError):
+        # Something validation let through that the database (or the JSON
+        # encoder) refuses. It aborted the transaction; do it all again, finding
+        # those rows one by one (a savepoint each) so that the others are kept.
+        # (No savepoint in the common path: two more round trips per request.)
+        return _store(
+            source,
+            rows,
+            events,
+            defaults,
+            result,
+            rejected_payloads,
+            forced_type,
+            path,
+            one_by_one=True,
+        )
+
+
+def _store(
+    source: Source,
+    rows: list[dict[str, Any]],
+    events: Sequence[Any],
+    defaults: BatchDefaults,
+    parsed: IngestResult,
+    rejected: list[tuple[Rejection, Any]],
+    forced_type: str | None,
+    path: str,
+    *,
+    one_by_one: bool = False,
+) -> IngestResult:
+    # Works on copies of the parse's result: a failed first attempt leaves them
+    # as they were (the consent gate, too, leaves the rows it is given alone).
+    result = IngestResult(accepted=len(rows), rejected=list(parsed.rejected))
+    rejected_payloads = list(rejected)
     with transaction.atomic():
-        result.accepted = len(rows)
         if rows:
             from apps.consent.services import consent_gate
 
             gate = consent_gate(
                 rows=rows, gpc=defaults.gpc, request_ip=defaults.ip, user_agent=defaults.user_agent
             )
-            rows = gate.rows
+            kept = gate.rows
             result.withheld = gate.suppressed + gate.dropped
-        try:
-            with transaction.atomic():  # a savepoint: the gate's writes stay
-                result.stored = events_insert(rows=rows)
-        except (DataError, orjson.JSONEncodeError):
-            # Something validation let through that the database (or the JSON
-            # encoder) refuses. Find those rows one by one; the others are kept.
-            result.stored = _insert_one_by_one(rows, events, result, rejected_payloads)
+        else:
+            kept = rows
+        if one_by_one:
+            result.stored = _insert_one_by_one(kept, events, result, rejected_payloads)
+        else:
+            result.stored = events_insert(rows=kept)
         if rejected_payloads:
             RejectedEvent.objects.bulk_create(
                 [

@@ -1686,6 +1686,10 @@ def test_ids_are_stored_without_surrounding_blanks(post_events):
         ({"anonymousId": "null"}, "'null'"),
         ({"userId": "0", "anonymousId": "[object Object]"}, "'0' and '[object Object]'"),
         ({"userId": "   "}, None),
+        (
+            {"anonymousId": "00000000-0000-0000-0000-000000000000"},
+            "'00000000-0000-0000-0000-000000000000'",
+        ),
     ],
 )
 def test_events_whose_ids_are_all_placeholders_are_rejected(post_events, ids, shown):
@@ -1769,3 +1773,13 @@ def test_event_the_database_refuses_is_rejected_and_the_batch_kept(post_events, 
     assert body["rejected"][0]["reason"].startswith("The database refused this event: ")
     assert sorted(Event.objects.values_list("message_id", flat=True)) == ["m-1", "m-3"]
     assert RejectedEvent.objects.get().message_id == "m-2"
+
+
+@given(value=st.text(alphabet="0- nulNULdefinegstUobjcO[]\t", max_size=40))
+def test_placeholder_check_agrees_with_the_identity_junk_rules(value):
+    from apps.events.parsing import _placeholder
+    from apps.identity.normalize import is_junk
+
+    # the fast check at the door says what identity's rules say of a trimmed id
+    value = value.strip()
+    assert _placeholder(value) is (not value or is_junk(value))
