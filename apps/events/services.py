@@ -132,15 +132,9 @@ def events_insert(*, rows: Sequence[dict[str, Any]]) -> list[int]:
 
 
 def _enqueue(ids: list[int]) -> None:
-    from .tasks import events_process as events_process_task
+    from .enqueue import events_enqueue
 
-    try:
-        # A short argsrepr: Celery would otherwise build a repr of every id for
-        # its logs and monitoring, a fifth of the request's CPU.
-        events_process_task.apply_async((ids,), argsrepr=f"[{len(ids)} event ids]", kwargsrepr="{}")
-    except Exception:
-        # The events are committed; the pending sweep will process them.
-        logger.warning("could not enqueue processing of %d events; the sweep will", len(ids))
+    events_enqueue(ids)
 
 
 def rejected_event_record(

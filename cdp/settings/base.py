@@ -270,6 +270,9 @@ CDP = {
     # broker outage or a crashed worker delays processing, never loses it).
     "PENDING_SWEEP_AFTER_SECONDS": env.int("CDP_PENDING_SWEEP_AFTER_SECONDS", default=60),
     "PROCESS_BATCH_SIZE": env.int("CDP_PROCESS_BATCH_SIZE", default=500),
+    # Each web process gathers stored events' ids this long and hands them to the
+    # workers together (apps/events/enqueue.py); 0 publishes a task per request.
+    "PROCESS_COALESCE_MS": env.int("CDP_PROCESS_COALESCE_MS", default=100),
     # Behind a reverse proxy, take the client address from X-Forwarded-For.
     "TRUST_X_FORWARDED_FOR": env.bool("CDP_TRUST_X_FORWARDED_FOR", default=False),
     # Default region for phone numbers written without a country code.

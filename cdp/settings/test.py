@@ -35,6 +35,8 @@ CDP = {
     "WRITE_KEY_CACHE_SECONDS": 0,
     "CONSENT_CACHE_SECONDS": 0,
     "ERASURE_HOOK_RETRY_DELAYS": [0, 0],
+    # A task per request, at once (tests/events/test_tasks.py tests the gathering).
+    "PROCESS_COALESCE_MS": 0,
 }
 # The in-test worker must leave pytest's log capture alone.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -100,3 +100,37 @@ def _cdp() -> dict:  # type: ignore[type-arg]
     from django.conf import settings
 
     return dict(settings.CDP)
+
+
+def test_a_web_process_hands_its_events_to_the_worker_together(not_eager: None) -> None:
+    from apps.events.enqueue import coalescer
+
+    # given ids gathered for 200 ms per web process, and a running worker
+    source = Source.objects.create(name="App", write_key="wk_gather")
+    client = Client()
+    published_before = coalescer.tasks_published
+    with (
+        override_settings(CDP={**_cdp(), "PROCESS_COALESCE_MS": 200}),
+        start_worker(
+            celery_app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"
+        ),
+    ):
+        # when ten single events arrive one after another
+        for i in range(10):
+            body = f'{{"userId": "u-{i % 3}", "event": "Viewed", "messageId": "g{i}"}}'
+            assert _post(client, "/v1/track", body, source.write_key) == {"success": True}
+        # then they are all processed by the worker, from fewer tasks than requests
+        assert _wait_until(
+            lambda: (
+                Event.objects.count() == 10
+                and not Event.objects.filter(processed_at__isnull=True).exists()
+            )
+        )
+    tasks = coalescer.tasks_published - published_before
+    assert 1 <= tasks < 10
+    for i in range(3):
+        profile = profile_get_by_external_id(external_id=f"user_id:u-{i}")
+        assert profile is not None
+        assert Event.objects.filter(user_id=f"u-{i}", profile=profile).count() == len(
+            range(i, 10, 3)
+        )
