@@ -53,9 +53,10 @@ def setup_database(n: int) -> None:
         c.execute(
             "INSERT INTO consent_purpose (key, name, description, legal_basis, required, "
             "default_granted, expiry_days, notice_version, notice_text, gates_storage, "
-            "storage_policy, gates_personalization, gated_destinations, gpc_opt_out, "
-            "created_at, updated_at) VALUES ('marketing', 'Marketing', '', 'consent', false, "
-            "false, 365, 'v1', 'text', true, 'drop', true, '[]', false, now(), now())"
+            "storage_policy, anonymized_properties, gates_personalization, gated_destinations, "
+            "gpc_opt_out, created_at, updated_at) VALUES ('marketing', 'Marketing', '', "
+            "'consent', false, false, 365, 'v1', 'text', true, 'drop', '[]', true, '[]', false, "
+            "now(), now())"
         )
         c.execute(
             "INSERT INTO identity_profile (id, traits, trait_timestamps, created_at, updated_at) "
