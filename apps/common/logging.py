@@ -29,11 +29,14 @@ _PROFILE_SEGMENT = re.compile(rf"(/profiles/)([A-Za-z0-9_.-]+){_COLON}[^/?#\s\"'
 _TYPED = re.compile(
     rf"\b(email|phone|user_id|anonymous_id|userId|anonymousId){_COLON}[^/?&#\s\"']+", re.I
 )
-# Bounded and possessive (the local part cannot hold "@" or "%", so it never gives
-# back what it took): a request line is attacker-controlled, and an unbounded
-# pattern backtracks from every position of a long path (quadratic time).
+# Linear in the line's length, which an attacker controls: the address must start
+# a token (the lookbehind), and its local part, taken possessively, is a run of
+# plain characters and %XX escapes other than %40, so it never gives back what it
+# took (an unanchored, backtracking pattern is quadratic on a long path).
 _EMAIL = re.compile(
-    r"[^\s/\"'?&=:;,<>()\[\]@%]{1,64}+(?:@|%40)[^\s/\"'?&#:;,<>()\[\]@%]{1,253}\.[A-Za-z]{2,63}",
+    r"(?<![^\s/\"'?&=:;,<>()\[\]])"
+    r"(?:[^\s/\"'?&=:;,<>()\[\]@%]|%(?!40)[0-9A-Fa-f]{2})++"
+    r"(?:@|%40)[^\s/\"'?&#:;,<>()\[\]@%]{1,253}\.[A-Za-z]{2,63}",
     re.I,
 )
 

@@ -27,8 +27,14 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 
-def publish(ids: Sequence[int]) -> None:
-    """One processing task for these ids, now. Never raises: the sweep is the net."""
+# Ids held at most (a broker that is down for long): beyond, the oldest are let
+# go to the sweep rather than grow the process.
+MAX_HELD = 200_000
+
+
+def publish(ids: Sequence[int]) -> bool:
+    """One processing task for these ids, now; False if the broker refused it.
+    Never raises: the sweep is the net."""
     from .tasks import events_process as events_process_task
 
     try:
@@ -37,35 +43,48 @@ def publish(ids: Sequence[int]) -> None:
         events_process_task.apply_async(
             (list(ids),), argsrepr=f"[{len(ids)} event ids]", kwargsrepr="{}"
         )
-    except Exception:
-        logger.warning("could not enqueue processing of %d events; the sweep will", len(ids))
+    except Exception as exc:
+        logger.warning(
+            "could not enqueue processing of %d events (%s); the sweep will",
+            len(ids),
+            type(exc).__name__,
+        )
+        return False
+    return True
 
 
 class Coalescer:
     """Ids gathered in this process, published together after ``delay`` seconds."""
 
     def __init__(self) -> None:
+        self._reset()
+        self.tasks_published = 0  # for tests and debugging
+        if hasattr(os, "register_at_fork"):
+            # A forked child starts empty: its parent's ids are the parent's to
+            # publish, and its lock may have been held by a thread that is not here.
+            os.register_at_fork(after_in_child=self._reset)
+        atexit.register(self.flush)
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._ids: list[int] = []
         self._pending = threading.Event()
-        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
         self._delay = 0.1
-        self.tasks_published = 0  # for tests and debugging
 
     def add(self, ids: Sequence[int], *, delay: float) -> None:
         with self._lock:
-            if self._pid != os.getpid():
-                # First use in this process (gunicorn forks workers after import):
-                # ids of a parent are not ours to publish, and its thread is gone.
-                self._pid = os.getpid()
-                self._ids = []
-                self._pending = threading.Event()
-                thread = threading.Thread(target=self._run, name="cdp-enqueue", daemon=True)
-                thread.start()
-                atexit.register(self.flush)
             self._delay = delay
             self._ids.extend(ids)
+            if len(self._ids) > MAX_HELD:
+                dropped = len(self._ids) - MAX_HELD
+                del self._ids[:dropped]
+                logger.warning("let %d event ids go to the pending sweep", dropped)
             self._pending.set()
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(target=self._run, name="cdp-enqueue", daemon=True)
+                thread.start()  # may raise (no threads left): events_enqueue catches it
+                self._thread = thread
 
     def _run(self) -> None:
         pending = self._pending
@@ -73,14 +92,20 @@ class Coalescer:
             pending.wait()
             time.sleep(self._delay)  # let more ids gather
             pending.clear()  # before taking them: ids added from now wake us again
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # never let the thread die; the sweep is the net
+                logger.exception("publishing gathered event ids failed")
 
     def flush(self) -> None:
         with self._lock:
             ids, self._ids = self._ids, []
         size = max(1, settings.CDP["PROCESS_BATCH_SIZE"])
         for start in range(0, len(ids), size):
-            publish(ids[start : start + size])
+            if not publish(ids[start : start + size]):
+                # The broker is away: each try would wait for its timeout. The rest
+                # goes to the sweep too.
+                return
             self.tasks_published += 1
 
 
@@ -88,11 +113,15 @@ coalescer = Coalescer()
 
 
 def events_enqueue(ids: Sequence[int]) -> None:
-    """Have these stored events processed (called after their commit)."""
+    """Have these stored events processed (called after their commit; never raises:
+    the events are stored, and the sweep processes what is not handed over)."""
     from .tasks import events_process as events_process_task
 
     delay_ms = settings.CDP["PROCESS_COALESCE_MS"]
     if delay_ms <= 0 or events_process_task.app.conf.task_always_eager:
         publish(ids)
-    else:
+        return
+    try:
         coalescer.add(ids, delay=delay_ms / 1000)
+    except Exception:
+        logger.exception("could not gather %d event ids; the sweep will process them", len(ids))

@@ -41,6 +41,12 @@ ROOT = Path(__file__).resolve().parents[2]
             "GET /x?subject=anonymous_id:abc-1&next=1 ref https://a.io/?m=ada%40example.com",
             "GET /x?subject=anonymous_id:[redacted]&next=1 ref https://a.io/?m=[redacted]",
         ),
+        # an address with escapes in its local part, whole (not "john%[redacted]")
+        ("GET /u?to=john%2Bdoe%40example.com&a=1", "GET /u?to=[redacted]&a=1"),
+        ("mail jo.hn+news@example.co.uk, ok", "mail [redacted], ok"),
+        # a local part longer than addresses may have: still all of it
+        ("Not Found: /v1/x/" + "a" * 80 + "@example.com", "Not Found: /v1/x/[redacted]"),
+        ("100%25 off at /v1/m", "100%25 off at /v1/m"),
         ("Not Found: /api/v1/profiles/merge", "Not Found: /api/v1/profiles/merge"),
         ("GET /admin/consent/purpose/ 200", "GET /admin/consent/purpose/ 200"),
     ],

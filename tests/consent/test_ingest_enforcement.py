@@ -368,3 +368,44 @@ def test_the_gate_finds_people_by_their_normalized_ids(
     post_events("/v1/track", {"userId": sent_as, "event": "Opened", "messageId": "g1"})
     # then: the gate knows him: the event is dropped
     assert Event.objects.count() == 0
+
+
+def test_a_person_erased_while_the_gate_reads_costs_the_batch_nothing(
+    post_events: Any, make_purpose: Any, make_profile: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.consent.services import ingest
+    from apps.identity.models import Profile
+
+    # given: Ada is erased between the gate's read of who she is and its write of
+    # the consent her event states
+    make_purpose("analytics", categories=["Analytics"])
+    ada = make_profile(("user_id", "ada"))
+    read = ingest._owners_and_states
+
+    def erased_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = read(*args, **kwargs)
+        Profile.objects.filter(pk=ada.pk).delete()
+        return found
+
+    monkeypatch.setattr(ingest, "_owners_and_states", erased_meanwhile)
+    context = {"consent": {"categoryPreferences": {"Analytics": True}}}
+    # when
+    response = post_events(
+        "/v1/batch",
+        {
+            "batch": [
+                {
+                    "type": "track",
+                    "userId": "ada",
+                    "event": "E",
+                    "messageId": "a1",
+                    "context": context,
+                },
+                {"type": "track", "userId": "bob", "event": "E", "messageId": "b1"},
+            ]
+        },
+    )
+    # then: the batch is answered and stored; her statement is not recorded
+    assert response.status_code == 200
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == ["a1", "b1"]
+    assert ConsentRecord.objects.count() == 0

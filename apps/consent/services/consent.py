@@ -133,10 +133,19 @@ def consent_record(**statement: Any) -> ConsentRecord:
 
 
 @transaction.atomic
-def consent_statements_append(*, statements: list[dict[str, Any]]) -> list[ConsentRecord]:
-    """Append several statements at once (one insert, one state refresh)."""
+def consent_statements_append(
+    *, statements: list[dict[str, Any]], skip_missing: bool = False
+) -> list[ConsentRecord]:
+    """Append several statements at once (one insert, one state refresh).
+
+    A statement about a profile that no longer exists (erased meanwhile) is
+    refused, or with ``skip_missing`` (ingestion: one person's erasure must not
+    cost a batch of other people's events) left out.
+    """
     records = [_build(**s) for s in statements]
     live = _lock_profiles({r.profile_id for r in records})
+    if skip_missing:
+        records = [r for r in records if r.profile_id in live]
     for record in records:
         if record.profile_id not in live:
             raise ConsentRefused("The profile no longer exists (erased or never stored).")

@@ -252,7 +252,9 @@ def _events(request: DataSubjectRequest, state: dict[str, Any], batch_size: int)
     # events could not join her profile): the events are theirs, the ids hers.
     from apps.events.services import events_scrub_ids
 
-    state["counts"]["ids_scrubbed"] = events_scrub_ids(user_ids=user_ids, anonymous_ids=anon_ids)
+    state["counts"]["ids_scrubbed"] = state["counts"].get("ids_scrubbed", 0) + (
+        events_scrub_ids(user_ids=user_ids, anonymous_ids=anon_ids)
+    )
     return True
 
 
@@ -503,6 +505,14 @@ def _identity(state: dict[str, Any], request: DataSubjectRequest, batch_size: in
     while n := events_erase(profile_ids=state["profile_ids"], batch_size=batch_size):
         swept += n
     state["counts"]["events"] += swept
+    if grown:
+        # The ids the grown profiles brought, on other people's events.
+        from apps.events.services import events_scrub_ids
+
+        user_ids, anon_ids = _raw_ids(state)
+        state["counts"]["ids_scrubbed"] = state["counts"].get("ids_scrubbed", 0) + (
+            events_scrub_ids(user_ids=user_ids, anonymous_ids=anon_ids)
+        )
     _suppress_person(request, state)
     counts = person_erase(
         profile_ids=[uuid.UUID(p) for p in state["profile_ids"]],

@@ -403,8 +403,8 @@ def consent_gate(
             if pair not in passive or given >= passive[pair][1]:
                 passive[pair] = (new, given)
     if statements:
-        consent_statements_append(statements=statements)
-        result.consents_recorded = len(statements)
+        recorded = consent_statements_append(statements=statements, skip_missing=True)
+        result.consents_recorded = len(recorded)
 
     if not storage:
         result.rows = rows

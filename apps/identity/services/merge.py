@@ -415,7 +415,21 @@ def profiles_lock_live(*, profile_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, u
     not interleave with a merge; each id -> its live profile's id. Ids that do not
     exist are left out."""
     ids = list(profile_ids)
-    locked = _lock_live_many(set(ids))
+    # The survivors first, read without locks, so that the whole set is locked in
+    # one id order (round by round, an absorbed id above its survivor would be
+    # locked before it, against the order a split or a bulk merge takes).
+    closure = set(ids)
+    todo = set(ids)
+    while todo:
+        todo = {
+            into
+            for into in Profile.objects.filter(id__in=todo, merged_into__isnull=False).values_list(
+                "merged_into_id", flat=True
+            )
+            if into not in closure
+        }
+        closure |= todo
+    locked = _lock_live_many(closure)
     return {pid: _live(locked, pid).id for pid in ids if pid in locked}
 
 
