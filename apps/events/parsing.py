@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from apps.common.validators import contains_nul
 from apps.identity.normalize import JUNK_VALUES, is_junk
 
 from .models import EventType
@@ -117,16 +118,6 @@ def parse_timestamp(value: Any, field: str) -> datetime | None:
         raise EventError(f"{field} is out of range: {value[:40]!r}.") from None
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def _identifier(event: dict[str, Any], key: str) -> str:
     value = event.get(key)
     if value is None:
@@ -196,7 +187,7 @@ def parse_event(
         with_envelope = " with the batch's context" if defaults.envelope_bytes else ""
         raise EventError(f"Event is {size} bytes{with_envelope}; the limit is {max_bytes} bytes.")
     # PostgreSQL stores no NUL in text or jsonb; one would fail the whole batch.
-    if b"\\u0000" in dumped and _has_nul(event):
+    if b"\\u0000" in dumped and contains_nul(event):
         raise EventError("Event contains a NUL character (\\u0000), which cannot be stored.")
 
     user_id = _identifier(event, "userId")

@@ -1755,7 +1755,7 @@ def test_event_the_database_refuses_is_rejected_and_the_batch_kept(post_events, 
     # refuses in jsonb
     from apps.events import parsing
 
-    monkeypatch.setattr(parsing, "_has_nul", lambda value: False)
+    monkeypatch.setattr(parsing, "contains_nul", lambda value: False)
     batch = [
         {"type": "identify", "userId": "u1", "messageId": "m-1", "traits": {"a": "1"}},
         {"type": "identify", "userId": "u2", "messageId": "m-2", "traits": {"a": "x\x00y"}},
