@@ -1,6 +1,9 @@
 import os
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
+
+from apps.common.logging import handlers_redact
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings.local")
 
@@ -8,3 +11,11 @@ app = Celery("cdp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.autodiscover_tasks(["apps.identity.dedup"])
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def celery_logging_redact(logger, **kwargs):  # type: ignore[no-untyped-def]
+    """The worker sets up its own log handlers: they redact personal data too
+    (a failed task's traceback may quote an email from a database error)."""
+    handlers_redact(logger)

@@ -13,7 +13,7 @@ from gunicorn.glogging import Logger
 # The config is read before gunicorn changes into --chdir: find the project anyway.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from apps.common.logging import RedactPersonalData
+from apps.common.logging import handlers_redact
 
 accesslog = "-"
 
@@ -24,8 +24,7 @@ class RedactingLogger(Logger):
     def setup(self, cfg):  # type: ignore[no-untyped-def]
         super().setup(cfg)
         for log in (self.access_log, self.error_log):
-            if not any(isinstance(f, RedactPersonalData) for f in log.filters):
-                log.addFilter(RedactPersonalData())
+            handlers_redact(log)
 
 
 logger_class = RedactingLogger

@@ -11,9 +11,16 @@ logger ("Not Found: <path>" for every 4xx) and gunicorn's access log write paths
   strings, referrers) likewise;
 * anything that looks like an email address, also URL-encoded, goes.
 
-Django's loggers get it from ``LOGGING`` (cdp/settings/base.py); gunicorn's through
-``cdp/gunicorn.py`` (``-c cdp/gunicorn.py``). Imports nothing from Django, so the
-gunicorn master can load it before the application.
+* the values of a database error's detail (PostgreSQL's ``Key (type, value)=(email,
+  ada@example.com) already exists`` and ``Failing row contains (...)``), which
+  reach logs in the tracebacks of failed requests and tasks;
+* phone numbers written in E.164 (``+4915112345678``).
+
+Messages get it from ``RedactPersonalData``; whole formatted lines, tracebacks
+included, from ``RedactingFormatter``. Django's loggers get both from ``LOGGING``
+(cdp/settings/base.py), Celery's from ``celery_logging_redact`` (cdp/celery.py),
+gunicorn's through ``cdp/gunicorn.py`` (``-c cdp/gunicorn.py``). Imports nothing
+from Django, so the gunicorn master can load it before the application.
 """
 
 from __future__ import annotations
@@ -41,9 +48,22 @@ _EMAIL = re.compile(
 )
 
 
+# A database error's detail names the values: everything after "Key (columns)=" or
+# "Failing row contains " to the end of its line goes (values may hold parentheses,
+# so the closing one cannot be told apart; the line's end can).
+_DB_KEY = re.compile(r"(\bKey \([^()\n]{0,500}\)=)\([^\n]*")
+_DB_ROW = re.compile(r"(\bFailing row contains )\([^\n]*")
+_E164 = re.compile(r"(?<![\w+])\+[1-9]\d{7,14}\b")
+
+
 def redact(text: str) -> str:
     text = _PROFILE_SEGMENT.sub(rf"\1\2:{REDACTED}", text)
     text = _TYPED.sub(rf"\1:{REDACTED}", text)
+    if "Key (" in text or "Failing row" in text:
+        text = _DB_KEY.sub(rf"\1({REDACTED})", text)
+        text = _DB_ROW.sub(rf"\1({REDACTED})", text)
+    if "+" in text:
+        text = _E164.sub(REDACTED, text)
     if "@" not in text and "%40" not in text:
         return text
     return _EMAIL.sub(REDACTED, text)
@@ -61,3 +81,27 @@ class RedactPersonalData(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, ()
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats as ``logging.Formatter`` does (or as ``inner``, another handler's
+    formatter, does), then redacts the whole text: the message, and the traceback
+    and exception message of a logged exception, which ``RedactPersonalData`` does
+    not see (they are formatted after filters run)."""
+
+    def __init__(self, *args: object, inner: logging.Formatter | None = None, **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record) if self.inner is not None else super().format(record)
+        return redact(text)
+
+
+def handlers_redact(logger: logging.Logger) -> None:
+    """Make every handler of ``logger`` redact what it writes (idempotent)."""
+    for handler in logger.handlers:
+        if not isinstance(handler.formatter, RedactingFormatter):
+            handler.setFormatter(RedactingFormatter(inner=handler.formatter or logging.Formatter()))
+        if not any(isinstance(f, RedactPersonalData) for f in handler.filters):
+            handler.addFilter(RedactPersonalData())

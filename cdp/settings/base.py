@@ -243,7 +243,11 @@ LOGGING = {
         "redact_personal_data": {"()": "apps.common.logging.RedactPersonalData"},
     },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # Redacts whole lines, tracebacks included (apps/common/logging.py).
+        "plain": {
+            "()": "apps.common.logging.RedactingFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},

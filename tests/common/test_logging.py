@@ -1,4 +1,5 @@
-"""Personal data stays out of request logs (Django's and gunicorn's)."""
+"""Personal data stays out of logs: request lines (Django's and gunicorn's), and the
+tracebacks of failed requests and tasks (Django's, Celery's and gunicorn's)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from django.test import Client
 
-from apps.common.logging import redact
+from apps.common.logging import RedactingFormatter, redact
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +48,17 @@ ROOT = Path(__file__).resolve().parents[2]
         # a local part longer than addresses may have: still all of it
         ("Not Found: /v1/x/" + "a" * 80 + "@example.com", "Not Found: /v1/x/[redacted]"),
         ("100%25 off at /v1/m", "100%25 off at /v1/m"),
+        # a database error's detail, as tracebacks quote it
+        (
+            "DETAIL:  Key (type, value)=(email, ada@example.com) already exists.",
+            "DETAIL:  Key (type, value)=([redacted])",
+        ),
+        (
+            'DETAIL:  Failing row contains (42, phone, (555) 010-9999, {"a": 1}).\nnext line',
+            "DETAIL:  Failing row contains ([redacted])\nnext line",
+        ),
+        ("sms to +4915112345678 failed", "sms to [redacted] failed"),
+        ("retry +3 in 12345678 s", "retry +3 in 12345678 s"),
         ("Not Found: /api/v1/profiles/merge", "Not Found: /api/v1/profiles/merge"),
         ("GET /admin/consent/purpose/ 200", "GET /admin/consent/purpose/ 200"),
     ],
@@ -113,3 +125,81 @@ def test_gunicorns_access_log_is_redacted(tmp_path: Path) -> None:
     line = (tmp_path / "access.log").read_text()
     assert '"GET /api/v1/profiles/email:[redacted]/consents HTTP/1.1" 404 58' in line
     assert "ada" not in line.lower()
+
+
+def _record_with_exception(name: str) -> logging.LogRecord:
+    try:
+        raise ValueError(
+            "duplicate key value violates unique constraint\n"
+            "DETAIL:  Key (type, value)=(email, ada@example.com) already exists."
+        )
+    except ValueError:
+        import sys
+
+        exc_info = sys.exc_info()
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, "task failed", (), exc_info)
+
+
+def test_djangos_log_lines_redact_tracebacks() -> None:
+    # given: the console handler LOGGING gives the root logger
+    handlers = [
+        h for h in logging.getLogger().handlers if isinstance(h.formatter, RedactingFormatter)
+    ]
+    assert handlers, "LOGGING's console handler formats with RedactingFormatter"
+    # when: an exception quoting an email is logged through it
+    text = handlers[0].format(_record_with_exception("apps.events"))
+    # then: the traceback is there, the address is not
+    assert "Traceback (most recent call last)" in text
+    assert "ValueError: duplicate key value" in text
+    assert "Key (type, value)=([redacted])" in text
+    assert "ada" not in text
+
+
+def test_celerys_worker_log_handlers_redact_tracebacks() -> None:
+    from celery.signals import after_setup_logger, after_setup_task_logger
+
+    import cdp.celery  # noqa: F401  (connects the receivers, as the worker does)
+
+    for signal in (after_setup_logger, after_setup_task_logger):
+        # given: a logger with a handler as the worker sets one up
+        logger = logging.getLogger(f"test.celery.{signal.name}")
+        handler = _Capture()
+        handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+        logger.addHandler(handler)
+        try:
+            # when: the worker announces its logging set-up, then a task fails
+            signal.send(
+                sender=None,
+                logger=logger,
+                loglevel=logging.INFO,
+                logfile=None,
+                format="",
+                colorize=False,
+            )
+            logger.handle(_record_with_exception(logger.name))
+        finally:
+            logger.removeHandler(handler)
+        # then: the worker's own format is kept, the address is gone
+        (line,) = handler.lines
+        assert line.startswith("[ERROR] task failed\nTraceback")
+        assert "ada" not in line
+
+
+def test_gunicorns_error_log_redacts_tracebacks(tmp_path: Path) -> None:
+    from gunicorn.config import Config
+
+    settings = runpy.run_path(str(ROOT / "cdp" / "gunicorn.py"))
+    cfg = Config()
+    cfg.set("logger_class", settings["logger_class"])
+    cfg.set("errorlog", str(tmp_path / "error.log"))
+    log = cfg.logger_class(cfg)
+    try:
+        raise ValueError("Key (type, value)=(email, ada@example.com) already exists.")
+    except ValueError:
+        log.exception("Error handling request /api/v1/profiles/email:ada@example.com")
+    for handler in log.error_log.handlers:
+        handler.flush()
+    text = (tmp_path / "error.log").read_text()
+    assert "Error handling request /api/v1/profiles/email:[redacted]" in text
+    assert "ValueError: Key (type, value)=([redacted])" in text
+    assert "ada" not in text
