@@ -158,6 +158,10 @@ TWIN_NAMES = (
     "Anna", "Anne", "Ella", "Emma", "Aidan", "Aiden", "Brian", "Bryan", "Jon", "John",
     "Mia", "Maya", "Lena", "Lina", "Max", "Maxim", "Liam", "Leon", "Noah", "Nora",
 )  # fmt: skip
+# Share of the records that are a "junior" (see Generator.relative). A smaller
+# share (bench/dedup_ceiling.py --junior-share) turns the rest of that band into
+# records of people of their own; the other bands stay as they are.
+JUNIOR_SHARE = 0.010
 ERROR_KINDS = {  # kind -> weight
     "typo": 3,
     "ocr": 1,
@@ -196,8 +200,12 @@ class _Pools:
 class Generator:
     """Person records with known duplicates. Same seed and size, same records."""
 
-    def __init__(self, *, size: int, seed: int) -> None:
+    def __init__(self, *, size: int, seed: int, junior_share: float = JUNIOR_SHARE) -> None:
         from faker import Faker
+
+        if not 0 <= junior_share <= JUNIOR_SHARE:
+            raise ValueError(f"junior_share must be within 0 and {JUNIOR_SHARE}")
+        self.junior_share = junior_share
 
         self.rng = random.Random(seed)
         # For draws added after the benchmark's figures were first published: a
@@ -497,10 +505,10 @@ class Generator:
                     Record(entity, self.relative(rng.choice(originals), "household"), "household")
                 )
                 continue
-            if originals and roll < 0.045:
+            if originals and roll < 0.045 - (JUNIOR_SHARE - self.junior_share):
                 out.append(Record(entity, self.relative(rng.choice(originals), "junior"), "junior"))
                 continue
-            if originals and roll < 0.055:
+            if originals and 0.045 <= roll < 0.055:
                 out.append(Record(entity, self.namesake(rng.choice(originals)), "namesake"))
                 continue
             traits = self.person()

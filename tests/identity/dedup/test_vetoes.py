@@ -66,6 +66,13 @@ def levels(*values: int) -> dict[str, int]:
         (levels(0, 3, 3, 2, -1, 3), {}, ["first names differ"]),
         # A new married name: same first name, email, phone and birthday.
         (levels(3, 0, 3, 2, 2, 0), {}, []),
+        # ... or the very same first name with both the email and the phone, unless
+        # the birthdays differ.
+        (levels(3, 0, 3, 2, -1, -1), {}, []),
+        (levels(3, 0, 3, 2, 1, 0), {}, []),
+        (levels(3, 0, 3, 2, 0, 3), {}, ["last names differ", "birthdays differ"]),
+        (levels(2, 0, 3, 2, -1, 3), {"first_name_slip": True}, ["last names differ"]),
+        (levels(3, 0, 3, 1, -1, 3), {}, ["last names differ"]),
         (levels(3, 0, 3, -1, -1, 3), {}, ["last names differ"]),
         (levels(0, 0, 3, 2, 2, 3), {}, ["last names differ"]),
         (levels(3, 3, 3, 2, 0, 3), {}, ["birthdays differ"]),

@@ -77,8 +77,14 @@ def vetoes(
         # nickname with a typo (Ana: Anna, Anne) is as often another spelling: only
         # a shared email or phone tells.
         reasons.append("first names only alike, and no shared email or phone")
-    if at("last_name") == 0 and not (first_written_so and same_contact and at("birthday") == 2):
-        # Unless first name, email or phone and birthday agree: a new married name.
+    # A new married name: the first name (give or take a slip) with the email or
+    # phone and the birthday; or the very first name with both the email and the
+    # phone, and no birthday that says otherwise (two people of one first name
+    # sharing a mailbox and a number are rarer than a name changed at marriage).
+    married = (first_written_so and same_contact and at("birthday") == 2) or (
+        at("first_name") == 3 and at("email") == 3 and at("phone") == 2 and at("birthday") != 0
+    )
+    if at("last_name") == 0 and not married:
         reasons.append("last names differ")
     if at("birthday") == 0:
         reasons.append("birthdays differ")

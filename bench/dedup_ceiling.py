@@ -1,0 +1,254 @@
+#!/usr/bin/env python
+"""Where the dedup benchmark's missed true pairs go, and the best recall any rule on
+the same comparisons could reach.
+
+Runs the product's matching (``apps.identity.dedup``: blocking, comparison, EM,
+frequency weights, vetoes, ``automatic_select``) in memory over the records of
+``bench/dedup.py``'s generator, without a database, so that it takes half a minute
+at 100,000 records. Then:
+
+1. Precision and recall of the automatic merges, as ``bench/dedup.py`` counts them
+   (its figures differ by a pair or two: the database hands profiles over in
+   another order).
+2. Every missed true pair by why it was missed: never compared (no blocking key in
+   common), below the review threshold, held back by a veto (which), or in the
+   review band.
+3. The ceiling: a pair's *pattern* is what the matcher knows of it (the agreement
+   level of every field and the name flags: slip, nickname, swapped). The script
+   counts, among the compared pairs the run left apart, the true and the false
+   ones of each pattern, and merges every pattern with more true pairs than false
+   ones, choosing with the labels. That is more than any rule could do without
+   them, so the recall it reaches bounds that of every rule on these comparisons
+   (at the precision it prints).
+
+``--junior-share`` lowers the share of "juniors" (a son of his father's name at his
+father's address; 1% of the records by default) to see how much of the shortfall
+is theirs.
+
+Run:  .venv/bin/python bench/dedup_ceiling.py --size 100000 --seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+class _Pair:
+    """What ``automatic_select`` reads of a DuplicateCandidate."""
+
+    def __init__(self, i: int, j: int, a: uuid.UUID, b: uuid.UUID, score: float, evidence):
+        self.i, self.j = i, j
+        self.profile_a_id, self.profile_b_id = a, b
+        self.score = score
+        self.evidence = evidence
+
+
+class _Clusters:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def join(self, x: int, y: int) -> None:
+        self.parent[self.find(x)] = self.find(y)
+
+    def copy(self) -> _Clusters:
+        other = _Clusters(0)
+        other.parent = list(self.parent)
+        return other
+
+
+def _quality(clusters: _Clusters, entity: list[int], true_pairs: int) -> tuple[float, float, int]:
+    members: dict[int, Counter[int]] = defaultdict(Counter)
+    for row, e in enumerate(entity):
+        members[clusters.find(row)][e] += 1
+    predicted = correct = 0
+    for counts in members.values():
+        size = sum(counts.values())
+        predicted += size * (size - 1) // 2
+        correct += sum(c * (c - 1) // 2 for c in counts.values())
+    precision = correct / predicted if predicted else 1.0
+    return precision, correct / true_pairs, predicted - correct
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--junior-share", type=float, default=None)
+    args = parser.parse_args()
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings.local")
+    os.environ["DATABASE_URL"] = "sqlite:///:memory:"  # never queried
+    os.environ["LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+    from dedup import JUNIOR_SHARE, Generator
+
+    from apps.identity.dedup.blocking import block_keys, candidate_pairs
+    from apps.identity.dedup.compare import compare_pairs
+    from apps.identity.dedup.fellegi_sunter import initial_model
+    from apps.identity.dedup.frequency import frequencies_count, frequency_adjustments
+    from apps.identity.dedup.models import DedupConfig
+    from apps.identity.dedup.records import BUILTIN_FIELDS, build_records
+    from apps.identity.dedup.services.candidates import evidence
+    from apps.identity.dedup.services.decisions import automatic_select
+    from apps.identity.dedup.services.scoring import EM_MIN_PAIRS, compare_all, estimate_model
+
+    def default(name: str) -> float:
+        return DedupConfig._meta.get_field(name).default
+
+    auto_threshold = default("auto_merge_threshold")
+    review_threshold = default("review_threshold")
+    share = JUNIOR_SHARE if args.junior_share is None else args.junior_share
+
+    start = time.perf_counter()
+    generated = Generator(size=args.size, seed=args.seed, junior_share=share).records()
+    entity = [r.entity for r in generated]
+    ids = [uuid.UUID(int=(args.seed << 64) + n, version=4) for n in range(len(generated))]
+    specs = BUILTIN_FIELDS
+    rows = list(zip(ids, [r.traits for r in generated], strict=True))
+    records = build_records(rows, specs)
+    records.merged = np.zeros(len(records), dtype=bool)
+    keys = block_keys(records)
+    left, right, stats = candidate_pairs(
+        keys, len(records), max_block_size=default("max_block_size")
+    )
+    level, swapped = compare_all(records, left, right, lambda *_: None)
+    model = initial_model(specs)
+    if len(level) >= EM_MIN_PAIRS:
+        model = estimate_model(records, level, left * len(records) + right, stats, model)
+    frequencies = frequencies_count(records, [s.name for s in specs if s.frequency_adjusted])
+    adjustments = frequency_adjustments(records, left, right, level, swapped, model, frequencies)
+    scores = model.score(level) + adjustments.sum(axis=1)
+    selected = np.flatnonzero(scores >= review_threshold)
+    order = selected[np.argsort(-scores[selected], kind="stable")]
+    details = compare_pairs(records, left[order], right[order], details=True)
+    weights = model.field_weights(details.level) + adjustments[order]
+    queued: dict[tuple[int, int], _Pair] = {}
+    for k, (i, j) in enumerate(zip(left[order].tolist(), right[order].tolist(), strict=True)):
+        found = evidence(records, details, weights, k, i, j)
+        queued[(i, j)] = _Pair(i, j, ids[i], ids[j], float(scores[order][k]), found)
+    merged = automatic_select(list(queued.values()), auto_threshold)
+    seconds = time.perf_counter() - start
+
+    clusters = _Clusters(len(generated))
+    for pair in merged:
+        clusters.join(pair.i, pair.j)
+    by_entity: dict[int, list[int]] = defaultdict(list)
+    for row, e in enumerate(entity):
+        by_entity[e].append(row)
+    true_pairs = [
+        (rows[x], rows[y])
+        for rows in by_entity.values()
+        for x in range(len(rows))
+        for y in range(x + 1, len(rows))
+    ]
+    precision, recall, wrong = _quality(clusters, entity, len(true_pairs))
+    roles = Counter(r.role for r in generated)
+    print(f"dedup ceiling: {args.size:,} records, seed {args.seed}, junior share {share:.4f}")
+    print(f"records by role   {dict(roles)}")
+    print(f"matching          {seconds:.1f} s in memory; {len(left):,} pairs compared")
+    print(
+        f"automatic merges  precision {precision:.4f}  recall {recall:.4f}  "
+        f"({len(true_pairs):,} true pairs, {wrong} wrong pairs)"
+    )
+
+    compared = {(int(i), int(j)): k for k, (i, j) in enumerate(zip(left, right, strict=True))}
+    why: Counter[str] = Counter()
+    for x, y in true_pairs:
+        if clusters.find(x) == clusters.find(y):
+            continue
+        pair = (min(x, y), max(x, y))
+        if pair not in compared:
+            why["never compared (no blocking key in common)"] += 1
+        elif pair not in queued:
+            why["below the review threshold"] += 1
+        elif queued[pair].evidence["vetoes"]:
+            why["veto: " + "; ".join(queued[pair].evidence["vetoes"])] += 1
+        else:
+            why["in the review band"] += 1
+    print(f"missed true pairs {sum(why.values()):,}")
+    for reason, count in why.most_common():
+        print(f"  {count:6,}  {reason}")
+
+    # The ceiling: patterns the run left apart, merged where true pairs outnumber
+    # false ones (chosen with the labels).
+    details_all = compare_pairs(records, left, right, details=True)
+    flags = np.stack(
+        [
+            *(level[:, f] for f in range(level.shape[1])),
+            details_all.first_name_slip,
+            details_all.last_name_slip,
+            details_all.first_name_nickname,
+            details_all.first_name_nickname_typo,
+            details_all.email_mirrors_names,
+            swapped,
+        ],
+        axis=1,
+    ).astype(np.int8)
+    patterns: dict[bytes, list[int]] = defaultdict(lambda: [0, 0])
+    apart = []
+    for k, (i, j) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
+        if clusters.find(i) != clusters.find(j):
+            key = flags[k].tobytes()
+            patterns[key][0 if entity[i] == entity[j] else 1] += 1
+            apart.append((k, i, j, key))
+    best = clusters.copy()
+    for _, i, j, key in apart:
+        true_count, false_count = patterns[key]
+        if true_count > false_count:
+            best.join(i, j)
+    best_precision, best_recall, best_wrong = _quality(best, entity, len(true_pairs))
+    # True pairs left apart in patterns that are false at least as often.
+    shared = sum(t for t, f in patterns.values() if t <= f)
+    print(
+        f"ceiling           recall {best_recall:.4f} at precision {best_precision:.4f} "
+        f"({best_wrong} wrong pairs) if every pattern with more true pairs than false"
+    )
+    print(
+        "                  merged too (chosen with the labels: no rule does better on these "
+        "comparisons)"
+    )
+    print(f"                  {shared:,} missed true pairs are in patterns false at least as often")
+    largest = sorted(patterns.items(), key=lambda kv: -kv[1][0])[:6]
+    names = [s.name for s in specs]
+    print("largest patterns of missed true pairs (true, false):")
+    for key, (true_count, false_count) in largest:
+        values = np.frombuffer(key, dtype=np.int8)
+        shown = {n: int(v) for n, v in zip(names, values[: len(names)], strict=True)}
+        marks = [
+            m
+            for m, v in zip(
+                ("first slip", "last slip", "nickname", "nickname typo", "mirrors", "swapped"),
+                values[len(names) :],
+                strict=True,
+            )
+            if v
+        ]
+        print(f"  {true_count:5,} {false_count:6,}  {shown} {' '.join(marks)}")
+    print("levels: -1 missing, 0 different, higher is closer (3 exact; 2 for phone and birthday)")
+
+
+if __name__ == "__main__":
+    main()
