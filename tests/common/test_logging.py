@@ -4,7 +4,12 @@ tracebacks of failed requests and tasks (Django's, Celery's and gunicorn's)."""
 from __future__ import annotations
 
 import logging
+import os
 import runpy
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -203,3 +208,56 @@ def test_gunicorns_error_log_redacts_tracebacks(tmp_path: Path) -> None:
     assert "Error handling request /api/v1/profiles/email:[redacted]" in text
     assert "ValueError: Key (type, value)=([redacted])" in text
     assert "ada" not in text
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CELERY_BROKER_URL", "").startswith(("redis://", "amqp://")),
+    reason="a worker process needs a broker it can share (Redis in CI)",
+)
+@pytest.mark.parametrize(
+    "settings_module",
+    [
+        "cdp.settings.local",  # the worker sets up its own handlers, as in production
+        "cdp.settings.test",  # it leaves logging to Django's LOGGING
+    ],
+)
+def test_a_worker_process_logs_no_email(
+    tmp_path: Path, not_eager: None, settings_module: str
+) -> None:
+    from cdp.celery import app
+
+    # given: a real worker process on a queue of its own
+    queue = f"redact-test-{uuid.uuid4().hex[:8]}"
+    log_path = tmp_path / "worker.log"
+    command = [sys.executable, "-m", "celery", "-A", "cdp", "worker", "--pool=solo"]
+    command += ["-Q", queue, "--loglevel=INFO", "--without-mingle", "--without-gossip"]
+    with log_path.open("w") as log_file:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module}
+        worker = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_for(log_path, "ready.")
+            # when: it receives a message it cannot run, naming a person; it logs
+            # the whole message body
+            app.send_task(
+                "cdp.no_such_task", args=["ada@example.com", "+4915112345678"], queue=queue
+            )
+            _wait_for(log_path, "unregistered task")
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+    # then: the body is logged without the address and the number
+    text = log_path.read_text()
+    assert "[redacted]" in text
+    assert "ada@example.com" not in text
+    assert "4915112345678" not in text
+
+
+def _wait_for(path: Path, needle: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in path.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{needle!r} not in the worker's log:\n{path.read_text()[-3000:]}")
