@@ -99,9 +99,8 @@ class RedactingFormatter(logging.Formatter):
 
 
 def handlers_redact(logger: logging.Logger) -> None:
-    """Make every handler of ``logger`` redact what it writes (idempotent)."""
+    """Make every handler of ``logger`` redact all it writes, keeping its format
+    (idempotent)."""
     for handler in logger.handlers:
         if not isinstance(handler.formatter, RedactingFormatter):
             handler.setFormatter(RedactingFormatter(inner=handler.formatter or logging.Formatter()))
-        if not any(isinstance(f, RedactPersonalData) for f in handler.filters):
-            handler.addFilter(RedactPersonalData())
