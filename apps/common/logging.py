@@ -51,9 +51,11 @@ _EMAIL = re.compile(
 # A database error's detail names the values: everything after "Key (columns)=" or
 # "Failing row contains " to the end of its line goes (values may hold parentheses,
 # so the closing one cannot be told apart; the line's end can).
-_DB_KEY = re.compile(r"(\bKey \([^()\n]{0,500}\)=)\([^\n]*")
-_DB_ROW = re.compile(r"(\bFailing row contains )\([^\n]*")
-_E164 = re.compile(r"(?<![\w+])\+[1-9]\d{7,14}\b")
+# (Columns may be expressions: "Key (type, lower(value))=". A colour code ends the
+# text redacted, so that a coloured line stays readable.)
+_DB_KEY = re.compile(r"(\bKey \((?:[^()\n]|\([^()\n]{0,200}\)){0,500}\)=)\([^\n\x1b]*")
+_DB_ROW = re.compile(r"(\bFailing row contains )\([^\n\x1b]*")
+_E164 = re.compile(r"(?<![\w+%])(?:\+|%2B)[1-9]\d{7,14}\b", re.I)
 
 
 def redact(text: str) -> str:
@@ -62,7 +64,7 @@ def redact(text: str) -> str:
     if "Key (" in text or "Failing row" in text:
         text = _DB_KEY.sub(rf"\1({REDACTED})", text)
         text = _DB_ROW.sub(rf"\1({REDACTED})", text)
-    if "+" in text:
+    if "+" in text or "%2" in text:
         text = _E164.sub(REDACTED, text)
     if "@" not in text and "%40" not in text:
         return text

@@ -254,9 +254,16 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own handlers (a console one with DEBUG on, mail_admins) would
+        # write tracebacks unredacted: everything goes through the root's.
+        "django": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         "django.request": {"filters": ["redact_personal_data"]},
-        "django.server": {"filters": ["redact_personal_data"]},
+        "django.server": {
+            "handlers": ["console"],
+            "filters": ["redact_personal_data"],
+            "propagate": False,
+        },
     },
 }
 

@@ -63,6 +63,13 @@ ROOT = Path(__file__).resolve().parents[2]
             "DETAIL:  Failing row contains ([redacted])\nnext line",
         ),
         ("sms to +4915112345678 failed", "sms to [redacted] failed"),
+        ("GET /x?phone=%2B4915112345678&a=1", "GET /x?phone=[redacted]&a=1"),
+        (
+            "DETAIL:  Key (type, lower(value::text))=(phone, (555) 010-9999) already exists.",
+            "DETAIL:  Key (type, lower(value::text))=([redacted])",
+        ),
+        # a coloured line keeps its colour codes
+        ("\x1b[31mKey (email)=(ada@example.com)\x1b[0m", "\x1b[31mKey (email)=([redacted])\x1b[0m"),
         ("retry +3 in 12345678 s", "retry +3 in 12345678 s"),
         ("Not Found: /api/v1/profiles/merge", "Not Found: /api/v1/profiles/merge"),
         ("GET /admin/consent/purpose/ 200", "GET /admin/consent/purpose/ 200"),
@@ -190,6 +197,35 @@ def test_celerys_worker_log_handlers_redact_tracebacks() -> None:
         assert "ada" not in line
 
 
+def test_celerys_pool_logger_redacts_too() -> None:
+    from celery.signals import after_setup_logger
+    from celery.utils.log import get_multiprocessing_logger
+
+    import cdp.celery  # noqa: F401
+
+    # given: the pool's logger with a handler, as the worker configures it before
+    # announcing the root logger's set-up
+    pool_logger = get_multiprocessing_logger()
+    handler = _Capture()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    pool_logger.addHandler(handler)
+    try:
+        after_setup_logger.send(
+            sender=None,
+            logger=logging.getLogger("test.celery.root"),
+            loglevel=logging.INFO,
+            logfile=None,
+            format="",
+            colorize=False,
+        )
+        # when: the pool reports a child's error
+        pool_logger.error("Pool process %r error: %r", 1, ValueError("ada@example.com"))
+    finally:
+        pool_logger.removeHandler(handler)
+    # then: without the address
+    assert handler.lines == ["Pool process 1 error: ValueError('[redacted]')"]
+
+
 def test_gunicorns_error_log_redacts_tracebacks(tmp_path: Path) -> None:
     from gunicorn.config import Config
 
@@ -261,3 +297,23 @@ def _wait_for(path: Path, needle: str, timeout: float = 60.0) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"{needle!r} not in the worker's log:\n{path.read_text()[-3000:]}")
+
+
+def test_every_log_handler_redacts() -> None:
+    # given: logging as Django set it up from LOGGING (Django's defaults included)
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    # then: every handler that writes anywhere formats through RedactingFormatter
+    # (pytest's own capture handlers aside)
+    unredacted = [
+        (logger.name, type(handler).__name__)
+        for logger in loggers
+        for handler in logger.handlers
+        if not isinstance(handler, logging.NullHandler)
+        and not type(handler).__module__.startswith("_pytest")
+        and not isinstance(handler.formatter, RedactingFormatter)
+    ]
+    assert unredacted == []
