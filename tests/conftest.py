@@ -65,6 +65,26 @@ def broker_at() -> Iterator[Callable[[str], Any]]:
 
 
 @pytest.fixture
+def as_application_role(db: None) -> str:
+    """The rest of the test runs as the application's own database role, as in
+    production (apps/common/db_roles.py): no owner of any table, no superuser.
+    PostgreSQL only; the role and its grants go with the test's transaction."""
+    from django.db import connection
+
+    from apps.common.db_roles import app_role_grant
+
+    if connection.vendor != "postgresql":
+        pytest.skip("database roles need PostgreSQL")
+    role = f"cdp_test_app_{os.getpid()}"  # roles are cluster-wide: one per test process
+    app_role_grant(role, create=True)
+    with connection.cursor() as cursor:
+        cursor.execute(f'SET LOCAL ROLE "{role}"')
+        cursor.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert cursor.fetchone() == (role, False)
+    return role
+
+
+@pytest.fixture
 def source(db: None) -> Source:
     return Source.objects.create(name="Web", write_key="wk_test_web")
 

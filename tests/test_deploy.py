@@ -18,20 +18,28 @@ def _compose() -> dict:  # type: ignore[type-arg]
 
 def test_compose_runs_web_worker_beat_postgres16_and_redis7() -> None:
     services = _compose()["services"]
-    assert set(services) == {"web", "worker", "beat", "postgres", "redis"}
+    assert set(services) == {"migrate", "web", "worker", "beat", "postgres", "redis"}
     assert services["postgres"]["image"] == "postgres:16"
     assert services["redis"]["image"] == "redis:7"
-    web = services["web"]["command"]
-    assert web.index("manage.py migrate") < web.index("gunicorn cdp.wsgi")
+    # migrations as the owner, then the application's role gets its grants
+    migrate = services["migrate"]
+    assert migrate["command"].index("manage.py migrate") < migrate["command"].index(
+        "manage.py db_app_role cdp_app --create --password-env CDP_APP_DB_PASSWORD"
+    )
+    assert migrate["environment"]["DATABASE_URL"].startswith("postgres://cdp:")
+    assert migrate["restart"] == "no"
+    assert services["web"]["command"].startswith("gunicorn cdp.wsgi")
+    assert services["web"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
     assert services["worker"]["command"].startswith("celery -A cdp worker")
     assert services["beat"]["command"].startswith("celery -A cdp beat")
     for name in ("web", "worker", "beat"):
         env = services[name]["environment"]
         assert env["DJANGO_SETTINGS_MODULE"] == "cdp.settings.production"
-        assert (
-            env["DATABASE_URL"].startswith("postgres://")
-            and "@postgres:5432/" in env["DATABASE_URL"]
-        )
+        # the application's role, which owns no table
+        assert env["DATABASE_URL"].startswith("postgres://cdp_app:")
+        assert "@postgres:5432/" in env["DATABASE_URL"]
         assert env["CELERY_BROKER_URL"] == "redis://redis:6379/0"
         # the secret comes from the environment, never a default in the file
         assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")
@@ -45,7 +53,9 @@ def test_every_setting_named_in_deploy_files_is_read_by_the_settings() -> None:
     names = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     for service in ("web", "worker"):
         names |= set(_compose()["services"][service]["environment"])
+    # read by docker compose, or by `manage.py db_app_role --password-env`
     names -= {"DJANGO_SETTINGS_MODULE", "WEB_CONCURRENCY", "POSTGRES_PASSWORD", "WEB_PORT"}
+    names -= {"CDP_APP_DB_PASSWORD"}
     missing = {n for n in names if f'"{n}"' not in settings_text}
     assert missing == set()
 

@@ -258,6 +258,8 @@ LOGGING = {
         # write tracebacks unredacted: everything goes through the root's.
         "django": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "WARNING"},
+        # redis-py gives this logger a handler of its own unless it exists already.
+        "push_response": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.request": {"filters": ["redact_personal_data"]},
         "django.server": {
             "handlers": ["console"],

@@ -61,8 +61,17 @@ def _scan(needles: list[str]) -> dict[str, list[str]]:
     return hits
 
 
+@pytest.fixture(params=["owner", "application role"])
+def connected_as(request: pytest.FixtureRequest) -> str:
+    """Each test with Erin runs twice: connected as the tables' owner, and as the
+    application's own role (production), which must be able to do all of it."""
+    if request.param == "application role":
+        request.getfixturevalue("as_application_role")
+    return str(request.param)
+
+
 @pytest.fixture
-def erin(post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
+def erin(connected_as: str, post_events: Any, make_purpose: Any, admin_client: Any) -> Profile:
     """Erin, with events, merges, consents, a dedup candidate, a conflict, refused
     payloads, an anonymized event, an earlier access request (with its history,
     extension and notes naming her) and admin log entries about her profile, the
