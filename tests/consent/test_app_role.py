@@ -124,3 +124,19 @@ def test_the_command_creates_the_role_with_a_password_from_the_environment(
     assert "granted" in capsys.readouterr().out
     with pytest.raises(CommandError, match="superuser"):
         call_command("db_app_role", "postgres")
+
+
+def test_the_application_role_runs_deduplication(as_application_role: str) -> None:
+    from apps.identity.dedup.services import dedup_run
+
+    # given: two records of one person, written as the application writes them
+    traits = {"firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com"}
+    Profile.objects.create(traits=traits)
+    Profile.objects.create(traits={**traits, "phone": "+14155550100"})
+    # when: a full run (it empties and rebuilds its blocking index, takes its
+    # advisory lock, merges) runs as the application's role
+    run = dedup_run(full=True)
+    # then: it succeeded and merged them
+    assert run is not None and run.status == "succeeded"
+    assert run.auto_merged == 1
+    assert Profile.objects.live().count() == 1
