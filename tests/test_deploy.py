@@ -38,7 +38,7 @@ def test_compose_runs_web_worker_beat_postgres16_and_redis7() -> None:
         env = services[name]["environment"]
         assert env["DJANGO_SETTINGS_MODULE"] == "cdp.settings.production"
         # the application's role, which owns no table
-        assert env["DATABASE_URL"].startswith("postgres://cdp_app:")
+        assert env["DATABASE_URL"].startswith("postgres://cdp_app:${CDP_APP_DB_PASSWORD:?")
         assert "@postgres:5432/" in env["DATABASE_URL"]
         assert env["CELERY_BROKER_URL"] == "redis://redis:6379/0"
         # the secret comes from the environment, never a default in the file

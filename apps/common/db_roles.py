@@ -7,6 +7,14 @@ replica``). So in production the application connects as a role that owns nothin
 and is no superuser. Migrations run as the owner; then ``manage.py db_app_role``
 (``app_role_grant``) gives the application's role the rights it needs on the
 tables the migrations made. docker-compose.yml runs both in its ``migrate`` service.
+
+What the guard then enforces on the application: consent records are deleted only
+while an erasure request in progress names their profile, and moved only along a
+recorded merge or split. It cannot tell a real request or merge from one the
+application forged (the application writes both tables): an attacker who holds the
+application's own database credentials can still delete consent records by
+writing such a request first. Closing that needs the erasure and merge paths behind
+functions owned by the tables' owner (SECURITY DEFINER), which is not done.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ class RoleRefused(Exception):
 @dataclass(frozen=True)
 class _Role:
     exists: bool
+    # Any of these lets a role switch the guard off, or give itself the right to.
     superuser: bool = False
+    createrole: bool = False
     bypasses: bool = False  # replication or row-security bypass
 
 
@@ -38,29 +48,42 @@ def _tables_to_truncate() -> list[str]:
 
 def _role(cursor: Any, name: str) -> _Role:
     cursor.execute(
-        "SELECT rolsuper, rolreplication OR rolbypassrls FROM pg_roles WHERE rolname = %s",
+        "SELECT rolsuper, rolcreaterole, rolreplication OR rolbypassrls"
+        " FROM pg_roles WHERE rolname = %s",
         [name],
     )
     row = cursor.fetchone()
-    return _Role(True, bool(row[0]), bool(row[1])) if row else _Role(False)
+    return _Role(True, *map(bool, row)) if row else _Role(False)
 
 
-def _owners(cursor: Any) -> list[str]:
-    """Owners of the tables and sequences in the current schema."""
+def _owners(cursor: Any) -> set[str]:
+    """Roles that could switch the guard off or replace what it reads: the current
+    user (who runs migrations), the owners of the schema's tables, sequences and
+    functions, of the schema itself and of the database."""
     cursor.execute(
-        "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c"
+        "SELECT pg_get_userbyid(c.relowner) FROM pg_class c"
         " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p', 'S')"
+        " UNION SELECT pg_get_userbyid(p.proowner) FROM pg_proc p"
+        " WHERE p.pronamespace = current_schema()::regnamespace"
+        " UNION SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n"
+        " WHERE n.oid = current_schema()::regnamespace"
+        " UNION SELECT pg_get_userbyid(d.datdba) FROM pg_database d"
+        " WHERE d.datname = current_database()"
+        " UNION SELECT current_user"
     )
-    return [owner for (owner,) in cursor.fetchall()]
+    return {owner for (owner,) in cursor.fetchall()}
 
 
 def app_role_grant(name: str, *, create: bool = False, password: str | None = None) -> list[str]:
     """Make ``name`` the application's role on the current database and schema:
     create it if asked (a login role without special rights), set its password if
     given, and grant it what the application does (read and write rows, use the
-    sequences, empty the tables it rebuilds). Refuses a role that owns tables here,
-    may act as their owner, or is a superuser (any of them could switch the guard
-    off). Idempotent; run it after every ``migrate``. Returns what it did."""
+    sequences, empty the tables it rebuilds), also on the tables later migrations
+    make (default privileges of the current user, who runs them). Refuses a role
+    that is a superuser, may create roles or bypass row security, is or may become
+    an owner of the tables, functions, schema or database, or may create objects in
+    the schema: any of them could switch the guard off or stand in for what it
+    reads. Idempotent; run it after every ``migrate``. Returns what it did."""
     if connection.vendor != "postgresql":
         raise RoleRefused("database roles need PostgreSQL")
     done: list[str] = []
@@ -82,38 +105,56 @@ def app_role_grant(name: str, *, create: bool = False, password: str | None = No
                 ).format(ident)
             )
             done.append(f"created role {name}")
-        elif role.superuser or role.bypasses:
+        elif role.superuser or role.createrole or role.bypasses:
             raise RoleRefused(
-                f"role {name!r} is a superuser or bypasses replication or row security:"
-                " it could switch the consent log's guard off"
+                f"role {name!r} is a superuser, may create roles, or bypasses replication or"
+                " row security: it could switch the consent log's guard off"
             )
-        cursor.execute("SELECT current_user")
-        (current,) = cursor.fetchone()
-        for owner in {current, *_owners(cursor)}:
-            cursor.execute("SELECT pg_has_role(%s, %s, 'USAGE')", [name, owner])
+        for owner in sorted(_owners(cursor)):
+            # MEMBER, not USAGE: a NOINHERIT member may still SET ROLE to the owner.
+            cursor.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", [name, owner])
             if cursor.fetchone()[0]:
                 raise RoleRefused(
-                    f"role {name!r} is, or may act as, {owner!r}, which owns the tables:"
+                    f"role {name!r} is, or may act as, {owner!r}, an owner here:"
                     " it could switch the consent log's guard off"
                 )
-        if password:
-            run(sql.SQL("ALTER ROLE {} PASSWORD %s").format(ident), [password])
-            done.append(f"set the password of {name}")
         cursor.execute("SELECT current_database(), current_schema()")
         database, schema = cursor.fetchone()
         db, ns = sql.Identifier(database), sql.Identifier(schema)
+        run(sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(ns, ident))
+        cursor.execute("SELECT has_schema_privilege(%s, %s, 'CREATE')", [name, schema])
+        if cursor.fetchone()[0]:
+            raise RoleRefused(
+                f"role {name!r} may create objects in schema {schema!r} (through PUBLIC or"
+                f" another role): a function of its own could stand in for one the guard"
+                f" calls. REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC first."
+            )
+        if password:
+            # Sent as a SCRAM verifier, so that the password itself is in no log.
+            verifier = raw.pgconn.encrypt_password(
+                password.encode(), name.encode(), b"scram-sha-256"
+            ).decode()
+            run(sql.SQL("ALTER ROLE {} PASSWORD %s").format(ident), [verifier])
+            done.append(f"set the password of {name}")
         run(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, ident))
         run(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ns, ident))
-        run(
-            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(
-                ns, ident
+        rows = sql.SQL("SELECT, INSERT, UPDATE, DELETE")
+        sequences = sql.SQL("USAGE, SELECT")
+        for privileges, kind in ((rows, "TABLES"), (sequences, "SEQUENCES")):
+            run(
+                sql.SQL("GRANT {} ON ALL {} IN SCHEMA {} TO {}").format(
+                    privileges, sql.SQL(kind), ns, ident
+                )
             )
-        )
-        run(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(ns, ident))
+            run(
+                sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT {} ON {} TO {}").format(
+                    ns, privileges, sql.SQL(kind), ident
+                )
+            )
         for table in _tables_to_truncate():
             run(sql.SQL("GRANT TRUNCATE ON {}.{} TO {}").format(ns, sql.Identifier(table), ident))
         done.append(
-            f"granted {name} rows and sequences in {database}.{schema}"
-            f" (and TRUNCATE on {', '.join(_tables_to_truncate())})"
+            f"granted {name} rows and sequences in {database}.{schema}, also of tables"
+            f" made later (and TRUNCATE on {', '.join(_tables_to_truncate())})"
         )
     return done

@@ -74,27 +74,52 @@ def test_the_application_role_cannot_switch_the_guard_off(
     assert ConsentRecord.objects.filter(pk=record.pk).exists()
 
 
-def test_a_role_that_could_switch_the_guard_off_is_refused() -> None:
-    # the owner itself (here a superuser too)
+def _current_user() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_user")
-        (owner,) = cursor.fetchone()
-    with pytest.raises(RoleRefused):
-        app_role_grant(owner)
+        return str(cursor.fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("setup", "refusal"),
+    [
+        ('CREATE ROLE "{r}" SUPERUSER', "superuser"),
+        ('CREATE ROLE "{r}" CREATEROLE', "may create roles"),
+        ('CREATE ROLE "{r}" BYPASSRLS', "row security"),
+        ('CREATE ROLE "{r}" REPLICATION', "replication"),
+        # a member of the owner may SET ROLE to it, inheriting or not
+        ('CREATE ROLE "{r}" NOINHERIT; GRANT "{owner}" TO "{r}"', "may act as"),
+        # the owner of the schema (here a role of its own, like a database owner)
+        ('CREATE ROLE "{r}"; ALTER SCHEMA public OWNER TO "{r}"', "may act as"),
+        # CREATE in the schema: a function of its own could stand in for the guard's
+        ('CREATE ROLE "{r}"; GRANT CREATE ON SCHEMA public TO PUBLIC', "may create objects"),
+    ],
+)
+def test_a_role_that_could_switch_the_guard_off_is_refused(setup: str, refusal: str) -> None:
     name = f"cdp_test_role_{uuid.uuid4().hex[:8]}"
-    # a role that does not exist, unless it is to be created
-    with pytest.raises(RoleRefused, match="does not exist"):
-        app_role_grant(name)
-    # a superuser
     with connection.cursor() as cursor:
-        cursor.execute(f'CREATE ROLE "{name}_su" SUPERUSER')
-        cursor.execute(f'CREATE ROLE "{name}_member"')
-        cursor.execute(f'GRANT "{owner}" TO "{name}_member"')
-    with pytest.raises(RoleRefused, match="superuser"):
-        app_role_grant(f"{name}_su")
-    # a member of the owner's role (it could SET ROLE to it)
-    with pytest.raises(RoleRefused, match="may act as"):
-        app_role_grant(f"{name}_member")
+        cursor.execute(setup.format(r=name, owner=_current_user()))
+    with pytest.raises(RoleRefused, match=refusal):
+        app_role_grant(name)
+
+
+def test_the_owner_and_missing_roles_are_refused() -> None:
+    with pytest.raises(RoleRefused):
+        app_role_grant(_current_user())
+    with pytest.raises(RoleRefused, match="does not exist"):
+        app_role_grant(f"cdp_test_role_{uuid.uuid4().hex[:8]}")
+
+
+def test_tables_made_after_the_grant_are_granted_too() -> None:
+    name = f"cdp_test_role_{uuid.uuid4().hex[:8]}"
+    app_role_grant(name, create=True)
+    with connection.cursor() as cursor:
+        # as a later migration would, run by the same owner
+        cursor.execute("CREATE TABLE cdp_test_later (id bigserial PRIMARY KEY, note text)")
+        cursor.execute(f'SET LOCAL ROLE "{name}"')
+        cursor.execute("INSERT INTO cdp_test_later (note) VALUES ('ok') RETURNING id")
+        assert cursor.fetchone()[0] == 1
+        cursor.execute("RESET ROLE")
 
 
 def test_the_command_creates_the_role_with_a_password_from_the_environment(
@@ -110,11 +135,13 @@ def test_the_command_creates_the_role_with_a_password_from_the_environment(
     assert "s3cret" not in out
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT rolcanlogin, rolsuper, rolpassword IS NOT NULL FROM pg_authid"
-            " WHERE rolname = %s",
+            "SELECT rolcanlogin, rolsuper, rolpassword FROM pg_authid WHERE rolname = %s",
             [name],
         )
-        assert cursor.fetchone() == (True, False, True)
+        can_login, superuser, stored = cursor.fetchone()
+        # sent and stored as a SCRAM verifier, never as the password itself
+        assert (can_login, superuser) == (True, False)
+        assert stored.startswith("SCRAM-SHA-256$") and "s3cret" not in stored
         cursor.execute("SELECT has_table_privilege(%s, 'identity_profile', 'INSERT')", [name])
         assert cursor.fetchone() == (True,)
         cursor.execute("SELECT has_table_privilege(%s, 'identity_profile', 'TRUNCATE')", [name])
