@@ -121,6 +121,8 @@ def main() -> None:
     auto_threshold = default("auto_merge_threshold")
     review_threshold = default("review_threshold")
     share = JUNIOR_SHARE if args.junior_share is None else args.junior_share
+    if not 0 <= share <= JUNIOR_SHARE:
+        parser.error(f"--junior-share must be within 0 and {JUNIOR_SHARE}")
 
     start = time.perf_counter()
     generated = Generator(size=args.size, seed=args.seed, junior_share=share).records()

@@ -1,16 +1,15 @@
-"""Keep personal data out of request logs.
+"""Keep personal data out of logs.
 
 Profiles are addressed by external ids in URL paths
 (``/api/v1/profiles/email:ada@example.com/consents``), and both Django's request
-logger ("Not Found: <path>" for every 4xx) and gunicorn's access log write paths.
-``RedactPersonalData`` rewrites such records before any handler sees them:
+logger ("Not Found: <path>" for every 4xx) and gunicorn's access log write paths;
+tracebacks quote what the database refused. ``redact`` takes out:
 
 * a path segment after ``/profiles/`` that is an external id keeps its type only
   (``/profiles/email:[redacted]/consents``), whatever the type (custom types too);
 * ``email:``, ``phone:``, ``user_id:``, ``anonymous_id:`` values elsewhere (query
   strings, referrers) likewise;
-* anything that looks like an email address, also URL-encoded, goes.
-
+* anything that looks like an email address, also URL-encoded, goes;
 * the values of a database error's detail (PostgreSQL's ``Key (type, value)=(email,
   ada@example.com) already exists`` and ``Failing row contains (...)``), which
   reach logs in the tracebacks of failed requests and tasks;
