@@ -13,8 +13,9 @@ while an erasure request in progress names their profile, and moved only along a
 recorded merge or split. It cannot tell a real request or merge from one the
 application forged (the application writes both tables): an attacker who holds the
 application's own database credentials can still delete consent records by
-writing such a request first. Closing that needs the erasure and merge paths behind
-functions owned by the tables' owner (SECURITY DEFINER), which is not done.
+writing such a request first. That is inherent: the application is what decides an
+erasure, so no rule in its database can tell a real request from a forged one; the
+guard makes sure that no statement goes without one, by mistake or by a stray query.
 """
 
 from __future__ import annotations
