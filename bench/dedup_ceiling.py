@@ -37,22 +37,13 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-
-
-class _Pair:
-    """What ``automatic_select`` reads of a DuplicateCandidate."""
-
-    def __init__(self, i: int, j: int, a: uuid.UUID, b: uuid.UUID, score: float, evidence):
-        self.i, self.j = i, j
-        self.profile_a_id, self.profile_b_id = a, b
-        self.score = score
-        self.evidence = evidence
 
 
 class _Clusters:
@@ -108,12 +99,17 @@ def main() -> None:
     from apps.identity.dedup.blocking import block_keys, candidate_pairs
     from apps.identity.dedup.compare import compare_pairs
     from apps.identity.dedup.fellegi_sunter import initial_model
-    from apps.identity.dedup.frequency import frequencies_count, frequency_adjustments
+    from apps.identity.dedup.frequency import frequencies_count
     from apps.identity.dedup.models import DedupConfig
     from apps.identity.dedup.records import BUILTIN_FIELDS, build_records
-    from apps.identity.dedup.services.candidates import evidence
+    from apps.identity.dedup.services.candidates import candidates_build
     from apps.identity.dedup.services.decisions import automatic_select
-    from apps.identity.dedup.services.scoring import EM_MIN_PAIRS, compare_all, estimate_model
+    from apps.identity.dedup.services.scoring import (
+        EM_MIN_PAIRS,
+        estimate_model,
+        pairs_score,
+        review_order,
+    )
 
     def default(name: str) -> float:
         return DedupConfig._meta.get_field(name).default
@@ -136,35 +132,40 @@ def main() -> None:
     left, right, stats = candidate_pairs(
         keys, len(records), max_block_size=default("max_block_size")
     )
-    level, swapped = compare_all(records, left, right, lambda *_: None)
+    # One comparison of every pair, with the name flags the ceiling reads too.
+    compared_all = compare_pairs(records, left, right, details=True)
+    level, swapped = compared_all.level, compared_all.swapped
     model = initial_model(specs)
     if len(level) >= EM_MIN_PAIRS:
         model = estimate_model(records, level, left * len(records) + right, stats, model)
     frequencies = frequencies_count(records, [s.name for s in specs if s.frequency_adjusted])
-    adjustments = frequency_adjustments(records, left, right, level, swapped, model, frequencies)
-    scores = model.score(level) + adjustments.sum(axis=1)
-    selected = np.flatnonzero(scores >= review_threshold)
-    order = selected[np.argsort(-scores[selected], kind="stable")]
-    details = compare_pairs(records, left[order], right[order], details=True)
-    weights = model.field_weights(details.level) + adjustments[order]
-    queued: dict[tuple[int, int], _Pair] = {}
-    for k, (i, j) in enumerate(zip(left[order].tolist(), right[order].tolist(), strict=True)):
-        found = evidence(records, details, weights, k, i, j)
-        queued[(i, j)] = _Pair(i, j, ids[i], ids[j], float(scores[order][k]), found)
-    merged = automatic_select(list(queued.values()), auto_threshold)
+    scores, adjustments = pairs_score(records, left, right, level, swapped, model, frequencies)
+    order = review_order(scores, review_threshold)
+    candidates = candidates_build(
+        None, records, left[order], right[order], scores[order], model, adjustments[order],
+        pending={},
+    )  # fmt: skip
+    merged = automatic_select(candidates, auto_threshold)
     seconds = time.perf_counter() - start
 
+    row_of = {pid: row for row, pid in enumerate(ids)}
+
+    def rows_of(candidate: Any) -> tuple[int, int]:
+        i, j = row_of[candidate.profile_a_id], row_of[candidate.profile_b_id]
+        return min(i, j), max(i, j)
+
+    queued = {rows_of(c): c for c in candidates}
     clusters = _Clusters(len(generated))
-    for pair in merged:
-        clusters.join(pair.i, pair.j)
+    for candidate in merged:
+        clusters.join(*rows_of(candidate))
     by_entity: dict[int, list[int]] = defaultdict(list)
     for row, e in enumerate(entity):
         by_entity[e].append(row)
     true_pairs = [
-        (rows[x], rows[y])
-        for rows in by_entity.values()
-        for x in range(len(rows))
-        for y in range(x + 1, len(rows))
+        (members[x], members[y])
+        for members in by_entity.values()
+        for x in range(len(members))
+        for y in range(x + 1, len(members))
     ]
     precision, recall, wrong = _quality(clusters, entity, len(true_pairs))
     roles = Counter(r.role for r in generated)
@@ -196,15 +197,14 @@ def main() -> None:
 
     # The ceiling: patterns the run left apart, merged where true pairs outnumber
     # false ones (chosen with the labels).
-    details_all = compare_pairs(records, left, right, details=True)
     flags = np.stack(
         [
             *(level[:, f] for f in range(level.shape[1])),
-            details_all.first_name_slip,
-            details_all.last_name_slip,
-            details_all.first_name_nickname,
-            details_all.first_name_nickname_typo,
-            details_all.email_mirrors_names,
+            compared_all.first_name_slip,
+            compared_all.last_name_slip,
+            compared_all.first_name_nickname,
+            compared_all.first_name_nickname_typo,
+            compared_all.email_mirrors_names,
             swapped,
         ],
         axis=1,

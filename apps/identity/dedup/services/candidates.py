@@ -124,17 +124,21 @@ def evidence(
 
 
 def candidates_build(
-    run: DedupRun,
+    run: DedupRun | None,
     records: Records,
     left: IndexArray,
     right: IndexArray,
     scores: np.ndarray,
     model: Model,
     adjustments: np.ndarray | None = None,
+    *,
+    pending: dict[tuple[uuid.UUID, uuid.UUID], int] | None = None,
 ) -> list[DuplicateCandidate]:
     """Candidate rows (not saved yet) for the pairs above the review threshold; a
     pair still pending from an earlier run keeps its row. ``adjustments``: the
-    frequency adjustments of the field weights (see ``frequency``)."""
+    frequency adjustments of the field weights (see ``frequency``). ``pending``:
+    the pending rows' ids by pair, read from the database unless given (an
+    in-memory run without a database, bench/dedup_ceiling.py, gives none)."""
     if len(left) == 0:
         return []
     comparison = compare_pairs(records, left, right, details=True)
@@ -142,12 +146,13 @@ def candidates_build(
     if adjustments is not None:
         weights = weights + adjustments
     probability = model.probability(scores)
-    existing = {
-        (a, b): pk
-        for pk, a, b in DuplicateCandidate.objects.filter(
-            status=DuplicateCandidate.Status.PENDING
-        ).values_list("pk", "profile_a_id", "profile_b_id")
-    }
+    if pending is None:
+        pending = {
+            (a, b): pk
+            for pk, a, b in DuplicateCandidate.objects.filter(
+                status=DuplicateCandidate.Status.PENDING
+            ).values_list("pk", "profile_a_id", "profile_b_id")
+        }
     result: list[DuplicateCandidate] = []
     for k, (i, j) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
         a, b = records.ids[i], records.ids[j]
@@ -155,7 +160,7 @@ def candidates_build(
             a, b, i, j = b, a, j, i
         result.append(
             DuplicateCandidate(
-                pk=existing.get((a, b)),
+                pk=pending.get((a, b)),
                 profile_a_id=a,
                 profile_b_id=b,
                 score=round(float(scores[k]), 3),

@@ -40,7 +40,7 @@ from apps.identity.models import Profile
 from ..blocking import BlockingStats, block_keys, candidate_pairs
 from ..compare import IndexArray
 from ..fellegi_sunter import Model, initial_model
-from ..frequency import ValueFrequencies, frequency_adjustments
+from ..frequency import ValueFrequencies
 from ..models import DedupBlockKey, DedupRun, DuplicateCandidate
 from ..records import Records, build_records
 from .candidates import (
@@ -55,7 +55,7 @@ from .config import DedupSettings, Progress, dedup_settings_load
 from .decisions import auto_merge, automatic_select
 from .frequencies import frequencies_load, frequencies_rebuild
 from .index import index_insert, index_rebuild
-from .scoring import EM_MIN_PAIRS, compare_all, estimate_model
+from .scoring import EM_MIN_PAIRS, compare_all, estimate_model, pairs_score, review_order
 
 logger = logging.getLogger(__name__)
 
@@ -370,14 +370,10 @@ def _score_and_decide(
             **model.as_dict(),
             "frequencies": {name: table.summary() for name, table in frequencies.items()},
         }
-        adjustments = frequency_adjustments(
-            records, left, right, level, swapped, model, frequencies
-        )
-        scores = model.score(level) + adjustments.sum(axis=1)
+        scores, adjustments = pairs_score(records, left, right, level, swapped, model, frequencies)
         progress("estimate", 1, 1)
     with clock.stage("decide"):
-        selected = np.flatnonzero(scores >= settings.review_threshold)
-        order = selected[np.argsort(-scores[selected], kind="stable")]
+        order = review_order(scores, settings.review_threshold)
         candidates = candidates_build(
             run, records, left[order], right[order], scores[order], model, adjustments[order]
         )

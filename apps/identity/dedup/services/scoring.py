@@ -7,6 +7,7 @@ import numpy as np
 from ..blocking import BlockingStats
 from ..compare import IndexArray, compare_pairs
 from ..fellegi_sunter import Model, estimate_lambda, estimate_sessions, estimate_u
+from ..frequency import ValueFrequencies, frequency_adjustments
 from ..records import Records
 from .config import Progress
 
@@ -130,6 +131,27 @@ def compare_all(
     if n == 0:
         progress("compare", 0, 0)
     return level, swapped
+
+
+def pairs_score(
+    records: Records,
+    left: IndexArray,
+    right: IndexArray,
+    level: np.ndarray,
+    swapped: np.ndarray,
+    model: Model,
+    frequencies: dict[str, ValueFrequencies],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's score (the model's field weights plus the frequency adjustments,
+    see ``frequency``) and the adjustments, field by field."""
+    adjustments = frequency_adjustments(records, left, right, level, swapped, model, frequencies)
+    return model.score(level) + adjustments.sum(axis=1), adjustments
+
+
+def review_order(scores: np.ndarray, threshold: float) -> IndexArray:
+    """The pairs scoring at least ``threshold``, best first."""
+    selected = np.flatnonzero(scores >= threshold)
+    return selected[np.argsort(-scores[selected], kind="stable")]
 
 
 # Blocking passes whose pairs EM learns m from, and the fields each one masks.
