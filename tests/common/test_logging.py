@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
@@ -167,10 +168,17 @@ def test_djangos_log_lines_redact_tracebacks() -> None:
     assert "ada" not in text
 
 
+def _worker_announces(signal: Any, logger: logging.Logger) -> None:
+    """Send a Celery logging signal as the worker does once it set up ``logger``."""
+    import cdp.celery  # noqa: F401  (connects the receivers, as the worker does)
+
+    signal.send(
+        sender=None, logger=logger, loglevel=logging.INFO, logfile=None, format="", colorize=False
+    )
+
+
 def test_celerys_worker_log_handlers_redact_tracebacks() -> None:
     from celery.signals import after_setup_logger, after_setup_task_logger
-
-    import cdp.celery  # noqa: F401  (connects the receivers, as the worker does)
 
     for signal in (after_setup_logger, after_setup_task_logger):
         # given: a logger with a handler as the worker sets one up
@@ -180,14 +188,7 @@ def test_celerys_worker_log_handlers_redact_tracebacks() -> None:
         logger.addHandler(handler)
         try:
             # when: the worker announces its logging set-up, then a task fails
-            signal.send(
-                sender=None,
-                logger=logger,
-                loglevel=logging.INFO,
-                logfile=None,
-                format="",
-                colorize=False,
-            )
+            _worker_announces(signal, logger)
             logger.handle(_record_with_exception(logger.name))
         finally:
             logger.removeHandler(handler)
@@ -201,8 +202,6 @@ def test_celerys_pool_logger_redacts_too() -> None:
     from celery.signals import after_setup_logger
     from celery.utils.log import get_multiprocessing_logger
 
-    import cdp.celery  # noqa: F401
-
     # given: the pool's logger with a handler, as the worker configures it before
     # announcing the root logger's set-up
     pool_logger = get_multiprocessing_logger()
@@ -210,14 +209,7 @@ def test_celerys_pool_logger_redacts_too() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     pool_logger.addHandler(handler)
     try:
-        after_setup_logger.send(
-            sender=None,
-            logger=logging.getLogger("test.celery.root"),
-            loglevel=logging.INFO,
-            logfile=None,
-            format="",
-            colorize=False,
-        )
+        _worker_announces(after_setup_logger, logging.getLogger("test.celery.root"))
         # when: the pool reports a child's error
         pool_logger.error("Pool process %r error: %r", 1, ValueError("ada@example.com"))
     finally:
