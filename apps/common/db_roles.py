@@ -152,10 +152,11 @@ def app_role_grant(name: str, *, create: bool = False, password: str | None = No
                     ns, privileges, sql.SQL(kind), ident
                 )
             )
-        for table in _tables_to_truncate():
+        truncated = _tables_to_truncate()
+        for table in truncated:
             run(sql.SQL("GRANT TRUNCATE ON {}.{} TO {}").format(ns, sql.Identifier(table), ident))
         done.append(
             f"granted {name} rows and sequences in {database}.{schema}, also of tables"
-            f" made later (and TRUNCATE on {', '.join(_tables_to_truncate())})"
+            f" made later (and TRUNCATE on {', '.join(truncated)})"
         )
     return done
