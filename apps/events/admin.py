@@ -1,9 +1,13 @@
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
@@ -32,10 +36,33 @@ class EstimatedCountPaginator(Paginator):
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ("name", "write_key", "enabled", "created_at")
+    list_display = ("name", "write_key", "enabled", "corrected_times", "created_at")
     list_filter = ("enabled",)
     search_fields = ("name", "write_key")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "corrected_times")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Source]:
+        # Read from the partial index event_time_corrected_idx: only corrected rows.
+        corrected = (
+            Event.objects.filter(source=OuterRef("pk"), timestamp_corrected=True)
+            .order_by()
+            .values("source")
+            .annotate(n=Count("*"))
+            .values("n")
+        )
+        return (
+            super().get_queryset(request).annotate(corrected_count=Coalesce(Subquery(corrected), 0))
+        )
+
+    @admin.display(description="events with corrected times", ordering="corrected_count")
+    def corrected_times(self, obj: Source) -> str:
+        count = getattr(obj, "corrected_count", 0)
+        if not count:
+            return "0"
+        # The events themselves, filtered: what their clients sent is on each one.
+        query = urlencode({"source__id__exact": obj.pk, "timestamp_corrected__exact": 1})
+        url = f"{reverse('admin:events_event_changelist')}?{query}"
+        return format_html('<a href="{}">{}</a>', url, count)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # A key already embedded in apps cannot change under them; disable and
@@ -66,7 +93,12 @@ class EventAdmin(ReadOnlyAdmin):
         "profile_link",
         "processed",
     )
-    list_filter = ("type", "source", ("processed_at", admin.EmptyFieldListFilter))
+    list_filter = (
+        "type",
+        "source",
+        ("processed_at", admin.EmptyFieldListFilter),
+        "timestamp_corrected",
+    )
     # Only indexed lookups: events are found by person through their profile page.
     search_fields = ("=message_id",)
     paginator = EstimatedCountPaginator

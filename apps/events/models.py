@@ -56,6 +56,9 @@ class Event(models.Model):
     original_timestamp = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField()
+    # A client time was implausible (apps/events/parsing.py, time_window), so the
+    # event is timed without it; what was sent is kept in the two fields above.
+    timestamp_corrected = models.BooleanField(default=False)
     properties = models.JSONField(default=dict, blank=True)
     traits = models.JSONField(default=dict, blank=True)
     context = models.JSONField(default=dict, blank=True)
@@ -87,6 +90,12 @@ class Event(models.Model):
                 condition=models.Q(processed_at__isnull=True),
             ),
             models.Index(fields=["timestamp"], name="event_timestamp_idx"),
+            # Counting corrected times per source (admin) reads only these rows.
+            models.Index(
+                fields=["source"],
+                name="event_time_corrected_idx",
+                condition=models.Q(timestamp_corrected=True),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -74,6 +74,33 @@ class BatchDefaults:
     envelope_error: str | None = None
     gpc: bool = False  # the request carried Sec-GPC: 1 (opt-out of sale/sharing)
     user_agent: str = ""
+    # The plausible window of client times (``time_window``); None: no bounds.
+    earliest: datetime | None = None
+    latest: datetime | None = None
+
+
+def time_window(
+    received_at: datetime,
+    *,
+    historical: bool,
+    earliest_year: int,
+    import_earliest_year: int,
+    future_seconds: int,
+) -> tuple[datetime, datetime]:
+    """The client times taken as they are sent: from the start of a year (2000 on
+    live routes, an earlier configurable one on /v1/import, which carries history)
+    to a day past the server's clock, by default.
+
+    Outside it a clock is wrong (a device reset to 0001-01-01 or 1970, a typo of
+    9999): Segment's rule is to time such an event on arrival and keep what was
+    sent, so that one wrong clock cannot put a person's first visit in year 1 or
+    hold the top of their timeline until 9999.
+    """
+    year = import_earliest_year if historical else earliest_year
+    return (
+        datetime(year, 1, 1, tzinfo=UTC),
+        received_at + timedelta(seconds=future_seconds),
+    )
 
 
 def envelope_check(context: Any, integrations: Any, max_bytes: int) -> tuple[int, str | None]:
@@ -234,20 +261,7 @@ def parse_event(
     timestamp = parse_timestamp(event.get("timestamp"), "timestamp")
     original = parse_timestamp(event.get("originalTimestamp"), "originalTimestamp") or timestamp
     sent_at = parse_timestamp(event.get("sentAt"), "sentAt") or defaults.sent_at
-    received_at = defaults.received_at
-    if original is None:
-        corrected = received_at
-    elif sent_at is not None and not defaults.historical:
-        # Segment's clock-skew correction: the client's clock may be wrong, but the
-        # time between the event and its sending is right.
-        try:
-            corrected = received_at - (sent_at - original)
-        except OverflowError:
-            raise EventError(
-                "sentAt and timestamp are too far apart to correct for clock skew."
-            ) from None
-    else:
-        corrected = original
+    corrected, implausible = _event_time(original, sent_at, defaults)
 
     extra = {k: v for k, v in event.items() if k not in _COLUMN_KEYS}
     if defaults.integrations and "integrations" not in extra:
@@ -265,9 +279,41 @@ def parse_event(
         "timestamp": corrected,
         "original_timestamp": original,
         "sent_at": sent_at,
-        "received_at": received_at,
+        "received_at": defaults.received_at,
+        "timestamp_corrected": implausible,
         "properties": properties,
         "traits": traits,
         "context": context,
         "extra": extra,
     }
+
+
+def _event_time(
+    original: datetime | None, sent_at: datetime | None, defaults: BatchDefaults
+) -> tuple[datetime, bool]:
+    """The event's time, and whether a client time was implausible (outside the
+    window of ``time_window``) and so not used. The sent values are stored as
+    they are either way (``original_timestamp``, ``sent_at``)."""
+    received_at = defaults.received_at
+    if original is None:
+        return received_at, False
+
+    def plausible(value: datetime) -> bool:
+        return (defaults.earliest is None or value >= defaults.earliest) and (
+            defaults.latest is None or value <= defaults.latest
+        )
+
+    if sent_at is not None and not defaults.historical:
+        if not plausible(sent_at):
+            # A sending time from a wrong clock: correcting by it would move the
+            # event as far (sentAt 0001-01-01 once made an event of today 4052's).
+            return (original, True) if plausible(original) else (received_at, True)
+        # Segment's clock-skew correction: the client's clock may be wrong, but the
+        # time between the event and its sending is right.
+        try:
+            corrected = received_at - (sent_at - original)
+        except OverflowError:
+            return received_at, True
+        return (corrected, False) if plausible(corrected) else (received_at, True)
+    # No sending time, or history (/v1/import): the client's time as it is.
+    return (original, False) if plausible(original) else (received_at, True)

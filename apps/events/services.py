@@ -14,7 +14,7 @@ from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from .models import Event, RejectedEvent, Source
-from .parsing import BatchDefaults, EventError, parse_event
+from .parsing import MAX_NESTING, BatchDefaults, EventError, parse_event
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ _COLUMNS = (
     "original_timestamp",
     "sent_at",
     "received_at",
+    "timestamp_corrected",
     "properties",
     "traits",
     "context",
@@ -46,6 +47,7 @@ _PG_TYPES = {
     "original_timestamp": "timestamptz",
     "sent_at": "timestamptz",
     "received_at": "timestamptz",
+    "timestamp_corrected": "boolean",
 }
 
 
@@ -108,7 +110,7 @@ def _insert_generic(rows: Sequence[dict[str, Any]]) -> list[int]:
                 value = r[col]
                 if col in _JSON_COLUMNS:
                     value = _json(value)
-                elif col in _PG_TYPES and col != "source_id" and value is not None:
+                elif _PG_TYPES.get(col) == "timestamptz" and value is not None:
                     value = ops.adapt_datetimefield_value(value)
                 params.append(value)
         sql = (
@@ -149,10 +151,7 @@ def rejected_event_record(
 ) -> None:
     """Keep what was refused, so an admin can see it and the client be fixed."""
     if payload is not None:
-        try:
-            text = _json(payload)
-        except TypeError:
-            text = repr(payload)
+        text = _safe_dump(payload)
     elif isinstance(raw, bytes):
         text = raw[:MAX_REJECTED_PAYLOAD].decode("utf-8", errors="replace")
     else:
@@ -310,11 +309,37 @@ def _insert_one_by_one(
     return stored
 
 
+# How deep a refused payload's copy goes: deeper values become "...". As deep as
+# orjson writes, and shallow enough for Python's recursion.
+_DUMP_DEPTH = MAX_NESTING
+
+
+def _shallow(value: Any, depth: int) -> Any:
+    if isinstance(value, dict | list) and depth <= 0:
+        return "..."
+    if isinstance(value, dict):
+        return {str(k): _shallow(v, depth - 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shallow(v, depth - 1) for v in value]
+    return value
+
+
 def _safe_dump(raw: Any) -> str:
+    """A refused payload as text for the rejected-event log; never raises.
+
+    It is whatever the client sent, so it may be nested deeper than orjson writes
+    (or than ``repr`` can recurse: a RecursionError here once failed the whole
+    request and lost the valid events beside it).
+    """
     try:
         return _json(raw)[:MAX_REJECTED_PAYLOAD]
+    except TypeError:  # orjson.JSONEncodeError: too deep, or an integer past 64 bits
+        pass
+    try:
+        shallow = orjson.dumps(_shallow(raw, _DUMP_DEPTH), default=str)
+        return shallow.decode()[:MAX_REJECTED_PAYLOAD]
     except TypeError:
-        return repr(raw)[:MAX_REJECTED_PAYLOAD]
+        return f"<a {type(raw).__name__} that cannot be shown>"
 
 
 def events_reassign_profile(*, from_profile_id: Any, to_profile_id: Any) -> int:

@@ -23,7 +23,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .auth import basic_auth_username, source_for_key
 from .models import RejectedEvent
-from .parsing import BatchDefaults, EventError, envelope_check, parse_timestamp
+from .parsing import (
+    MAX_NESTING,
+    BatchDefaults,
+    EventError,
+    envelope_check,
+    parse_timestamp,
+    time_window,
+)
 from .services import event_ingest, rejected_event_record
 
 logger = logging.getLogger(__name__)
@@ -66,11 +73,35 @@ class _TooLarge(Exception):
     pass
 
 
+class _LengthRequired(Exception):
+    pass
+
+
+def _body_stream(request: HttpRequest) -> Any:
+    """Where to read the body from.
+
+    Django reads a WSGI body only up to its Content-Length, so a chunked upload
+    (no Content-Length) would read as empty and its events be lost. gunicorn
+    de-chunks ``wsgi.input`` and ends it at the body's end (``wsgi.input_terminated``):
+    read that. Under ASGI Django holds the whole body already. A server that
+    offers neither (Django's development server) cannot hand over a chunked body:
+    411 says so rather than an empty read.
+    """
+    if "chunked" not in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return request
+    if "wsgi.input" not in request.META:  # ASGI
+        return request
+    if request.META.get("wsgi.input_terminated"):
+        return request.META["wsgi.input"]
+    raise _LengthRequired
+
+
 def _read_body(request: HttpRequest, limit: int) -> bytes:
     declared = request.META.get("CONTENT_LENGTH")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _TooLarge
-    body = request.read(limit + 1)
+    stream = _body_stream(request)
+    body = _read_at_most(stream, limit + 1)
     if len(body) > limit:
         raise _TooLarge
     encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
@@ -79,6 +110,18 @@ def _read_body(request: HttpRequest, limit: int) -> bytes:
     elif encoding not in ("", "identity"):
         raise ValueError(f"Unsupported Content-Encoding {encoding!r}; send gzip or plain JSON.")
     return body
+
+
+def _read_at_most(stream: Any, size: int) -> bytes:
+    # A raw server stream may return fewer bytes than asked before its end.
+    parts: list[bytes] = []
+    while size > 0:
+        part = stream.read(size)
+        if not part:
+            break
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
@@ -99,10 +142,12 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def _loads(raw: bytes) -> Any:
+def _loads(raw: bytes, *, capped: bool = False) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in exc.msg and not capped:
+            return _loads(_depth_capped(raw), capped=True)
         if "surrogate" not in exc.msg:
             raise
     # A lone UTF-16 surrogate escape ("\ud83d" of a cut emoji): JSON.stringify and
@@ -110,8 +155,52 @@ def _loads(raw: bytes) -> Any:
     # batch. The standard parser reads them; each becomes U+FFFD.
     try:
         return _replace_surrogates(json.loads(raw))
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        if not capped:
+            return _loads(_depth_capped(raw), capped=True)
         raise orjson.JSONDecodeError(str(exc), "", 0) from exc
+    except ValueError as exc:
+        raise orjson.JSONDecodeError(str(exc), "", 0) from exc
+
+
+# Deeper than any event can be stored (an event sits two levels down in a batch and
+# may nest MAX_NESTING levels), and shallow enough for the parsers and for Python's
+# own recursion (the surrogate path, a refused event's copy).
+_BODY_DEPTH_CAP = MAX_NESTING + 48
+# A string (escapes included) or a bracket: what decides how deep a JSON text is.
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
+
+
+def _depth_capped(raw: bytes) -> bytes:
+    """The body with every value nested deeper than ``_BODY_DEPTH_CAP`` replaced
+    by ``null``.
+
+    The parsers refuse a body nested past their limit (orjson: 1024 levels) whole,
+    and the valid events beside the deep one with it. Capped, the body parses; the
+    deep event is still nested past what can be stored, so it is refused on its
+    own and the others are kept. Only bodies the parser refused come here: a
+    pass in Python over the brackets, bounded by the request size limit.
+    """
+    out: list[bytes] = []
+    depth = 0
+    kept_until = 0
+    cut_at = -1
+    for match in _JSON_TOKEN.finditer(raw):
+        char = raw[match.start()]
+        if char == 0x22:  # a string: its brackets are text
+            continue
+        if char in b"[{":
+            depth += 1
+            if depth == _BODY_DEPTH_CAP + 1:
+                cut_at = match.start()
+        else:
+            if depth == _BODY_DEPTH_CAP + 1 and cut_at >= 0:
+                out += (raw[kept_until:cut_at], b"null")
+                kept_until = match.end()
+                cut_at = -1
+            depth -= 1
+    out.append(raw[kept_until:])
+    return b"".join(out)
 
 
 def _replace_surrogates(value: Any) -> Any:
@@ -156,6 +245,13 @@ def ingest(request: HttpRequest, kind: str) -> HttpResponse:
             body_error = "The request body is empty; send a JSON object."
     except _TooLarge:
         too_large = True
+    except _LengthRequired:
+        return _error(
+            411,
+            "length_required",
+            "This server cannot read a chunked body (Transfer-Encoding: chunked); send "
+            "Content-Length, or run the server under gunicorn, which reads chunked bodies.",
+        )
     except orjson.JSONDecodeError as exc:
         body_error = f"The request body is not valid JSON ({exc.msg} at position {exc.pos})."
     except ValueError as exc:
@@ -245,8 +341,17 @@ def _ingest_parsed(
     envelope_bytes, envelope_error = envelope_check(
         context, integrations, settings.CDP["MAX_EVENT_BYTES"]
     )
+    earliest, latest = time_window(
+        received_at,
+        historical=kind == "import",
+        earliest_year=settings.CDP["EARLIEST_EVENT_YEAR"],
+        import_earliest_year=settings.CDP["IMPORT_EARLIEST_EVENT_YEAR"],
+        future_seconds=settings.CDP["MAX_FUTURE_EVENT_SECONDS"],
+    )
     defaults = BatchDefaults(
         received_at=received_at,
+        earliest=earliest,
+        latest=latest,
         envelope_bytes=envelope_bytes,
         envelope_error=envelope_error,
         sent_at=sent_at,

@@ -283,6 +283,13 @@ CDP = {
     # broker outage or a crashed worker delays processing, never loses it).
     "PENDING_SWEEP_AFTER_SECONDS": env.int("CDP_PENDING_SWEEP_AFTER_SECONDS", default=60),
     "PROCESS_BATCH_SIZE": env.int("CDP_PROCESS_BATCH_SIZE", default=500),
+    # Plausible client times (apps/events/parsing.py, time_window): an event dated
+    # before January 1st of this year, or more than this many seconds past the
+    # server's clock, is timed on arrival; what the client sent is kept.
+    "EARLIEST_EVENT_YEAR": env.int("CDP_EARLIEST_EVENT_YEAR", default=2000),
+    # /v1/import carries history: back to this year.
+    "IMPORT_EARLIEST_EVENT_YEAR": env.int("CDP_IMPORT_EARLIEST_EVENT_YEAR", default=1990),
+    "MAX_FUTURE_EVENT_SECONDS": env.int("CDP_MAX_FUTURE_EVENT_SECONDS", default=24 * 3600),
     # Each web process gathers stored events' ids this long and hands them to the
     # workers together (apps/events/enqueue.py); 0 publishes a task per request.
     "PROCESS_COALESCE_MS": env.int("CDP_PROCESS_COALESCE_MS", default=100),

@@ -836,16 +836,6 @@ def test_mixed_batch_stores_the_valid_and_records_the_invalid(post_events, sourc
             "sentAt is out of range: '9999-12-31T23:59:59-12:00'.",
         ),
         (
-            {
-                "type": "track",
-                "userId": "u1",
-                "event": "X",
-                "timestamp": "0001-01-01T00:00:00Z",
-                "sentAt": "9999-01-01T00:00:00Z",
-            },
-            "sentAt and timestamp are too far apart to correct for clock skew.",
-        ),
-        (
             {"type": "identify", "userId": "u1", "traits": {"name": "a\x00b"}},
             "Event contains a NUL character (\\u0000), which cannot be stored.",
         ),
