@@ -3,9 +3,13 @@ bodies, implausible client times. Each test failed on the main it was found on."
 
 from __future__ import annotations
 
+import base64
+import gzip
+import http.client
 import json
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -266,3 +270,88 @@ def test_admin_counts_corrected_times_per_source(post_events, frozen_now, admin_
     assert f'<a href="{link}">1</a>' in sources.content.decode()
     assert corrected.status_code == 200
     assert [e.message_id for e in corrected.context["cl"].result_list] == ["bad"]
+
+
+# --- 2. Chunked bodies ----------------------------------------------------------
+
+
+def _post_chunked(url: str, path: str, chunks: list[bytes], key: str, **headers: str) -> Any:
+    """POST with Transfer-Encoding: chunked and no Content-Length, as streaming
+    clients (and some proxies) send."""
+    parsed = urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    auth = base64.b64encode(f"{key}:".encode()).decode()
+    try:
+        conn.request(
+            "POST",
+            path,
+            body=iter(chunks),
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Basic {auth}",
+                "Transfer-Encoding": "chunked",
+                **headers,
+            },
+            encode_chunked=True,
+        )
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _split(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_chunked_batch_is_read_whole(gunicorn_url, source, compressed):
+    # given a batch of 50 events sent in 1 KB chunks, plain or gzip
+    batch = [_event(f"m{i}", timestamp="2024-01-01T00:00:00Z") for i in range(50)]
+    body = orjson.dumps({"batch": batch})
+    headers = {"Content-Encoding": "gzip"} if compressed else {}
+    if compressed:
+        body = gzip.compress(body)
+
+    # when
+    status, answer = _post_chunked(
+        gunicorn_url, "/v1/batch", _split(body, 1024), source.write_key, **headers
+    )
+
+    # then
+    assert (status, answer) == (200, b'{"success":true}')
+    assert Event.objects.filter(source=source).count() == 50
+
+
+def test_a_chunked_body_over_the_limit_is_413(gunicorn_url, source, settings):
+    # given a chunked body past the 4 MB limit, with no Content-Length to tell
+    filler = "x" * 1000
+    batch = [_event(f"m{i}") | {"properties": {"f": filler}} for i in range(4500)]
+    body = orjson.dumps({"batch": batch})
+    assert len(body) > settings.CDP["MAX_REQUEST_BYTES"]
+
+    # when
+    status, answer = _post_chunked(gunicorn_url, "/v1/batch", _split(body, 65536), source.write_key)
+
+    # then
+    assert status == 413
+    assert orjson.loads(answer)["code"] == "too_large"
+    assert Event.objects.count() == 0
+
+
+def test_a_chunked_body_the_server_cannot_read_is_411_not_an_empty_body(client, source):
+    # given Django's own server (its input ends at Content-Length, so at 0 here)
+    auth = base64.b64encode(f"{source.write_key}:".encode()).decode()
+
+    # when
+    response = client.post(
+        "/v1/track",
+        data=b"",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Basic {auth}",
+        HTTP_TRANSFER_ENCODING="chunked",
+    )
+
+    # then
+    assert response.status_code == 411
+    assert _json(response)["code"] == "length_required"
