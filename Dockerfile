@@ -13,8 +13,11 @@ COPY requirements/ requirements/
 RUN pip install -r requirements/production.txt
 
 COPY . .
-# collectstatic needs settings but no database or real secret.
-RUN SECRET_KEY=build-only CDP_PRIVACY_HASH_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 \
+# collectstatic needs production settings but no database or real secret:
+# throwaway random keys (production refuses a known or short one).
+RUN SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    CDP_PRIVACY_HASH_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    DATABASE_URL=sqlite:////tmp/build.sqlite3 \
     python manage.py collectstatic --noinput && rm -f /tmp/build.sqlite3 \
     && chown -R cdp:cdp /app
 

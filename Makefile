@@ -41,11 +41,12 @@ typecheck: setup
 
 check: lint test
 
+# The package defaults to production settings (cdp/__init__.py): name the local ones.
 worker: setup
-	$(BIN)/celery -A cdp worker -l info
+	DJANGO_SETTINGS_MODULE=cdp.settings.local $(BIN)/celery -A cdp worker -l info
 
 beat: setup
-	$(BIN)/celery -A cdp beat -l info
+	DJANGO_SETTINGS_MODULE=cdp.settings.local $(BIN)/celery -A cdp beat -l info
 
 bench: setup
 	$(BIN)/python bench/ingest.py

@@ -40,6 +40,7 @@ import multiprocessing as mp
 import os
 import random
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -59,6 +60,7 @@ import orjson
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+STATIC_ROOT = Path(tempfile.gettempdir()) / "cdp-bench-static"
 VENV_BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -85,6 +87,7 @@ COLUMNS = (
     "original_timestamp",
     "sent_at",
     "received_at",
+    "timestamp_corrected",
     "properties",
     "traits",
     "context",
@@ -171,6 +174,7 @@ def baseline_row(event: dict[str, Any], source_id: int, received_at: datetime) -
         original,
         sent_at,
         received_at,
+        False,
         orjson.dumps(event["properties"]).decode(),
         "{}",
         orjson.dumps(context).decode(),
@@ -847,9 +851,12 @@ def server_env(dsn: str) -> dict[str, str]:
         {
             "DJANGO_SETTINGS_MODULE": "cdp.settings.production",
             "DATABASE_URL": dsn,
-            "SECRET_KEY": "bench-not-secret-" + uuid.uuid4().hex,
-            "CDP_PRIVACY_HASH_KEY": "bench-not-secret-" + uuid.uuid4().hex,
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "CDP_PRIVACY_HASH_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # Plain HTTP on loopback: no redirect to HTTPS.
+            "SECURE_SSL_REDIRECT": "false",
+            "STATIC_ROOT": str(STATIC_ROOT),
             "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
             "DEBUG": "false",
             "PYTHONUNBUFFERED": "1",
@@ -1189,6 +1196,8 @@ def main() -> int:
         print(f"\n[setup] database {args.database}, migrate, source, baseline tables", flush=True)
         recreate_database(args.database)
         manage(env, "migrate", "--noinput", "-v", "0")
+        # Production settings serve hashed static files and refuse to start without.
+        manage(env, "collectstatic", "--noinput", "-v", "0")
         manage(env, "create_source", "bench", "--write-key", WRITE_KEY)
         global DISK_STAT
         DISK_STAT = find_disk_stat(dsn)

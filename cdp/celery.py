@@ -1,12 +1,8 @@
-import os
-
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 from celery.utils.log import get_multiprocessing_logger
 
 from apps.common.logging import handlers_redact
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings.local")
 
 app = Celery("cdp")
 app.config_from_object("django.conf:settings", namespace="CELERY")

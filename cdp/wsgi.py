@@ -1,7 +1,9 @@
-import os
+"""The WSGI entry point (``gunicorn cdp.wsgi``). Importing the ``cdp`` package
+chose production settings unless the environment names others (cdp/__init__.py)."""
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings.production")
+from apps.common.checks import static_files_require
 
 application = get_wsgi_application()
+static_files_require()

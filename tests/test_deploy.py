@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import re
+import secrets
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import pytest
+import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,13 +74,25 @@ def test_dockerfile_installs_production_requirements_with_gunicorn() -> None:
 
 
 def _dockerfile_build_env() -> dict[str, str]:
-    """The variables the Dockerfile's collectstatic step sets (and its ENV lines)."""
+    """The variables the Dockerfile's collectstatic step sets (and its ENV lines),
+    evaluated by a shell as the build does (its keys are random at each build)."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     step = re.search(
-        r"^RUN ((?:[A-Z_]+=\S+ )+)\\\n\s+python manage.py collectstatic", dockerfile, re.M
+        r"^RUN ((?:[A-Z_]+=(?:\"[^\"\n]*\"|\S+) \\\n\s*)+)python manage.py collectstatic",
+        dockerfile,
+        re.M,
     )
     assert step, "the Dockerfile runs collectstatic with its settings in the RUN line"
-    env = dict(pair.split("=", 1) for pair in step.group(1).split())
+    assignments = step.group(1).replace("\\\n", " ")
+    shell = subprocess.run(
+        ["sh", "-c", f"{assignments} env -0"],
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
+        capture_output=True,
+        check=True,
+    )
+    names = re.findall(r"([A-Z_]+)=", assignments)
+    built = dict(pair.split("=", 1) for pair in shell.stdout.decode().split("\0") if "=" in pair)
+    env = {name: built[name] for name in names}
     env["DJANGO_SETTINGS_MODULE"] = re.search(r"DJANGO_SETTINGS_MODULE=(\S+)", dockerfile).group(1)  # type: ignore[union-attr]
     return env
 
@@ -121,7 +139,7 @@ def test_production_settings_refuse_to_start_without_a_privacy_hash_key() -> Non
         env={
             "PATH": "/usr/bin:/bin",
             "DJANGO_SETTINGS_MODULE": "cdp.settings.production",
-            "SECRET_KEY": "a-real-secret",
+            "SECRET_KEY": secrets.token_urlsafe(50),
         },
         capture_output=True,
         text=True,
@@ -129,3 +147,169 @@ def test_production_settings_refuse_to_start_without_a_privacy_hash_key() -> Non
     )
     assert result.returncode != 0
     assert "CDP_PRIVACY_HASH_KEY" in result.stderr
+
+
+# --- Production entry points never start on insecure values (issue 15, defect 4) ---
+
+
+def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "CDP_PRIVACY_HASH_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+        "STATIC_ROOT": str(tmp_path / "static"),
+        **extra,
+    }
+
+
+def _run(args: list[str], env: dict[str, str], timeout: int = 120) -> Any:
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_every_entry_point_defaults_to_production_settings() -> None:
+    # given no DJANGO_SETTINGS_MODULE at all, as a bare `gunicorn cdp.wsgi` or
+    # `celery -A cdp` would start
+    code = (
+        "import os, importlib, sys; importlib.import_module(sys.argv[1]); "
+        "print(os.environ['DJANGO_SETTINGS_MODULE'])"
+    )
+    for module in ("cdp", "cdp.celery"):
+        # when
+        result = _run([sys.executable, "-c", code, module], {"PATH": "/usr/bin:/bin"})
+
+        # then
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "cdp.settings.production"
+
+
+def test_gunicorn_without_any_environment_refuses_to_start(tmp_path: Path) -> None:
+    # when: the probe's command, with nothing set
+    result = _run(
+        [sys.executable, "-m", "gunicorn", "cdp.wsgi", "--bind", "127.0.0.1:0"],
+        {"PATH": "/usr/bin:/bin"},
+    )
+
+    # then: it stops at start, naming the secret (it once ran DEBUG=True on a
+    # published fallback key)
+    assert result.returncode != 0
+    assert "Set the SECRET_KEY environment variable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"SECRET_KEY": "insecure-local-only-key-change-me"}, "SECRET_KEY must be a long random"),
+        ({"SECRET_KEY": "short-but-real"}, "SECRET_KEY must be a long random"),
+        ({"SECRET_KEY": "a" * 60}, "SECRET_KEY must be a long random"),
+        ({"CDP_PRIVACY_HASH_KEY": "build-only"}, "CDP_PRIVACY_HASH_KEY must be a long random"),
+        ({"DEBUG": "true"}, "DEBUG is on with production settings"),
+    ],
+)
+def test_production_settings_refuse_insecure_values(
+    tmp_path: Path, variables: dict[str, str], message: str
+) -> None:
+    # when
+    env = _production_env(tmp_path, DJANGO_SETTINGS_MODULE="cdp.settings.production", **variables)
+    result = _run([sys.executable, "manage.py", "check"], env)
+
+    # then
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def _collectstatic(env: dict[str, str]) -> None:
+    result = _run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_deploy_is_clean_on_production_defaults(tmp_path: Path) -> None:
+    # given production settings with only the required secrets, static collected
+    env = _production_env(tmp_path, DJANGO_SETTINGS_MODULE="cdp.settings.production")
+    _collectstatic(env)
+
+    # when
+    result = _run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], env
+    )
+
+    # then
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (1 silenced)." in result.stdout
+
+
+def test_check_deploy_reports_uncollected_static_files(tmp_path: Path) -> None:
+    # when
+    env = _production_env(tmp_path, DJANGO_SETTINGS_MODULE="cdp.settings.production")
+    result = _run([sys.executable, "manage.py", "check", "--deploy"], env)
+
+    # then
+    assert result.returncode != 0
+    assert "cdp.E001" in result.stderr
+    assert "python manage.py collectstatic --noinput" in result.stderr
+
+
+# --- Static files (defect 5) ----------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_gunicorn_refuses_to_start_without_collected_static_files(tmp_path: Path) -> None:
+    # given production settings and an empty STATIC_ROOT
+    env = _production_env(tmp_path)
+
+    # when
+    result = _run(
+        [sys.executable, "-m", "gunicorn", "cdp.wsgi", "--bind", f"127.0.0.1:{_free_port()}"],
+        env,
+    )
+
+    # then: it says what to run instead of answering the admin login with a 500
+    assert result.returncode != 0
+    assert "Static files are not collected" in result.stderr
+    assert "python manage.py collectstatic --noinput" in result.stderr
+
+
+def test_admin_login_and_api_docs_are_served_by_gunicorn_after_collectstatic(
+    tmp_path: Path,
+) -> None:
+    # given production settings (over plain HTTP on loopback), static collected
+    env = _production_env(tmp_path, SECURE_SSL_REDIRECT="false")
+    _collectstatic({**env, "DJANGO_SETTINGS_MODULE": "cdp.settings.production"})
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "cdp.wsgi", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{base}/healthz", timeout=5)
+                break
+            except requests.RequestException:
+                assert server.poll() is None, server.stderr.read().decode()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.2)
+
+        # when
+        login = requests.get(f"{base}/admin/login/", timeout=10)
+        docs = requests.get(f"{base}/api/docs/", timeout=10)
+        css = re.search(r'href="(/static/admin/css/base\.[0-9a-f]+\.css)"', login.text)
+
+        # then: pages and their hashed static files
+        assert login.status_code == 200
+        assert docs.status_code == 200
+        assert css, "the login page names the hashed stylesheet"
+        assert requests.get(f"{base}{css.group(1)}", timeout=10).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
