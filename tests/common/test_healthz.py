@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.test import Client
+
+from apps.common.views import BROKER_PROBE_TIMEOUT
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +70,37 @@ def test_healthz_is_503_when_the_database_is_down(client: Client) -> None:
     # then
     assert response.status_code == 503
     assert response.json()["status"] == "down"
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[str]:
+    """A broker address that takes connections and never answers (a host behind a
+    firewall that drops, or a hung broker): the case that once held /healthz 2 s."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # connections complete in the backlog; nothing reads them
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        listener.close()
+
+
+def test_healthz_does_not_hang_on_a_silent_broker(
+    client: Client, not_eager: None, settings: Any, broker_at: Any, silent_broker: str
+) -> None:
+    # given a broker that never answers
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with broker_at(silent_broker):
+        # when
+        started = time.monotonic()
+        first = client.get("/healthz")
+        first_took = time.monotonic() - started
+        started = time.monotonic()
+        again = client.get("/healthz")
+        again_took = time.monotonic() - started
+
+    # then the probe gives up after its short timeout, and the next check reuses it
+    assert first.json() == {"status": "degraded", "database": "ok", "broker": "down"}
+    assert again.json() == first.json()
+    assert first_took < BROKER_PROBE_TIMEOUT * 2 + 0.5
+    assert again_took < 0.1
