@@ -58,6 +58,31 @@ class EventError(ValueError):
     pass
 
 
+class OutOfRangeNumber(float):
+    """A JSON number beyond what a double holds (``1e400``, a 400-digit integer).
+
+    JSON allows any number; orjson refuses the whole body for one, and PostgreSQL's
+    jsonb stores none past 1e308 that a client could read back. So the body is
+    read with these marked (apps/events/views.py), and the event that holds one is
+    refused on its own, by name: orjson will not write this type.
+    """
+
+    text: str
+
+    def __new__(cls, text: str) -> OutOfRangeNumber:
+        number = super().__new__(cls, float(text))
+        number.text = text
+        return number
+
+
+def _unstorable(exc: orjson.JSONEncodeError) -> str:
+    """Why orjson would not write a parsed value: a number out of range (the only
+    type the body parser makes that it refuses), or nesting past its limit."""
+    if "not JSON serializable" in str(exc):
+        return "a number beyond the range of a double (about 1.8e308); send it as a string"
+    return "nesting"
+
+
 @dataclass(frozen=True, slots=True)
 class BatchDefaults:
     """What a batch envelope (or the request) adds to each of its events."""
@@ -113,7 +138,10 @@ def envelope_check(context: Any, integrations: Any, max_bytes: int) -> tuple[int
         try:
             # As deep as stored: integrations go in the row's ``extra``.
             size += len(orjson.dumps([[[value]]])) - 6
-        except orjson.JSONEncodeError:
+        except orjson.JSONEncodeError as exc:
+            why = _unstorable(exc)
+            if why != "nesting":
+                return 0, f"The batch's {key} object holds {why}."
             return 0, (
                 f"The batch's {key} object is nested more than {MAX_NESTING - 1} levels deep, "
                 "which cannot be stored."
@@ -203,9 +231,12 @@ def parse_event(
     try:
         # Wrapped as deep as it will be stored (see MAX_NESTING).
         dumped = orjson.dumps([[event]])
-    except orjson.JSONEncodeError:
-        # The only way a parsed body fails to serialize: nesting beyond what
-        # orjson writes.
+    except orjson.JSONEncodeError as exc:
+        # A parsed body fails to serialize only by nesting beyond what orjson
+        # writes, or by a number out of range.
+        why = _unstorable(exc)
+        if why != "nesting":
+            raise EventError(f"Event holds {why}.") from None
         raise EventError(
             f"Event is nested more than {MAX_NESTING} levels deep, which cannot be stored."
         ) from None

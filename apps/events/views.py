@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import zlib
 from typing import Any
@@ -27,6 +28,7 @@ from .parsing import (
     MAX_NESTING,
     BatchDefaults,
     EventError,
+    OutOfRangeNumber,
     envelope_check,
     parse_timestamp,
     time_window,
@@ -148,19 +150,42 @@ def _loads(raw: bytes, *, capped: bool = False) -> Any:
     except orjson.JSONDecodeError as exc:
         if "depth limit" in exc.msg and not capped:
             return _loads(_depth_capped(raw), capped=True)
-        if "surrogate" not in exc.msg:
-            raise
-    # A lone UTF-16 surrogate escape ("\ud83d" of a cut emoji): JSON.stringify and
-    # Python's json write them, orjson refuses them, and one would cost the whole
-    # batch. The standard parser reads them; each becomes U+FFFD.
+        refused = exc
+    # JSON that orjson refuses although it is valid, each of which once cost the
+    # whole batch: a lone UTF-16 surrogate escape ("\ud83d" of a cut emoji, which
+    # JSON.stringify and Python's json write) and a number past a double's range
+    # (1e400). The standard parser reads both: a surrogate becomes U+FFFD, such a
+    # number an OutOfRangeNumber, whose event is refused alone. Whatever it also
+    # refuses gets orjson's message, the more precise one.
     try:
-        return _replace_surrogates(json.loads(raw))
-    except RecursionError as exc:
+        return _replace_surrogates(
+            json.loads(raw, parse_float=_float, parse_int=_int, parse_constant=_no_constant)
+        )
+    except RecursionError:
         if not capped:
             return _loads(_depth_capped(raw), capped=True)
-        raise orjson.JSONDecodeError(str(exc), "", 0) from exc
-    except ValueError as exc:
-        raise orjson.JSONDecodeError(str(exc), "", 0) from exc
+        raise refused from None
+    except ValueError:
+        raise refused from None
+
+
+def _float(text: str) -> float:
+    number = float(text)
+    return OutOfRangeNumber(text) if math.isinf(number) else number
+
+
+def _int(text: str) -> int | float:
+    # As orjson reads integers: exact within 64 bits, else a double (or out of
+    # range). Converting a 5000-digit string to int would raise past Python's limit.
+    if len(text) <= 20:
+        value = int(text)
+        if -(2**63) <= value < 2**64:
+            return value
+    return _float(text)
+
+
+def _no_constant(text: str) -> None:
+    raise ValueError(f"{text} is not JSON")
 
 
 # Deeper than any event can be stored (an event sits two levels down in a batch and
@@ -210,8 +235,6 @@ def _replace_surrogates(value: Any) -> Any:
         return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_replace_surrogates(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
-        return float(value)  # as orjson reads such numbers
     return value
 
 

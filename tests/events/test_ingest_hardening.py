@@ -355,3 +355,56 @@ def test_a_chunked_body_the_server_cannot_read_is_411_not_an_empty_body(client, 
     # then
     assert response.status_code == 411
     assert _json(response)["code"] == "length_required"
+
+
+# --- Numbers past a double's range ------------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1" * 400, "9" * 5000])
+def test_a_number_past_a_doubles_range_is_refused_with_its_event(post_events, number):
+    # given valid JSON that orjson refuses whole, beside a valid event
+    big = _track("big", '{"n":' + number + "}")
+    body = f'{{"batch":[{big},{_track("good")}]}}'
+
+    # when
+    response = post_events("/v1/batch", body.encode())
+
+    # then
+    assert response.status_code == 200
+    assert _json(response)["rejected"] == [
+        {
+            "index": 0,
+            "messageId": "big",
+            "reason": "Event holds a number beyond the range of a double (about 1.8e308); "
+            "send it as a string.",
+        }
+    ]
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["good"]
+
+
+def test_numbers_orjson_reads_are_read_the_same_on_the_fallback_path(post_events):
+    # given a body that takes the standard parser (a lone surrogate), with large
+    # integers and floats that orjson itself reads
+    props = '{"s":"\\ud83d","big":18446744073709551616,"neg":-9223372036854775809,"f":1.5e300}'
+    body = f'{{"batch":[{_track("m", props)}]}}'
+
+    # when
+    post_events("/v1/batch", body.encode())
+
+    # then: as orjson reads them (a double past 64 bits)
+    assert Event.objects.get().properties == {
+        "s": "\ufffd",
+        "big": 1.8446744073709552e19,
+        "neg": -9.223372036854776e18,
+        "f": 1.5e300,
+    }
+
+
+@pytest.mark.parametrize("body", ['{"batch":[NaN]}', '{"batch":[Infinity]}', '{"batch":[1,]}'])
+def test_what_is_not_json_stays_a_400(post_events, body):
+    # when
+    response = post_events("/v1/batch", body.encode())
+
+    # then
+    assert response.status_code == 400
+    assert _json(response)["code"] == "invalid_json"
