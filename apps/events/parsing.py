@@ -222,7 +222,8 @@ def parse_event(
     if not isinstance(event, dict):
         raise EventError("Each event must be a JSON object.")
     kind = forced_type or event.get("type")
-    if kind not in EVENT_TYPES:
+    # A list or an object is no type, and cannot be looked up in a set.
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:
         raise EventError(
             f"type must be one of {', '.join(sorted(EVENT_TYPES))}; got {str(kind)[:40]!r}."
         )

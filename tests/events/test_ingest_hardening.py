@@ -408,3 +408,21 @@ def test_what_is_not_json_stays_a_400(post_events, body):
     # then
     assert response.status_code == 400
     assert _json(response)["code"] == "invalid_json"
+
+
+# --- Found by tests/events/test_ingest_fuzz.py ------------------------------------
+
+
+@pytest.mark.parametrize("kind", ['["track"]', '{"a":1}', "1", "null"])
+def test_a_type_that_is_not_a_string_is_refused_alone(post_events, kind):
+    # given an event whose type is a list or an object (once a 500: unhashable)
+    odd = f'{{"type":{kind},"userId":"u","messageId":"odd"}}'
+    body = f'{{"batch":[{odd},{_track("good")}]}}'
+
+    # when
+    response = post_events("/v1/batch", body.encode())
+
+    # then
+    assert response.status_code == 200
+    assert _json(response)["rejected"][0]["reason"].startswith("type must be one of alias,")
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["good"]
