@@ -80,9 +80,7 @@ def _object(pairs: list[tuple[str, str]]) -> str:
 
 
 DEEP = st.integers(min_value=1, max_value=3000).flatmap(
-    lambda depth: st.sampled_from(
-        ["[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth]
-    )
+    lambda depth: st.sampled_from(["[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth])
 )
 VALUES = st.recursive(
     st.one_of(SCALARS, DEEP),
@@ -103,8 +101,9 @@ BASES = st.sampled_from(
     ]
 )
 HOSTILE_EVENTS = st.one_of(
-    st.tuples(BASES, st.lists(st.tuples(st.sampled_from(FIELDS) | ODD_KEYS, VALUES), max_size=6))
-    .map(lambda parts: _object(parts[0] + parts[1])),
+    st.tuples(
+        BASES, st.lists(st.tuples(st.sampled_from(FIELDS) | ODD_KEYS, VALUES), max_size=6)
+    ).map(lambda parts: _object(parts[0] + parts[1])),
     VALUES,  # not even an object
 )
 
@@ -202,3 +201,45 @@ def test_the_valid_event_sent_chunked_beside_anything_is_stored_exactly_once(
 
     # then
     _check(status, content, message_id, count)
+
+
+ROUTES = ["/v1/track", "/v1/identify", "/v1/page", "/v1/alias", "/v1/group", "/v1/import"]
+
+
+@_FUZZ
+@given(route=st.sampled_from(ROUTES), body=HOSTILE_EVENTS)
+def test_a_hostile_body_on_any_route_is_answered_never_with_a_5xx(post_events, route, body):
+    # when a hostile event is the whole body
+    response = post_events(route, body.encode())
+
+    # then: accepted, or refused with a documented 400 that says why
+    assert response.status_code in (200, 400), response.content[:500]
+    answer = orjson.loads(response.content)
+    if response.status_code == 400:
+        assert answer["code"] in ("invalid_json", "invalid_body")
+        assert answer["message"]
+
+
+@_FUZZ
+@given(
+    envelope=st.lists(
+        st.tuples(st.sampled_from(["sentAt", "context", "integrations", "writeKey"]), VALUES),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_a_hostile_batch_envelope_is_answered_never_with_a_5xx(post_events, envelope):
+    # given a valid event in a batch whose own fields are anything
+    message_id, valid = _valid_event()
+    body = _object(envelope).removesuffix("}") + f',"batch":[{valid}]}}'
+    if not envelope:
+        body = f'{{"batch":[{valid}]}}'
+
+    # when
+    response = post_events("/v1/batch", body.encode())
+
+    # then the event is stored, or refused with the envelope's reason
+    assert response.status_code == 200, response.content[:500]
+    answer = orjson.loads(response.content)
+    stored = Event.objects.filter(message_id=message_id).count()
+    assert stored + len(answer.get("rejected", [])) == 1
