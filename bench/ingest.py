@@ -942,6 +942,8 @@ class Gunicorn:
             # Production's config: the access log on, redacted (cdp/gunicorn.py).
             "-c",
             str(ROOT / "cdp" / "gunicorn.py"),
+            # One control socket path per user: another gunicorn must not share it.
+            "--no-control-socket",
             "--bind",
             f"{HOST}:{self.port}",
             "--workers",

@@ -186,7 +186,15 @@ def test_every_entry_point_defaults_to_production_settings() -> None:
 def test_gunicorn_without_any_environment_refuses_to_start(tmp_path: Path) -> None:
     # when: the probe's command, with nothing set
     result = _run(
-        [sys.executable, "-m", "gunicorn", "cdp.wsgi", "--bind", "127.0.0.1:0"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "cdp.wsgi",
+            "--no-control-socket",
+            "--bind",
+            "127.0.0.1:0",
+        ],
         {"PATH": "/usr/bin:/bin"},
     )
 
@@ -264,7 +272,15 @@ def test_gunicorn_refuses_to_start_without_collected_static_files(tmp_path: Path
 
     # when
     result = _run(
-        [sys.executable, "-m", "gunicorn", "cdp.wsgi", "--bind", f"127.0.0.1:{_free_port()}"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "cdp.wsgi",
+            "--no-control-socket",
+            "--bind",
+            f"127.0.0.1:{_free_port()}",
+        ],
         env,
     )
 
@@ -282,7 +298,15 @@ def test_admin_login_and_api_docs_are_served_by_gunicorn_after_collectstatic(
     _collectstatic({**env, "DJANGO_SETTINGS_MODULE": "cdp.settings.production"})
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "cdp.wsgi", "--bind", f"127.0.0.1:{port}"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "cdp.wsgi",
+            "--no-control-socket",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -54,6 +54,9 @@ def gunicorn_url(transactional_db: None) -> Iterator[str]:
             "-m",
             "gunicorn",
             "cdp.wsgi",
+            # gunicorn's control socket is one path per user: test servers, and
+            # anyone else's gunicorn, must not share it.
+            "--no-control-socket",
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
