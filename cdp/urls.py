@@ -3,6 +3,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+handler404 = "apps.common.exceptions.page_not_found"
+
 admin.site.site_header = "CDP administration"
 admin.site.site_title = "CDP admin"
 

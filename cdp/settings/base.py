@@ -157,10 +157,12 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "CDP management API",
     "DESCRIPTION": (
-        "Profiles, events and (in later versions) segments, consent and content "
-        "decisions. Authenticate with `Authorization: Bearer <token>`; create a "
-        "token with `python manage.py create_api_token NAME`. Event ingestion "
-        "follows the Segment HTTP tracking API under `/v1/` and is not listed here."
+        "Profiles, their events and consent, and data-subject requests (segments "
+        "and content decisions come in later versions). Authenticate with "
+        "`Authorization: Bearer <token>`; create a token with `python manage.py "
+        'create_api_token NAME`. Errors are `{"detail": ...}` (with `errors` per '
+        "field for a 400). Event ingestion follows the Segment HTTP tracking API "
+        "under `/v1/` and is not listed here."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -169,12 +171,20 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer"},
-        }
+    # The bearer scheme comes from apps.api_auth.authentication.BearerTokenScheme.
+    # Names for the choice sets several components share (else StatusAc1Enum...).
+    "ENUM_NAME_OVERRIDES": {
+        "ConsentStatusEnum": "apps.consent.models.ConsentStatus",
+        "PrivacyRequestStatusEnum": "apps.consent.models.RequestStatus",
+        "PrivacyRequestTypeEnum": "apps.consent.models.RequestType",
+        "PrivacyRequestMoveEnum": "apps.consent.api.serializers.MOVE_TARGETS",
+        "PrivacyRequestRejectEnum": "apps.consent.api.serializers.REJECT_TARGETS",
     },
-    "SECURITY": [{"bearerAuth": []}],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.identity.api.schema.postprocess_external_ids",
+        "apps.consent.api.schema.postprocess_purpose_keys",
+    ],
 }
 
 # --- Celery -----------------------------------------------------------------------

@@ -16,30 +16,6 @@ def _fresh_consent_config() -> Any:
     consent_config_clear()
 
 
-@pytest.fixture(autouse=True)
-def _consent_log_emptied_before_flush(request: pytest.FixtureRequest) -> Any:
-    """Transactional tests end with a TRUNCATE of every table, which the consent
-    log refuses while it holds statements (migration 0004): empty it first, as
-    the table's owner may, with its guard off for that one transaction."""
-    marker = request.node.get_closest_marker("django_db")
-    if not marker or not (marker.kwargs.get("transaction") or "transaction" in marker.args):
-        yield
-        return
-    request.getfixturevalue("_django_db_helper")  # so that this ends before the flush
-    yield
-    from django.db import connection, transaction
-
-    if connection.vendor != "postgresql":
-        return
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Foreign keys are checked at commit; ALTER TABLE wants none pending.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("ALTER TABLE consent_consentrecord DISABLE TRIGGER consent_log_append_only")
-        cursor.execute("DELETE FROM consent_consentstate")
-        cursor.execute("DELETE FROM consent_consentrecord")
-        cursor.execute("ALTER TABLE consent_consentrecord ENABLE TRIGGER consent_log_append_only")
-
-
 @pytest.fixture
 def make_purpose(db: None) -> Any:
     def make(key: str, **fields: Any) -> Purpose:

@@ -74,7 +74,7 @@ def test_consent_api_errors(admin_api: Any, api_client: Any, make_purpose: Any) 
     bad_purpose = admin_api.post(
         url, {"purpose": "nope", "status": "granted"}, content_type="application/json"
     )
-    assert bad_purpose.status_code == 400 and "nope" in bad_purpose.json()["errors"]["purpose"]
+    assert bad_purpose.status_code == 400 and "nope" in bad_purpose.json()["errors"]["purpose"][0]
     bad_status = admin_api.post(
         url, {"purpose": "newsletter", "status": "maybe"}, content_type="application/json"
     )
@@ -144,10 +144,10 @@ def test_nul_characters_in_json_are_a_400(
 @pytest.mark.parametrize(
     ("subject", "message"),
     [
-        ("id:not-uuid", "subject: id: takes a profile UUID."),
-        ("email:not-an-email", "subject: this is not a usable email value."),
-        ("phone:123", "subject: this is not a usable phone value."),
-        ("user_id:undefined", "subject: this is not a usable user_id value."),
+        ("id:not-uuid", "id: takes a profile UUID."),
+        ("email:not-an-email", "this is not a usable email value."),
+        ("phone:123", "this is not a usable phone value."),
+        ("user_id:undefined", "this is not a usable user_id value."),
     ],
 )
 def test_request_subjects_are_validated_fully(admin_api: Any, subject: str, message: str) -> None:
@@ -157,7 +157,7 @@ def test_request_subjects_are_validated_fully(admin_api: Any, subject: str, mess
         content_type="application/json",
     )
     assert response.status_code == 400
-    assert response.json() == {"detail": message}
+    assert response.json() == {"detail": "Invalid input.", "errors": {"subject": [message]}}
     assert DataSubjectRequest.objects.count() == 0
 
 
@@ -187,7 +187,7 @@ def test_absurd_receipt_times_are_refused(admin_api: Any, received_at: str, mess
         content_type="application/json",
     )
     assert response.status_code == 400
-    assert response.json() == {"detail": message}
+    assert response.json() == {"detail": "Invalid input.", "errors": {"received_at": [message]}}
 
 
 def test_year_one_is_refused(admin_api: Any) -> None:
@@ -215,7 +215,8 @@ def test_request_workflow_and_deadlines(admin_api: Any) -> None:
     refused = admin_api.post(
         url + "/transition", {"status": "completed"}, content_type="application/json"
     )
-    assert refused.status_code == 400 and "allowed: verified, rejected" in refused.json()["detail"]
+    # a well-formed move the request's state does not allow: a conflict, not a 400
+    assert refused.status_code == 409 and "allowed: verified, rejected" in refused.json()["detail"]
     # extensions: reason required, two months at most in all
     assert (
         admin_api.post(
@@ -231,7 +232,7 @@ def test_request_workflow_and_deadlines(admin_api: Any) -> None:
     again = admin_api.post(
         url + "/extend", {"months": 1, "reason": "more"}, content_type="application/json"
     )
-    assert again.status_code == 400 and "2 months at most" in again.json()["detail"]
+    assert again.status_code == 409 and "2 months at most" in again.json()["detail"]
     for status in ("verified", "in_progress", "completed"):
         r = admin_api.post(
             url + "/transition", {"status": status, "note": "ok"}, content_type="application/json"
@@ -257,7 +258,7 @@ def test_request_workflow_and_deadlines(admin_api: Any) -> None:
         {"status": "rejected"},
         content_type="application/json",
     )
-    assert r.status_code == 400 and "why" in r.json()["detail"]
+    assert r.status_code == 400 and "why" in r.json()["errors"]["note"][0]
     bad = admin_api.post(
         "/api/v1/privacy-requests",
         {"type": "erasure", "subject": "ada"},
@@ -315,8 +316,8 @@ def test_export_archive_holds_everything_about_the_person(
         content_type="application/json",
     ).json()
     url = f"/api/v1/privacy-requests/{dsr['id']}"
-    # not before the requester is verified
-    assert admin_api.get(url + "/export").status_code == 400
+    # not before the requester is verified (a conflict with the request's state)
+    assert admin_api.get(url + "/export").status_code == 409
     admin_api.post(url + "/transition", {"status": "verified"}, content_type="application/json")
     # when
     response = admin_api.get(url + "/export")
@@ -389,9 +390,9 @@ def test_rectification_corrects_traits_and_the_trail_keeps_no_values(
     ).json()
     url = f"/api/v1/privacy-requests/{dsr['id']}"
     body = {"traits": {"lastName": "Lovelace", "phone": None}}
-    # not before verification
+    # not before verification (a conflict with the request's state)
     assert (
-        admin_api.post(url + "/rectify", body, content_type="application/json").status_code == 400
+        admin_api.post(url + "/rectify", body, content_type="application/json").status_code == 409
     )
     admin_api.post(url + "/transition", {"status": "verified"}, content_type="application/json")
     response = admin_api.post(url + "/rectify", body, content_type="application/json")
@@ -485,7 +486,7 @@ def test_objection_denies_the_purposes(
     refused = admin_api.post(
         url + "/object", {"purposes": ["service"]}, content_type="application/json"
     )
-    assert refused.status_code == 400 and "required" in refused.json()["detail"]
+    assert refused.status_code == 409 and "required" in refused.json()["detail"]
     assert not ConsentRecord.objects.exists()
     unknown = admin_api.post(
         url + "/object", {"purposes": ["nope"]}, content_type="application/json"
@@ -499,3 +500,61 @@ def test_objection_denies_the_purposes(
     record = ConsentRecord.objects.get()
     assert (record.status, record.source) == ("denied", "admin")
     assert record.method.startswith("Objection")
+
+
+@pytest.mark.parametrize("reason", ["", " ", "\n\t"])
+def test_extend_with_an_empty_reason_is_400_and_the_schema_says_so(
+    admin_api: Any, openapi: Any, reason: str
+) -> None:
+    # given
+    from apps.consent.services.dsr import dsr_create
+
+    dsr = dsr_create(type="access", subject="user_id:42")
+
+    # when
+    response = admin_api.post(
+        f"/api/v1/privacy-requests/{dsr.id}/extend",
+        {"months": 1, "reason": reason},
+        content_type="application/json",
+    )
+
+    # then: refused, and the schema no longer allows it
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["reason"]
+    dsr.refresh_from_db()
+    assert dsr.extension_months == 0
+    schema = openapi.component("DsrExtendInput")
+    assert schema["properties"]["reason"]["minLength"] == 1
+    assert openapi.errors(schema, {"months": 1, "reason": reason})
+    assert openapi.errors(schema, {"months": 1, "reason": " Complex "}) == []
+    error = openapi.response_schema("/api/v1/privacy-requests/{id}/extend", "post", 400)
+    assert openapi.errors(error, response.json()) == []
+
+
+def test_state_refusals_are_documented_409s(admin_api: Any, openapi: Any) -> None:
+    # given: a request that is closed
+    from apps.consent.services.dsr import dsr_create, dsr_transition
+
+    dsr = dsr_create(type="access", subject="user_id:42")
+    dsr_transition(request=dsr, status="rejected", note="Not a customer.")
+    url = f"/api/v1/privacy-requests/{dsr.id}"
+
+    # when
+    answers = {
+        "/transition": admin_api.post(
+            url + "/transition", {"status": "verified"}, content_type="application/json"
+        ),
+        "/extend": admin_api.post(
+            url + "/extend", {"months": 1, "reason": "Complex"}, content_type="application/json"
+        ),
+        "/erase": admin_api.post(url + "/erase", content_type="application/json"),
+        "/export": admin_api.get(url + "/export"),
+    }
+
+    # then: each a 409 with a detail, as its operation documents
+    for suffix, response in answers.items():
+        method = "get" if suffix == "/export" else "post"
+        path = "/api/v1/privacy-requests/{id}" + suffix
+        assert response.status_code == 409, (suffix, response.content)
+        error = openapi.response_schema(path, method, 409)
+        assert openapi.errors(error, response.json()) == [], suffix

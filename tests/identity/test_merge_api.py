@@ -149,3 +149,43 @@ def test_nul_in_a_merge_or_split_id_is_400(people: dict[str, Any], external_id: 
         "external_id": "Profile ids cannot contain a NUL character (%00)."
     }
     assert not ProfileMerge.objects.exists()
+
+
+@pytest.mark.parametrize("profiles", [["", ""], ["user_id:ann", ""], ["user_id:ann", "user_id:"]])
+def test_merge_with_empty_ids_is_400_and_the_schema_refuses_them(
+    people: dict[str, Any], openapi: Any, profiles: list[str]
+) -> None:
+    # given
+    client = _client("identity.view_profile", "identity.change_profile")
+
+    # when
+    response = _post(client, "/api/v1/profiles/merge", {"profiles": profiles})
+
+    # then: the server refuses them, and so does the schema (it allowed any string)
+    assert response.status_code == 400
+    assert not ProfileMerge.objects.exists()
+    assert openapi.errors(openapi.component("ProfileMergeInput"), {"profiles": profiles})
+    assert openapi.errors(openapi.response_schema("/api/v1/profiles/merge/", "post", 400), {}) == [
+        "'detail' is a required property"
+    ]
+    error = openapi.response_schema("/api/v1/profiles/merge/", "post", 400)
+    assert openapi.errors(error, response.json()) == []
+
+
+def test_a_merge_the_rules_refuse_is_a_documented_409(people: dict[str, Any], openapi: Any) -> None:
+    # given: two different account ids, which the safety rules keep apart
+    client = _client("identity.view_profile", "identity.change_profile")
+
+    # when
+    response = _post(client, "/api/v1/profiles/merge", {"profiles": ["user_id:ann", "user_id:bob"]})
+
+    # then
+    assert response.status_code == 409
+    responses = openapi.operation("/api/v1/profiles/merge/", "post")["responses"]
+    assert sorted(responses) == ["200", "400", "401", "403", "404", "409"]
+    assert (
+        openapi.errors(
+            openapi.response_schema("/api/v1/profiles/merge/", "post", 409), response.json()
+        )
+        == []
+    )

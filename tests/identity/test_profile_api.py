@@ -746,3 +746,56 @@ def test_unreadable_cursor_is_400_with_a_message(api_client, ada, path, cursor):
             "cursor": "Invalid cursor: use the next or previous link of a page as it was returned."
         },
     }
+
+
+def test_events_without_original_timestamp_or_sent_at_answer_as_the_schema_says(
+    ingest: Callable[..., None], api_client: Client, openapi: Any
+) -> None:
+    # given: a client that sends no timestamp, originalTimestamp or sentAt (all optional)
+    ingest({"type": "track", "userId": "u-9", "event": "Viewed", "messageId": "m-bare"})
+
+    # when
+    response = api_client.get("/api/v1/profiles/user_id:u-9/events")
+
+    # then: both are null, and the schema of the answer allows it
+    assert response.status_code == 200
+    body = response.json()
+    assert [(e["originalTimestamp"], e["sentAt"]) for e in body["results"]] == [(None, None)]
+    schema = openapi.response_schema("/api/v1/profiles/{external_id}/events/", "get", 200)
+    assert openapi.errors(schema, body) == []
+
+
+@pytest.mark.parametrize("value", ["null", "0", "-1", "501", "ten", "5.0", " 5", ""])
+def test_a_limit_that_is_no_whole_number_in_bounds_is_400_naming_it(
+    api_client: Client, ada: Profile, openapi: Any, value: str
+) -> None:
+    # when
+    response = api_client.get(f"/api/v1/profiles?limit={quote(value)}")
+
+    # then: refused, not taken as the default page size
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid input.",
+        "errors": {"limit": f"limit must be a whole number from 1 to 500, got {value!r}."},
+    }
+    schema = openapi.response_schema("/api/v1/profiles/", "get", 400)
+    assert openapi.errors(schema, response.json()) == []
+
+
+def test_the_schema_declares_limit_as_an_integer_with_its_bounds(openapi: Any) -> None:
+    def limit(path: str) -> dict[str, Any]:
+        parameters = openapi.operation(path, "get")["parameters"]
+        return next(p["schema"] for p in parameters if p["name"] == "limit")
+
+    assert limit("/api/v1/profiles/") == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 500,
+        "default": 50,
+    }
+    assert limit("/api/v1/profiles/{external_id}/events/") == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 1000,
+        "default": 100,
+    }

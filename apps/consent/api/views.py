@@ -9,10 +9,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.common.openapi import error_responses
 from apps.consent.models import ConsentRecord, DataSubjectRequest, Purpose
 from apps.consent.selectors import (
     UnknownPurpose,
@@ -23,8 +25,9 @@ from apps.consent.selectors import (
     has_consent,
     purpose_rule,
 )
-from apps.consent.services import consent_record
+from apps.consent.services import ConsentRefused, consent_record
 from apps.consent.services.dsr import (
+    RequestRefused,
     dsr_create,
     dsr_extend,
     dsr_object,
@@ -33,8 +36,11 @@ from apps.consent.services.dsr import (
 )
 from apps.consent.services.erasure import erasure_start
 from apps.consent.services.export import SubjectNotFound, dsr_export_archive
+from apps.identity.api.schema import DESCRIPTION, external_id_schema
 
+from .schema import PURPOSE_KEY_SCHEMA
 from .serializers import (
+    ConsentCheckOutputSerializer,
     ConsentInputSerializer,
     ConsentRecordOutputSerializer,
     ConsentStateOutputSerializer,
@@ -44,15 +50,25 @@ from .serializers import (
     DsrOutputSerializer,
     DsrRectifyInputSerializer,
     DsrTransitionInputSerializer,
+    ProfileConsentOutputSerializer,
     PurposeOutputSerializer,
 )
 
 EXTERNAL_ID = OpenApiParameter(
-    "external_id",
-    OpenApiTypes.STR,
-    OpenApiParameter.PATH,
-    description="<type>:<value>, type one of user_id, anonymous_id, email, phone, id.",
+    "external_id", external_id_schema(where="path"), OpenApiParameter.PATH, description=DESCRIPTION
 )
+
+
+class Conflict(APIException):
+    """A request refused in the current state of the data (a closed request, a
+    purpose that cannot be denied): well formed, so not a 400."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+def _refused(exc: RequestRefused | ConsentRefused) -> Conflict:
+    return Conflict(exc.message)
 
 
 def has_perm(perm: str) -> type[permissions.BasePermission]:
@@ -112,6 +128,10 @@ class PurposeListApi(generics.ListAPIView[Purpose]):
     queryset = Purpose.objects.prefetch_related("categories").order_by("key")
     pagination_class = None
 
+    @extend_schema(responses={200: PurposeOutputSerializer(many=True), **error_responses()})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
 
 class ProfileConsentApi(APIView):
     """A profile's consent: the current state per purpose and the full log.
@@ -120,9 +140,13 @@ class ProfileConsentApi(APIView):
     call as granting). It takes effect at once, ingestion included.
     """
 
+    parser_classes = [JSONParser]  # the schema lists JSON bodies only
     queryset = ConsentRecord.objects.none()  # model permissions on the consent log
 
-    @extend_schema(parameters=[EXTERNAL_ID], responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        parameters=[EXTERNAL_ID],
+        responses={200: ProfileConsentOutputSerializer, **error_responses(400, 404)},
+    )
     def get(self, request: Request, external_id: str) -> Response:
         profile = _profile(external_id)
         return Response(
@@ -140,7 +164,7 @@ class ProfileConsentApi(APIView):
     @extend_schema(
         parameters=[EXTERNAL_ID],
         request=ConsentInputSerializer,
-        responses={201: ConsentRecordOutputSerializer},
+        responses={201: ConsentRecordOutputSerializer, **error_responses(400, 404, 409)},
     )
     def post(self, request: Request, external_id: str) -> Response:
         data = ConsentInputSerializer(data=request.data)
@@ -153,21 +177,24 @@ class ProfileConsentApi(APIView):
         proof = v.get("proof") or {}
         with transaction.atomic():
             profile = _profile(external_id, create=True)
-            record = consent_record(
-                profile_id=profile.id,
-                purpose=rule,
-                status=v["status"],
-                source=v["source"],
-                given_at=v.get("given_at"),
-                method=v.get("method", ""),
-                notice_version=v.get("notice_version"),
-                ip=proof.get("ip"),
-                user_agent=proof.get("user_agent", ""),
-                page_url=proof.get("page_url", ""),
-                tcf_string=v.get("tcf_string", ""),
-                gcm_flags=v.get("gcm_flags"),
-                entered_by=request.user if request.user.is_authenticated else None,
-            )
+            try:
+                record = consent_record(
+                    profile_id=profile.id,
+                    purpose=rule,
+                    status=v["status"],
+                    source=v["source"],
+                    given_at=v.get("given_at"),
+                    method=v.get("method", ""),
+                    notice_version=v.get("notice_version"),
+                    ip=proof.get("ip"),
+                    user_agent=proof.get("user_agent", ""),
+                    page_url=proof.get("page_url", ""),
+                    tcf_string=v.get("tcf_string", ""),
+                    gcm_flags=v.get("gcm_flags"),
+                    entered_by=request.user if request.user.is_authenticated else None,
+                )
+            except ConsentRefused as exc:  # e.g. denying a required purpose
+                raise _refused(exc) from exc
         return Response(ConsentRecordOutputSerializer(record).data, status=status.HTTP_201_CREATED)
 
 
@@ -179,10 +206,12 @@ class ProfileConsentCheckApi(APIView):
     @extend_schema(
         parameters=[
             EXTERNAL_ID,
-            OpenApiParameter("purpose", OpenApiTypes.STR, required=True),
-            OpenApiParameter("at", OpenApiTypes.DATETIME),
+            OpenApiParameter("purpose", PURPOSE_KEY_SCHEMA, required=True),
+            OpenApiParameter(
+                "at", OpenApiTypes.DATETIME, description="Default: now. With a time zone."
+            ),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: ConsentCheckOutputSerializer, **error_responses(400, 404)},
     )
     def get(self, request: Request, external_id: str) -> Response:
         from django.utils.dateparse import parse_datetime
@@ -205,6 +234,7 @@ class ProfileConsentCheckApi(APIView):
 class DsrListApi(generics.ListCreateAPIView[DataSubjectRequest]):
     """Data-subject requests, open and most urgent first; POST records a new one."""
 
+    parser_classes = [JSONParser]  # the schema lists JSON bodies only
     serializer_class = DsrOutputSerializer
     queryset = DataSubjectRequest.objects.none()
     pagination_class = None
@@ -212,7 +242,13 @@ class DsrListApi(generics.ListCreateAPIView[DataSubjectRequest]):
     def get_queryset(self) -> Any:
         return dsr_list_by_urgency().prefetch_related("events__actor")
 
-    @extend_schema(request=DsrInputSerializer, responses={201: DsrOutputSerializer})
+    @extend_schema(responses={200: DsrOutputSerializer(many=True), **error_responses()})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=DsrInputSerializer, responses={201: DsrOutputSerializer, **error_responses(400)}
+    )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = DsrInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -224,55 +260,80 @@ class DsrDetailApi(generics.RetrieveAPIView[DataSubjectRequest]):
     serializer_class = DsrOutputSerializer
     queryset = DataSubjectRequest.objects.prefetch_related("events__actor")
 
+    @extend_schema(responses={200: DsrOutputSerializer, **error_responses(404)})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
 
 class DsrTransitionApi(APIView):
     """Move a request along: verified, in_progress, completed or rejected (with a note)."""
 
+    parser_classes = [JSONParser]  # the schema lists JSON bodies only
     permission_classes = [
         permissions.IsAuthenticated,
         has_perm("consent.process_datasubjectrequest"),
     ]
 
-    @extend_schema(request=DsrTransitionInputSerializer, responses={200: DsrOutputSerializer})
+    @extend_schema(
+        request=DsrTransitionInputSerializer,
+        responses={200: DsrOutputSerializer, **error_responses(400, 404, 409)},
+    )
     def post(self, request: Request, pk: str) -> Response:
         dsr = get_object_or_404(DataSubjectRequest, pk=pk)
         data = DsrTransitionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dsr = dsr_transition(request=dsr, actor=request.user, **data.validated_data)
+        try:
+            dsr = dsr_transition(request=dsr, actor=request.user, **data.validated_data)
+        except RequestRefused as exc:  # not a move its status allows
+            raise _refused(exc) from exc
         return Response(DsrOutputSerializer(dsr).data)
 
 
 class DsrExtendApi(APIView):
     """Extend the deadline by one or two months in all, with the reason."""
 
+    parser_classes = [JSONParser]  # the schema lists JSON bodies only
     permission_classes = [
         permissions.IsAuthenticated,
         has_perm("consent.process_datasubjectrequest"),
     ]
 
-    @extend_schema(request=DsrExtendInputSerializer, responses={200: DsrOutputSerializer})
+    @extend_schema(
+        request=DsrExtendInputSerializer,
+        responses={200: DsrOutputSerializer, **error_responses(400, 404, 409)},
+    )
     def post(self, request: Request, pk: str) -> Response:
         dsr = get_object_or_404(DataSubjectRequest, pk=pk)
         data = DsrExtendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dsr = dsr_extend(request=dsr, actor=request.user, **data.validated_data)
+        try:
+            dsr = dsr_extend(request=dsr, actor=request.user, **data.validated_data)
+        except RequestRefused as exc:  # closed, extended already, or too late
+            raise _refused(exc) from exc
         return Response(DsrOutputSerializer(dsr).data)
 
 
 class DsrRectifyApi(APIView):
     """Apply a rectification request: correct the subject's traits."""
 
+    parser_classes = [JSONParser]  # the schema lists JSON bodies only
     permission_classes = [
         permissions.IsAuthenticated,
         has_perm("consent.process_datasubjectrequest"),
     ]
 
-    @extend_schema(request=DsrRectifyInputSerializer, responses={200: DsrOutputSerializer})
+    @extend_schema(
+        request=DsrRectifyInputSerializer,
+        responses={200: DsrOutputSerializer, **error_responses(400, 404, 409)},
+    )
     def post(self, request: Request, pk: str) -> Response:
         dsr = get_object_or_404(DataSubjectRequest, pk=pk)
         data = DsrRectifyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dsr_rectify(request=dsr, traits=data.validated_data["traits"], actor=request.user)
+        try:
+            dsr_rectify(request=dsr, traits=data.validated_data["traits"], actor=request.user)
+        except RequestRefused as exc:  # another type of request, not verified, nobody held
+            raise _refused(exc) from exc
         dsr.refresh_from_db()
         return Response(DsrOutputSerializer(dsr).data)
 
@@ -280,20 +341,26 @@ class DsrRectifyApi(APIView):
 class DsrObjectApi(APIView):
     """Apply an objection or restriction: deny the named purposes for the subject."""
 
+    parser_classes = [JSONParser]  # the schema lists JSON bodies only
     permission_classes = [
         permissions.IsAuthenticated,
         has_perm("consent.process_datasubjectrequest"),
     ]
 
-    @extend_schema(request=DsrObjectInputSerializer, responses={200: DsrOutputSerializer})
+    @extend_schema(
+        request=DsrObjectInputSerializer,
+        responses={200: DsrOutputSerializer, **error_responses(400, 404, 409)},
+    )
     def post(self, request: Request, pk: str) -> Response:
         dsr = get_object_or_404(DataSubjectRequest, pk=pk)
         data = DsrObjectInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             dsr_object(request=dsr, purposes=data.validated_data["purposes"], actor=request.user)
-        except UnknownPurpose as exc:
+        except UnknownPurpose as exc:  # removed since the input was read
             raise ValidationError({"purposes": str(exc)}) from exc
+        except (RequestRefused, ConsentRefused) as exc:  # e.g. objecting to a required one
+            raise _refused(exc) from exc
         dsr.refresh_from_db()
         return Response(DsrOutputSerializer(dsr).data)
 
@@ -306,13 +373,16 @@ class DsrEraseApi(APIView):
         has_perm("consent.process_datasubjectrequest"),
     ]
 
-    @extend_schema(request=None, responses={202: DsrOutputSerializer})
+    @extend_schema(request=None, responses={202: DsrOutputSerializer, **error_responses(404, 409)})
     def post(self, request: Request, pk: str) -> Response:
         from apps.consent.tasks import erasure_run as erasure_run_task
 
         dsr = get_object_or_404(DataSubjectRequest, pk=pk)
         with transaction.atomic():
-            dsr = erasure_start(request=dsr, actor=request.user)
+            try:
+                dsr = erasure_start(request=dsr, actor=request.user)
+            except RequestRefused as exc:  # not an erasure, or not verified
+                raise _refused(exc) from exc
             request_id = str(dsr.pk)
             transaction.on_commit(lambda: erasure_run_task.delay(request_id))
         dsr.refresh_from_db()
@@ -327,7 +397,9 @@ class DsrExportApi(APIView):
         has_perm("consent.export_datasubjectrequest"),
     ]
 
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, **error_responses(404, 409)}
+    )
     def get(self, request: Request, pk: str) -> HttpResponse:
         dsr = get_object_or_404(DataSubjectRequest, pk=pk)
         return export_response(dsr, request.user)
@@ -337,9 +409,9 @@ def export_response(dsr: DataSubjectRequest, user: Any) -> HttpResponse:
     from apps.consent.models import RequestEvent, RequestType
 
     if dsr.type not in (RequestType.ACCESS, RequestType.PORTABILITY):
-        raise ValidationError({"detail": "Only access and portability requests have an export."})
+        raise Conflict("Only access and portability requests have an export.")
     if dsr.status not in ("verified", "in_progress", "completed"):
-        raise ValidationError({"detail": "Verify the requester's identity before exporting."})
+        raise Conflict("Verify the requester's identity before exporting.")
     try:
         archive = dsr_export_archive(subject=dsr.subject)
     except SubjectNotFound as exc:

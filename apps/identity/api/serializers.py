@@ -1,10 +1,14 @@
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
+from apps.common.fields import StrictBooleanField, StrictCharField
 from apps.events.models import Event
 from apps.identity.models import Identifier, Profile, ProfileMerge
 from apps.identity.selectors import profile_merge_history
+
+from .schema import ExternalIdField
 
 
 class IdentifierSerializer(serializers.ModelSerializer[Identifier]):
@@ -14,8 +18,8 @@ class IdentifierSerializer(serializers.ModelSerializer[Identifier]):
 
 
 class MergeOutputSerializer(serializers.ModelSerializer[ProfileMerge]):
-    actor = serializers.CharField(source="actor.username", default=None)
-    undone_by = serializers.CharField(source="undone_by.username", default=None)
+    actor = serializers.CharField(source="actor.username", default=None, allow_null=True)
+    undone_by = serializers.CharField(source="undone_by.username", default=None, allow_null=True)
 
     class Meta:
         model = ProfileMerge
@@ -48,6 +52,14 @@ class ProfileDetailOutputSerializer(ProfileOutputSerializer):
     class Meta(ProfileOutputSerializer.Meta):
         fields = [*ProfileOutputSerializer.Meta.fields, "merges", "consents"]
 
+    @extend_schema_field(
+        serializers.DictField(
+            child=inline_serializer(
+                name="ProfileConsent",
+                fields={"status": serializers.CharField(), "allowed": serializers.BooleanField()},
+            )
+        )
+    )
     def get_consents(self, profile: Profile) -> dict[str, Any]:
         """Purpose key -> {status, allowed}: may the profile's data be used for it now."""
         from apps.consent.selectors import consent_states_for_profile
@@ -57,26 +69,27 @@ class ProfileDetailOutputSerializer(ProfileOutputSerializer):
             for s in consent_states_for_profile(profile)
         }
 
+    @extend_schema_field(MergeOutputSerializer(many=True))
     def get_merges(self, profile: Profile) -> list[dict[str, Any]]:
         return MergeOutputSerializer(profile_merge_history(profile=profile), many=True).data  # type: ignore[return-value]
 
 
 class ProfileMergeInputSerializer(serializers.Serializer[Any]):
     profiles = serializers.ListField(
-        child=serializers.CharField(),
+        child=ExternalIdField(min_length=1),
         min_length=2,
         max_length=2,
         help_text='Two external ids, e.g. ["user_id:42", "email:a@example.com"].',
     )
-    force = serializers.BooleanField(
+    force = StrictBooleanField(
         default=False,
         help_text="Merge even against the safety rules (needs the force-merge permission).",
     )
-    note = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    note = StrictCharField(required=False, allow_blank=True, max_length=500)
 
 
 class ProfileSplitInputSerializer(serializers.Serializer[Any]):
-    note = serializers.CharField(
+    note = StrictCharField(
         required=False,
         allow_blank=True,
         max_length=500,
@@ -88,9 +101,16 @@ class EventOutputSerializer(serializers.ModelSerializer[Event]):
     messageId = serializers.CharField(source="message_id")
     userId = serializers.CharField(source="user_id")
     anonymousId = serializers.CharField(source="anonymous_id")
-    originalTimestamp = serializers.DateTimeField(source="original_timestamp")
-    sentAt = serializers.DateTimeField(source="sent_at")
+    # Null when the client did not send them (the Segment spec makes both optional).
+    originalTimestamp = serializers.DateTimeField(source="original_timestamp", allow_null=True)
+    sentAt = serializers.DateTimeField(source="sent_at", allow_null=True)
     receivedAt = serializers.DateTimeField(source="received_at")
+    previousId = serializers.CharField(
+        source="previous_id", required=False, help_text="Alias events only."
+    )
+    groupId = serializers.CharField(
+        source="group_id", required=False, help_text="Group events only."
+    )
 
     class Meta:
         model = Event
@@ -109,12 +129,14 @@ class EventOutputSerializer(serializers.ModelSerializer[Event]):
             "properties",
             "traits",
             "context",
+            "previousId",
+            "groupId",
         ]
 
     def to_representation(self, instance: Event) -> dict[str, Any]:
         data = super().to_representation(instance)
-        if instance.type == "alias":
-            data["previousId"] = instance.previous_id
-        if instance.type == "group":
-            data["groupId"] = instance.group_id
+        if instance.type != "alias":
+            del data["previousId"]
+        if instance.type != "group":
+            del data["groupId"]
         return data

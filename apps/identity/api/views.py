@@ -3,20 +3,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import Http404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions
 from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.common.openapi import error_responses
 from apps.common.pagination import CursorPagination
 from apps.events.selectors import event_list_for_profile
 from apps.identity.models import Profile, ProfileMerge
 from apps.identity.selectors import ExternalIdError, profile_get_by_external_id, profile_list
 from apps.identity.services import MergeRefused, profile_merge, profile_split
 
+from .schema import DESCRIPTION, external_id_schema
 from .serializers import (
     EventOutputSerializer,
     MergeOutputSerializer,
@@ -28,9 +30,9 @@ from .serializers import (
 
 EXTERNAL_ID = OpenApiParameter(
     "external_id",
-    OpenApiTypes.STR,
+    external_id_schema(where="path"),
     OpenApiParameter.PATH,
-    description="<type>:<value>, type one of user_id, anonymous_id, email, phone, id.",
+    description=DESCRIPTION,
 )
 
 
@@ -65,6 +67,10 @@ class ProfileListApi(generics.ListAPIView[Profile]):
 
     pagination_class = Pagination
 
+    @extend_schema(responses={200: ProfileOutputSerializer(many=True), **error_responses(400)})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self) -> Any:
         return profile_list()
 
@@ -75,7 +81,10 @@ class ProfileDetailApi(generics.RetrieveAPIView[Profile]):
     serializer_class = ProfileDetailOutputSerializer
     queryset = Profile.objects.none()
 
-    @extend_schema(parameters=[EXTERNAL_ID])
+    @extend_schema(
+        parameters=[EXTERNAL_ID],
+        responses={200: ProfileDetailOutputSerializer, **error_responses(400, 404)},
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -97,7 +106,10 @@ class ProfileEventListApi(generics.ListAPIView[Any]):
 
     pagination_class = Pagination
 
-    @extend_schema(parameters=[EXTERNAL_ID])
+    @extend_schema(
+        parameters=[EXTERNAL_ID],
+        responses={200: EventOutputSerializer(many=True), **error_responses(400, 404)},
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -110,9 +122,13 @@ class ProfileMergeApi(APIView):
     """Merge two profiles; the richer, older one survives. Safety rules apply unless
     ``force``."""
 
+    parser_classes = [JSONParser]  # the schema lists JSON bodies only
     permission_classes = [permissions.IsAuthenticated, CanChangeProfiles]
 
-    @extend_schema(request=ProfileMergeInputSerializer, responses={200: MergeOutputSerializer})
+    @extend_schema(
+        request=ProfileMergeInputSerializer,
+        responses={200: MergeOutputSerializer, **error_responses(400, 404, 409)},
+    )
     def post(self, request: Request) -> Response:
         data = ProfileMergeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -140,12 +156,13 @@ class ProfileSplitApi(APIView):
     survivor until the split). The two are kept apart from then on: events naming
     both do not merge them again, and only a forced merge joins them."""
 
+    parser_classes = [JSONParser]  # the schema lists JSON bodies only
     permission_classes = [permissions.IsAuthenticated, CanChangeProfiles]
 
     @extend_schema(
         parameters=[EXTERNAL_ID],
         request=ProfileSplitInputSerializer,
-        responses={200: ProfileDetailOutputSerializer},
+        responses={200: ProfileDetailOutputSerializer, **error_responses(400, 404, 409)},
     )
     def post(self, request: Request, external_id: str) -> Response:
         data = ProfileSplitInputSerializer(data=request.data)
