@@ -1,17 +1,19 @@
+from collections import Counter
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from .models import Event, RejectedEvent, Source
+from .models import Event, PipelineBatch, RejectedEvent, Source
+from .pipeline import pipeline_batch_run, pipeline_batches_retry
 
 
 class EstimatedCountPaginator(Paginator):
@@ -141,3 +143,73 @@ class RejectedEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "received_at"
     show_full_result_count = False
     list_select_related = ("source",)
+
+
+@admin.register(PipelineBatch)
+class PipelineBatchAdmin(admin.ModelAdmin):
+    """What the pipeline's stages still owe, and why: a batch is here while a stage
+    has not passed on it (a few seconds normally). Parked batches gave up after the
+    last retry; fix the stage, then retry them."""
+
+    list_display = (
+        "id",
+        "created_at",
+        "events",
+        "done",
+        "failing_stage",
+        "attempts",
+        "failures_total",
+        "error",
+        "next_attempt_at",
+        "parked_at",
+    )
+    list_filter = (("parked_at", admin.EmptyFieldListFilter), "failing_stage")
+    ordering = ("-created_at",)
+    readonly_fields = [f.name for f in PipelineBatch._meta.fields]
+    actions = ["retry"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="events")
+    def events(self, obj: PipelineBatch) -> int:
+        return len(obj.event_ids)
+
+    @admin.display(description="stages passed")
+    def done(self, obj: PipelineBatch) -> str:
+        return ", ".join(obj.done_stages) or "-"
+
+    @admin.display(description="last error")
+    def error(self, obj: PipelineBatch) -> str:
+        return obj.last_error[:120]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        failing = (
+            PipelineBatch.objects.exclude(failing_stage="")
+            .values("failing_stage")
+            .annotate(batches=Count("id"), parked=Count("id", filter=Q(parked_at__isnull=False)))
+            .order_by("failing_stage")
+        )
+        summary = "; ".join(
+            f"{row['failing_stage']}: {row['batches']} failing ({row['parked']} parked)"
+            for row in failing
+        )
+        if summary:
+            self.message_user(request, f"Failing stages: {summary}.", level=messages.WARNING)
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Retry the selected batches now", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[PipelineBatch]) -> None:
+        ids = list(queryset.values_list("id", flat=True))
+        pipeline_batches_retry(batch_ids=ids)
+        results = Counter(pipeline_batch_run(batch_id=i, force=True) for i in ids)
+        self.message_user(
+            request,
+            "Retried: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(results.items())),
+        )
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("events.change_pipelinebatch")

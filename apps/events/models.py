@@ -129,3 +129,37 @@ class RejectedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message[:60]}"
+
+
+class PipelineBatch(models.Model):
+    """Processed events that pipeline stages still have to see (apps/events/pipeline.py).
+
+    Made in the transaction that resolves the events; each stage that passes is
+    added to ``done_stages`` in its own transaction; the row goes when every stage
+    has passed. What is left shows failures: attempts, the stage and its error.
+    """
+
+    event_ids = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    done_stages = models.JSONField(default=list, blank=True)
+    # Failures of the stage that fails now (0 again once it passes), and in all.
+    attempts = models.PositiveIntegerField(default=0)
+    failures_total = models.PositiveIntegerField(default=0)
+    failing_stage = models.CharField(max_length=100, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Gave up after the last retry: shown in admin until retried from there.
+    parked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "pipeline batches"
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                name="pipeline_due_idx",
+                condition=models.Q(parked_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} ({len(self.event_ids)} events)"

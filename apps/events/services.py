@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from .models import Event, RejectedEvent, Source
 from .parsing import MAX_NESTING, BatchDefaults, EventError, parse_event
+from .pipeline import pipeline_batch_create, pipeline_batch_run
 
 logger = logging.getLogger(__name__)
 
@@ -448,6 +449,12 @@ def events_process(*, event_ids: Sequence[int]) -> int:
         by_profile.setdefault(profile_id, []).append(event.id)
     for profile_id, ids in by_profile.items():
         Event.objects.filter(id__in=ids).update(profile_id=profile_id, processed_at=now)
+    # Due for the pipeline's stages in this same transaction, run once it commits
+    # (robust: a stage's trouble never fails the resolution that committed).
+    batch = pipeline_batch_create(event_ids=[e.id for e in events])
+    if batch is not None:
+        batch_id = batch.id
+        transaction.on_commit(lambda: pipeline_batch_run(batch_id=batch_id), robust=True)
     return len(events) + len(erased)
 
 

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
+from .pipeline import pipeline_batch_run, pipeline_batches_due
 from .services import events_pending_ids
 from .services import events_process as events_process_service
 
@@ -39,3 +40,15 @@ def events_process_pending() -> int:
     if total:
         logger.info("pending sweep processed %d events", total)
     return total
+
+
+@shared_task
+def pipeline_sweep() -> int:
+    """Run the pipeline batches a crash left, and failed ones whose retry is due."""
+    ran = 0
+    for batch_id in pipeline_batches_due(limit=settings.CDP["PIPELINE_SWEEP_BATCHES"]):
+        pipeline_batch_run(batch_id=batch_id)
+        ran += 1
+    if ran:
+        logger.info("pipeline sweep ran %d batches", ran)
+    return ran

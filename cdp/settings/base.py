@@ -218,6 +218,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.events.tasks.events_process_pending",
         "schedule": 60.0,
     },
+    "events-pipeline-sweep": {
+        "task": "apps.events.tasks.pipeline_sweep",
+        "schedule": 60.0,
+    },
     "identity-dedup-incremental": {
         "task": "apps.identity.dedup.tasks.dedup_run",
         "schedule": 15 * 60.0,
@@ -293,6 +297,8 @@ CDP = {
     # broker outage or a crashed worker delays processing, never loses it).
     "PENDING_SWEEP_AFTER_SECONDS": env.int("CDP_PENDING_SWEEP_AFTER_SECONDS", default=60),
     "PROCESS_BATCH_SIZE": env.int("CDP_PROCESS_BATCH_SIZE", default=500),
+    # Pipeline batches (apps/events/pipeline.py) one sweep runs at most.
+    "PIPELINE_SWEEP_BATCHES": env.int("CDP_PIPELINE_SWEEP_BATCHES", default=200),
     # Plausible client times (apps/events/parsing.py, time_window): an event dated
     # before January 1st of this year, or more than this many seconds past the
     # server's clock, is timed on arrival; what the client sent is kept.

@@ -9,7 +9,10 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, CDP, CELERY_BROKER_URL, DATABASES
+from .base import BASE_DIR, CDP, CELERY_BROKER_URL, DATABASES, INSTALLED_APPS
+
+# A test-only app whose stages and hooks the layering tests register.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.hooks_app"]
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -391,9 +391,11 @@ def test_numbers_orjson_reads_are_read_the_same_on_the_fallback_path(post_events
     # when
     post_events("/v1/batch", body.encode())
 
-    # then: as orjson reads them (a double past 64 bits)
-    assert Event.objects.get().properties == {
-        "s": "\ufffd",
+    # then: as orjson reads them (a double past 64 bits); PostgreSQL's jsonb gives
+    # numbers back in its own notation, so they are compared as numbers
+    properties = Event.objects.get().properties
+    assert properties["s"] == "\ufffd"
+    assert {k: float(properties[k]) for k in ("big", "neg", "f")} == {
         "big": 1.8446744073709552e19,
         "neg": -9.223372036854776e18,
         "f": 1.5e300,
