@@ -1,0 +1,1 @@
+"""What profile lifecycle hooks (apps/identity/hooks.py) do to consent records."""

@@ -1,0 +1,1 @@
+"""What privacy work (apps/consent: erasure, export, retention) does to events."""
