@@ -8,6 +8,7 @@ from .merge import (
     merge_blockers,
     profile_merge,
     profile_merge_bulk,
+    profile_seen_extend,
     profile_split,
     profiles_lock_live,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "person_erase",
     "profile_merge",
     "profile_merge_bulk",
+    "profile_seen_extend",
     "profile_split",
     "profile_traits_rectify",
     "profiles_lock_live",

@@ -29,6 +29,8 @@ from apps.identity.models import (
 )
 
 from ..bulk import bulk_insert, bulk_set
+from ..hooks import ProfileSplit, profile_split_notify, profiles_merged_notify
+from ..selectors import profile_tree_ids
 from .rules import IdentityRules, identity_rules_load
 from .separate import (
     SEPARATED,
@@ -118,9 +120,6 @@ def merge_rows(
     pending_identifiers: list[tuple[str, str]] | None = None,
 ) -> ProfileMerge:
     """Merge two live profiles whose rows the caller has locked."""
-    from apps.consent.services import consent_reassign_profile
-    from apps.events.services import events_reassign_profile
-
     keys = [
         list(k) for k in Identifier.objects.filter(profile=absorbed).values_list("type", "value")
     ]
@@ -136,14 +135,13 @@ def merge_rows(
         forced=forced,
     )
     Identifier.objects.filter(profile=absorbed).update(profile=survivor)
-    events_reassign_profile(from_profile_id=absorbed.id, to_profile_id=survivor.id)
-    # Both consent logs are kept: the absorbed profile's follows it to the survivor.
-    consent_reassign_profile(from_profile_id=absorbed.id, to_profile_id=survivor.id)
     _absorb(survivor, absorbed, rules)
     survivor.save(
         update_fields=["traits", "trait_timestamps", "first_seen", "last_seen", "updated_at"]
     )
     absorbed.save(update_fields=["merged_into", "updated_at"])
+    # Events, consent records (both logs are kept)... follow to the survivor.
+    profiles_merged_notify(mapping={absorbed.id: survivor.id})
     logger.info("merged profile %s into %s (%s)", absorbed.id, survivor.id, reason)
     return record
 
@@ -356,13 +354,9 @@ def profile_merge_bulk(
     # Identifiers and events of every absorbed profile go to its live survivor.
     moved = {pid: live(pid).id for pid, p in touched.items() if p.merged_into_id is not None}
     _identifiers_move(moved)
-    from apps.consent.services import consent_reassign_profiles
-    from apps.events.services import events_reassign_profiles
-
-    events_reassign_profiles(mapping=moved)
-    # Both consent logs are kept: each absorbed profile's follows it to its survivor.
-    consent_reassign_profiles(mapping=moved)
     _profiles_write(list(touched.values()))
+    # Events, consent records (both logs are kept)... follow to the survivors.
+    profiles_merged_notify(mapping=moved)
     return outcomes
 
 
@@ -448,6 +442,23 @@ def _lock_live_many(profile_ids: set[uuid.UUID]) -> dict[uuid.UUID, Profile]:
     return locked
 
 
+def profile_seen_extend(
+    *, profile_id: uuid.UUID, first: datetime | None, last: datetime | None
+) -> None:
+    """Widen a profile's first and last seen to take in ``first`` and ``last``
+    (for a split's handlers: the events that stay with the profile left)."""
+    profile = Profile.objects.get(id=profile_id)
+    changed = False
+    if first is not None and (profile.first_seen is None or first < profile.first_seen):
+        profile.first_seen = first
+        changed = True
+    if last is not None and (profile.last_seen is None or last > profile.last_seen):
+        profile.last_seen = last
+        changed = True
+    if changed:
+        profile.save(update_fields=["first_seen", "last_seen", "updated_at"])
+
+
 @transaction.atomic
 def profile_split(*, profile_id: uuid.UUID, actor: Any = None, note: str = "") -> Profile:
     """Undo the merge that absorbed ``profile_id``: its identifiers, the events they
@@ -475,41 +486,14 @@ def profile_split(*, profile_id: uuid.UUID, actor: Any = None, note: str = "") -
             match |= Q(type=kind, value=value)
         Identifier.objects.filter(match, profile=live).update(profile=absorbed)
 
-    # Events go back when the strongest id they carry is now the absorbed profile's.
-    # Events hold ids as sent (" Tab8 "), identifiers their normalized form
-    # ("tab8"): the ids sent are matched through the same normalization.
-    from apps.events.selectors import event_sent_ids
-    from apps.events.services import events_reassign_by_ids
-
     rules = identity_rules_load()
-    mine = set(keys)
-    theirs = set(
+    mine = frozenset(keys)
+    theirs = frozenset(
         Identifier.objects.filter(profile=live, type=IdentifierType.USER_ID).values_list(
             "type", "value"
         )
     )
-    sent_users, sent_anon = event_sent_ids(profile_id=live.id)
-
-    def sent_as(kind: str, sent: set[str], held: set[tuple[str, str]]) -> list[str]:
-        return sorted(raw for raw in sent if (kind, rules.normalize(kind, raw)) in held)
-
-    events_reassign_by_ids(
-        from_profile_id=live.id,
-        to_profile_id=absorbed.id,
-        user_ids=sent_as(IdentifierType.USER_ID, sent_users, mine),
-        anonymous_ids=sent_as(IdentifierType.ANONYMOUS_ID, sent_anon, mine),
-        keep_user_ids=sent_as(IdentifierType.USER_ID, sent_users, theirs),
-    )
-
-    # Consent statements made for it (or for profiles it had absorbed) return too.
-    from apps.consent.services import consent_restore_after_split
-    from apps.identity.selectors import profile_tree_ids
-
-    consent_restore_after_split(
-        split_profile_id=absorbed.id,
-        origin_profile_ids=profile_tree_ids(profile_id=absorbed.id),
-        from_profile_id=live.id,
-    )
+    tree_ids = tuple(profile_tree_ids(profile_id=absorbed.id))
 
     snap = record.absorbed_snapshot
     absorbed.traits = dict(snap.get("traits", {}))
@@ -540,15 +524,28 @@ def profile_split(*, profile_id: uuid.UUID, actor: Any = None, note: str = "") -
         else:
             del live.traits[name]
             live.trait_timestamps.pop(name, None)
-    if live.id == record.survivor_id:
-        from apps.events.selectors import event_time_range
-
-        first, last = event_time_range(profile_id=live.id)
-        candidates_first = [t for t in (_parse(before.get("first_seen")), first) if t]
-        candidates_last = [t for t in (_parse(before.get("last_seen")), last) if t]
-        live.first_seen = min(candidates_first) if candidates_first else None
-        live.last_seen = max(candidates_last) if candidates_last else None
+    recompute_seen = live.id == record.survivor_id
+    if recompute_seen:
+        # As it was before the merge; the events that stay with it widen this
+        # (the events' split handler, profile_seen_extend).
+        live.first_seen = _parse(before.get("first_seen"))
+        live.last_seen = _parse(before.get("last_seen"))
     live.save()
+
+    # Events go back when the strongest id they carry is now the absorbed
+    # profile's; consent statements made for it (or for profiles it had absorbed)
+    # return too.
+    profile_split_notify(
+        ProfileSplit(
+            profile_id=absorbed.id,
+            from_profile_id=live.id,
+            tree_ids=tree_ids,
+            identifiers=mine,
+            kept_user_ids=theirs,
+            normalize=rules.normalize,
+            recompute_seen=recompute_seen,
+        )
+    )
 
     record.undone_at = timezone.now()
     record.undone_by = actor
@@ -568,6 +565,7 @@ __all__ = [
     "merge_rows",
     "profile_merge",
     "profile_merge_bulk",
+    "profile_seen_extend",
     "profile_split",
     "survivor_of",
 ]
