@@ -64,6 +64,30 @@ def _snapshot(profile: Profile) -> dict[str, Any]:
     }
 
 
+def _merge_record(
+    *,
+    survivor: Profile,
+    absorbed: Profile,
+    identifiers: list[list[str]],
+    reason: str,
+    details: dict[str, Any],
+    actor: Any = None,
+    forced: bool = False,
+) -> ProfileMerge:
+    """A merge's audit record (not saved yet), with both profiles as they were,
+    so that ``profile_split`` can restore them."""
+    return ProfileMerge(
+        survivor=survivor,
+        absorbed=absorbed,
+        reason=reason,
+        details=details,
+        absorbed_snapshot={**_snapshot(absorbed), "identifiers": identifiers},
+        survivor_snapshot=_snapshot(survivor),
+        actor=actor,
+        forced=forced,
+    )
+
+
 def survivor_of(
     a: Profile, b: Profile, held: Mapping[uuid.UUID, Counter[str]]
 ) -> tuple[Profile, Profile]:
@@ -124,16 +148,16 @@ def merge_rows(
         list(k) for k in Identifier.objects.filter(profile=absorbed).values_list("type", "value")
     ]
     keys += [list(k) for k in pending_identifiers or []]
-    record = ProfileMerge.objects.create(
+    record = _merge_record(
         survivor=survivor,
         absorbed=absorbed,
+        identifiers=keys,
         reason=reason,
         details=details,
-        absorbed_snapshot={**_snapshot(absorbed), "identifiers": keys},
-        survivor_snapshot=_snapshot(survivor),
         actor=actor,
         forced=forced,
     )
+    record.save()
     Identifier.objects.filter(profile=absorbed).update(profile=survivor)
     _absorb(survivor, absorbed, rules)
     survivor.save(
@@ -146,8 +170,12 @@ def merge_rows(
     return record
 
 
-def _lock_live(profile_ids: list[uuid.UUID]) -> dict[uuid.UUID, Profile]:
-    """Lock the given profiles (id order) and follow each to its live survivor."""
+def _lock_live(
+    profile_ids: Iterable[uuid.UUID], *, missing_ok: bool = False
+) -> dict[uuid.UUID, Profile]:
+    """Lock the given profiles and those they were merged into (FOR UPDATE, id
+    order, round by round). An id that does not exist raises MergeRefused, or is
+    left out with ``missing_ok``."""
     locked: dict[uuid.UUID, Profile] = {}
     todo = set(profile_ids)
     while todo:
@@ -155,7 +183,7 @@ def _lock_live(profile_ids: list[uuid.UUID]) -> dict[uuid.UUID, Profile]:
         if connection.features.has_select_for_update:
             qs = qs.select_for_update()
         found = list(qs)
-        if len(found) != len(todo):
+        if len(found) != len(todo) and not missing_ok:
             raise MergeRefused("Profile not found.")
         locked.update({p.id: p for p in found})
         todo = {p.merged_into_id for p in found if p.merged_into_id} - locked.keys()  # type: ignore[misc]
@@ -288,7 +316,7 @@ def profile_merge_bulk(
     """
     rules = rules or identity_rules_load()
     wanted = {pid for r in requests for pid in r.profile_ids}
-    profiles = _lock_live_many(wanted)
+    profiles = _lock_live(wanted, missing_ok=True)
     held: dict[uuid.UUID, list[tuple[str, str]]] = {pid: [] for pid in profiles}
     for pid, kind, value in (
         Identifier.objects.filter(profile_id__in=list(profiles))
@@ -298,10 +326,7 @@ def profile_merge_bulk(
         held[pid].append((kind, value))
 
     def live(pid: uuid.UUID) -> Profile:
-        profile = profiles[pid]
-        while profile.merged_into_id is not None:
-            profile = profiles[profile.merged_into_id]
-        return profile
+        return _live(profiles, pid)
 
     apart = separations_among({live(pid).id for pid in profiles})
     outcomes: list[MergeOutcome] = []
@@ -323,16 +348,12 @@ def profile_merge_bulk(
             continue
         survivor, absorbed = survivor_of(a, b, {p.id: _kinds(held[p.id]) for p in (a, b)})
         records.append(
-            ProfileMerge(
+            _merge_record(
                 survivor=survivor,
                 absorbed=absorbed,
+                identifiers=[list(k) for k in held[absorbed.id]],
                 reason=reason,
                 details=request.details,
-                absorbed_snapshot={
-                    **_snapshot(absorbed),
-                    "identifiers": [list(k) for k in held[absorbed.id]],
-                },
-                survivor_snapshot=_snapshot(survivor),
                 actor=actor,
             )
         )
@@ -423,23 +444,8 @@ def profiles_lock_live(*, profile_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, u
             if into not in closure
         }
         closure |= todo
-    locked = _lock_live_many(closure)
+    locked = _lock_live(closure, missing_ok=True)
     return {pid: _live(locked, pid).id for pid in ids if pid in locked}
-
-
-def _lock_live_many(profile_ids: set[uuid.UUID]) -> dict[uuid.UUID, Profile]:
-    """Lock the given profiles and those they were merged into, in id order; ids
-    that do not exist are left out."""
-    locked: dict[uuid.UUID, Profile] = {}
-    todo = set(profile_ids)
-    while todo:
-        qs = Profile.objects.filter(id__in=todo).order_by("id")
-        if connection.features.has_select_for_update:
-            qs = qs.select_for_update()
-        found = list(qs)
-        locked.update({p.id: p for p in found})
-        todo = {p.merged_into_id for p in found if p.merged_into_id} - locked.keys()  # type: ignore[misc]
-    return locked
 
 
 def profile_seen_extend(
