@@ -26,6 +26,8 @@ from typing import Any
 from django.db import connection
 from psycopg import sql
 
+from .registry import Registry
+
 
 class RoleRefused(Exception):
     """The role may not be the application's: it could switch the guard off."""
@@ -40,11 +42,13 @@ class _Role:
     bypasses: bool = False  # replication or row-security bypass
 
 
-def _tables_to_truncate() -> list[str]:
-    """Tables the application empties with TRUNCATE (the dedup blocking index)."""
-    from apps.identity.dedup.models import DedupBlockKey
+# Tables the application empties with TRUNCATE, which needs a grant of its own:
+# the apps that do register theirs (identity: the dedup blocking index), in ready().
+truncated_tables: Registry[str] = Registry("common.db_roles.truncated_tables")
 
-    return [DedupBlockKey._meta.db_table]
+
+def _tables_to_truncate() -> list[str]:
+    return list(truncated_tables)
 
 
 def _role(cursor: Any, name: str) -> _Role:

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from apps.api_auth.services import api_token_create
+from apps.events.models import Source
 
 
 class Command(BaseCommand):
@@ -38,8 +39,6 @@ class Command(BaseCommand):
             password_file.chmod(0o600)
         password = password_file.read_text().strip()
         _, token = api_token_create(name="quickstart", user=user, expires_in_days=30)
-        from apps.events.models import Source
-
         source = Source.objects.filter(name="Demo web").first()
         write_key = source.write_key if source else "(run: python manage.py create_source NAME)"
         url = options["base_url"].rstrip("/")
