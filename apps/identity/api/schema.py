@@ -30,10 +30,13 @@ BODY_VALUE = "[^\\x00]+"
 # server in two ways JSON Schema cannot follow: a number the numbering plan does
 # not know, and placeholders such as "null" or "n/a".
 USABLE_VALUE = {
-    "email": "[^@\\s\\x00]+@[^@\\s\\x00]+\\.[^@\\s\\x00]+",
+    "email": "[^@\\s\\x00\\x1c-\\x1f]+@[^@\\s\\x00\\x1c-\\x1f]+\\.[^@\\s\\x00\\x1c-\\x1f]+",
     "phone": "\\+?\\(?(?:[0-9][ ().-]{0,2}){7,15}",
 }
-USABLE_OTHERWISE = "(?:[^\\s\\x00][^\\x00]*)?[^\\s\\x00\\x1c-\\x1f0-](?:[^\\x00]*[^\\s\\x00])?"
+# The first and last characters are no whitespace (Python's, which strip() takes
+# off, has the separators \x1c-\x1f that \s may lack).
+_EDGE = "[^\\s\\x00\\x1c-\\x1f]"
+USABLE_OTHERWISE = f"(?:{_EDGE}[^\\x00]*)?[^\\s\\x00\\x1c-\\x1f0-](?:[^\\x00]*{_EDGE})?"
 MARKER = "x-cdp-external-id"  # replaced by the pattern in postprocess_external_ids
 MARKS = ("path", "body", "usable")
 
