@@ -1,0 +1,314 @@
+"""The management API answers as its OpenAPI schema says, under Schemathesis.
+
+`schemathesis run --checks all` against a live server: every operation of
+/api/schema/ in the examples, coverage, fuzzing and stateful phases (links are
+inferred), with every check (server errors, status codes, content types,
+response schemas and headers, valid data accepted and invalid data refused, auth
+enforced, 405s with Allow, use after delete...). Generation is deterministic and
+bounded (MAX_EXAMPLES per operation in fuzzing), so each run sends the same
+requests; about 85 seconds on two cores.
+
+The database holds a source, people with events and identifiers (one merged
+into another), consent purposes and statements, and data-subject requests in
+several states. Path parameters are drawn from those ids as well as generated,
+so the operations reach real profiles and requests, not only 404s; the token is
+a full-access one with the force-merge permission, so nothing stops at a 403.
+Operations share one database: a merge or an erasure changes what later ones see.
+
+What the schema can only say in words, the generator is told (each at its hook):
+date-times are drawn from 25 May 2018 to yesterday (nothing may be dated in the
+future); a cursor is one the server handed out; a request's subject is one that
+can name somebody (a phone number the numbering plan knows); and no text holds NUL.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+import schemathesis
+from click.testing import CliRunner
+from django.test import Client
+from hypothesis import strategies as st
+from schemathesis.cli import schemathesis as schemathesis_cli
+
+# Imported by a check on first use, in a worker thread: pytest's assertion
+# rewriting of two such imports at once fails, so they are imported here first.
+from schemathesis.specs.openapi import (
+    object_authorization,  # noqa: F401
+    validation,  # noqa: F401
+)
+from schemathesis.specs.openapi.adapter import security  # noqa: F401
+
+from apps.api_auth.services import api_token_create, service_user_ensure
+from apps.consent.models import CategoryMapping, LegalBasis, Purpose
+from apps.consent.selectors import consent_config_clear
+from apps.events.models import Source
+from apps.identity.api.schema import UUID_PATTERN, external_id_is_valid
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+# Per operation: the fuzzing phase draws this many requests (the examples and
+# coverage phases add their own, a few dozen each).
+MAX_EXAMPLES = 15
+
+
+def _at(minutes: int) -> str:
+    return (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+def _ingest(source: Source, events: list[dict[str, Any]]) -> None:
+    """Through the ingestion API, as clients send them (processed at commit)."""
+    auth = base64.b64encode(f"{source.write_key}:".encode()).decode()
+    response = Client().post(
+        "/v1/batch",
+        data=orjson.dumps({"batch": events}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Basic {auth}",
+    )
+    assert response.status_code == 200, response.content
+
+
+def _people(source: Source) -> None:
+    _ingest(
+        source,
+        [
+            # No originalTimestamp or sentAt: both are null in the answer.
+            {"type": "page", "anonymousId": "anon-1", "name": "Home", "timestamp": _at(0)},
+            {
+                "type": "identify",
+                "userId": "u-1",
+                "anonymousId": "anon-1",
+                "traits": {"email": "Ada@Example.com", "phone": "(415) 555-2671", "name": "Ada"},
+                "timestamp": _at(1),
+                "sentAt": _at(1),
+                "originalTimestamp": _at(1),
+            },
+            {
+                "type": "track",
+                "userId": "u-1",
+                "event": "Order Completed",
+                "properties": {"total": 42.5, "currency": "EUR"},
+                "timestamp": _at(2),
+            },
+            {"type": "group", "userId": "u-1", "groupId": "acme", "timestamp": _at(3)},
+            {"type": "alias", "userId": "u-1", "previousId": "anon-old", "timestamp": _at(4)},
+            {
+                "type": "identify",
+                "userId": "u-2",
+                "traits": {"email": "grace@example.com", "name": "Grace"},
+                "timestamp": _at(5),
+            },
+            {"type": "screen", "userId": "u-2", "name": "Settings", "timestamp": _at(6)},
+            {"type": "identify", "userId": "u-3", "traits": {"name": "Alan"}, "timestamp": _at(7)},
+            {"type": "identify", "anonymousId": "anon-3", "timestamp": _at(8)},
+        ],
+    )
+
+
+def _purposes() -> None:
+    analytics = Purpose.objects.create(
+        key="analytics",
+        name="Analytics",
+        legal_basis=LegalBasis.CONSENT,
+        gates_storage=True,
+        storage_policy="anonymize",
+        notice_version="v3",
+        notice_text="We measure how you use the site.",
+    )
+    CategoryMapping.objects.create(category="Analytics", purpose=analytics)
+    Purpose.objects.create(key="newsletter", name="Newsletter", notice_version="2026-01")
+    Purpose.objects.create(
+        key="service", name="Service", legal_basis=LegalBasis.CONTRACT, required=True
+    )
+    consent_config_clear()
+
+
+def _cursors() -> dict[str, list[str]]:
+    """Per list operation: the cursor of a second page and back to the first."""
+    user = service_user_ensure(name="schemathesis-pages", read_only=True)
+    _, token = api_token_create(name="schemathesis-pages", user=user)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    cursors = {}
+    for path, first in [
+        ("/api/v1/profiles/", "/api/v1/profiles/?limit=1"),
+        ("/api/v1/profiles/{external_id}/events/", "/api/v1/profiles/user_id:u-1/events/?limit=1"),
+    ]:
+        second = client.get(first).json()
+        back = client.get(second["next"]).json()
+        cursors[path] = [
+            parse_qs(urlsplit(link).query)["cursor"][0]
+            for link in (second["next"], back["previous"])
+        ]
+    return cursors
+
+
+@pytest.fixture
+def cdp_data(live_server: Any) -> Iterator[dict[str, Any]]:
+    """Ids the generated requests pick from, by path parameter name."""
+    from apps.consent.services import consent_record
+    from apps.consent.services.dsr import dsr_create, dsr_transition
+    from apps.identity.models import Profile, ProfileMerge
+    from apps.identity.services import profile_merge
+
+    consent_config_clear()
+    source = Source.objects.create(name="Web", write_key="wk_schemathesis")
+    _people(source)
+    _purposes()
+    ada = Profile.objects.get(identifiers__type="user_id", identifiers__value="u-1")
+    grace = Profile.objects.get(identifiers__type="user_id", identifiers__value="u-2")
+    alan = Profile.objects.get(identifiers__type="user_id", identifiers__value="u-3")
+    anon = Profile.objects.get(identifiers__type="anonymous_id", identifiers__value="anon-3")
+    # Alan and an anonymous visitor turned out to be one: a merge to split.
+    profile_merge(profile_ids=(alan.id, anon.id), reason=ProfileMerge.Reason.ADMIN, details={})
+    from apps.consent.selectors import purpose_rule
+
+    consent_record(
+        profile_id=ada.id, purpose=purpose_rule("newsletter"), status="granted", source="api"
+    )
+    consent_record(
+        profile_id=grace.id, purpose=purpose_rule("analytics"), status="denied", source="api"
+    )
+    requests = []
+    for kind, subject, status in [
+        ("access", "email:ada@example.com", "verified"),
+        ("portability", "user_id:u-1", "in_progress"),
+        ("rectification", "user_id:u-2", "received"),
+        ("objection", "email:grace@example.com", "verified"),
+        ("erasure", "user_id:u-3", "verified"),
+        ("access", "user_id:nobody", "rejected"),
+    ]:
+        dsr = dsr_create(type=kind, subject=subject)
+        if status in ("verified", "in_progress"):
+            dsr = dsr_transition(request=dsr, status="verified")
+        if status == "in_progress":
+            dsr = dsr_transition(request=dsr, status="in_progress")
+        if status == "rejected":
+            dsr = dsr_transition(request=dsr, status="rejected", note="Not a customer.")
+        requests.append(str(dsr.id))
+    yield {
+        "external_id": [
+            "user_id:u-1",
+            "email:ada@example.com",
+            "phone:+14155552671",
+            "anonymous_id:anon-1",
+            f"id:{grace.id}",
+            "user_id:u-3",
+            f"id:{anon.id}",
+            "email:new-person@example.com",
+        ],
+        "id": requests,
+        "cursor": _cursors(),
+    }
+    consent_config_clear()
+
+
+@pytest.fixture
+def known_ids(cdp_data: dict[str, Any]) -> Iterator[None]:
+    """Path parameters as generated, or the ids of the people and requests in the
+    database (a global hook: the CLI reads only those; removed after the test).
+
+    Only a value that is valid as generated is swapped for an id, so a case meant
+    to be invalid stays invalid."""
+
+    def valid(name: str, value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        if name == "id":
+            return re.fullmatch(UUID_PATTERN, value) is not None
+        return external_id_is_valid(value, where="path")
+
+    def flatmap_path_parameters(ctx: Any, path_parameters: dict[str, Any] | None) -> Any:
+        names = [n for n in path_parameters or {} if n in cdp_data]
+        if not names or not all(valid(n, path_parameters[n]) for n in names):  # type: ignore[index]
+            return st.just(path_parameters)
+        known = st.fixed_dictionaries({n: st.sampled_from(cdp_data[n]) for n in names})
+        return st.one_of(
+            st.just(path_parameters), known.map(lambda ids: {**path_parameters, **ids})
+        )
+
+    def flatmap_query(ctx: Any, query: dict[str, Any] | None) -> Any:
+        # A cursor is the server's own: any other string is refused (a 400), which
+        # JSON Schema cannot say of an opaque token. Real ones, from a first page.
+        cursors = cdp_data["cursor"].get(ctx.operation.path) if ctx.operation else None
+        if not query or not isinstance(query.get("cursor"), str) or not cursors:
+            return st.just(query)
+        return st.sampled_from(cursors).map(lambda cursor: {**query, "cursor": cursor})
+
+    def before_call(ctx: Any, case: Any, kwargs: Any) -> None:
+        # A subject of the schema's shape that still names nobody (a phone number
+        # the numbering plan does not know, a placeholder such as "null") is a 400
+        # the schema can only say in words: such a subject is sent as a usable one.
+        # (A hook on the case, as the coverage phase applies no generation hooks.)
+        from apps.consent.services.dsr import RequestRefused, dsr_subject_clean
+
+        body = case.body
+        if case.operation.label != "POST /api/v1/privacy-requests" or not isinstance(body, dict):
+            return
+        subject = body.get("subject")
+        if not isinstance(subject, str) or not external_id_is_valid(subject, where="usable"):
+            return
+        try:
+            dsr_subject_clean(subject)
+        except RequestRefused:
+            case.body = {**body, "subject": "phone:+14155552671"}
+
+    hooks = [
+        schemathesis.hook(flatmap_path_parameters),
+        schemathesis.hook(flatmap_query),
+        schemathesis.hook(before_call),
+    ]
+    yield
+    for hook in hooks:
+        schemathesis.hooks.GLOBAL_HOOK_DISPATCHER.unregister(hook)
+
+
+@pytest.fixture
+def past_date_times() -> Iterator[None]:
+    """Date-times between 25 May 2018 and now. A statement given, or a request
+    received, in the future (or a request before the GDPR) is refused, and JSON
+    Schema cannot bound a date-time by today: the schema says it in words."""
+    from schemathesis.specs.openapi.formats import unregister_string_format
+
+    today = datetime.now(UTC).replace(tzinfo=None)
+    earliest = datetime(2018, 5, 26)  # noqa: DTZ001 (st.datetimes takes naive bounds)
+    times = st.datetimes(min_value=earliest, max_value=today - timedelta(days=1))
+    schemathesis.openapi.format("date-time", times.map(lambda at: f"{at.isoformat()}Z"))
+    yield
+    unregister_string_format("date-time")
+
+
+def test_api_answers_as_its_schema_says(
+    live_server: Any, known_ids: None, past_date_times: None, tmp_path: Any
+) -> None:
+    user = service_user_ensure(name="schemathesis", read_only=False, force_merge=True)
+    _, token = api_token_create(name="schemathesis", user=user)
+    # Its own configuration, not a schemathesis.toml found in the tree; no cache
+    # of earlier runs (.schemathesis/), so each run is the same.
+    config = tmp_path / "schemathesis.toml"
+    config.write_text("[cache]\nenabled = false\n")
+    result = CliRunner().invoke(
+        schemathesis_cli,
+        [
+            f"--config-file={config}",
+            "run",
+            f"{live_server.url}/api/schema/",
+            "--checks=all",
+            f"--header=Authorization: Bearer {token}",
+            f"--max-examples={MAX_EXAMPLES}",
+            "--generation-deterministic",
+            # NUL is refused in any text (PostgreSQL cannot store it), which the
+            # schema's free-form objects (traits, gcm_flags) do not say.
+            "--generation-allow-x00=false",
+            "--workers=1",
+            "--no-color",
+        ],
+    )
+    assert result.exit_code == 0, result.output
