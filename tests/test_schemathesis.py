@@ -6,7 +6,8 @@ inferred), with every check (server errors, status codes, content types,
 response schemas and headers, valid data accepted and invalid data refused, auth
 enforced, 405s with Allow, use after delete...). Generation is deterministic and
 bounded (MAX_EXAMPLES per operation in fuzzing), so each run sends the same
-requests; about 85 seconds on two cores.
+requests (one worker: two would interleave destructive operations and draw
+differently from run to run); about 105 seconds on two cores.
 
 The database holds a source, people with events and identifiers (one merged
 into another), consent purposes and statements, and data-subject requests in
