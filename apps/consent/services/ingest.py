@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -293,6 +293,24 @@ def _proof(row: dict[str, Any], request_ip: str | None, user_agent: str) -> dict
     }
 
 
+@dataclass
+class _GateBatch:
+    """What the gate's phases share about one batch of rows."""
+
+    rows: list[dict[str, Any]]
+    # Per row: its identifiers (normalized), and what it states per purpose key.
+    keys: list[list[Key]]
+    stated: list[dict[str, bool]]
+    # Per identifier: the profile that holds it; per profile: its consent states.
+    owners: dict[Key, uuid.UUID]
+    states: dict[uuid.UUID, dict[int, Statement]]
+    now: datetime
+
+    def profiles(self) -> Iterator[tuple[dict[str, Any], uuid.UUID | None, dict[str, bool]]]:
+        for row, keys, prefs in zip(self.rows, self.keys, self.stated, strict=True):
+            yield row, _row_profile(keys, self.owners), prefs
+
+
 def consent_gate(
     *,
     rows: list[dict[str, Any]],
@@ -300,19 +318,77 @@ def consent_gate(
     request_ip: str | None = None,
     user_agent: str = "",
 ) -> GateResult:
+    """Consent at ingestion, for a batch of event rows about to be stored.
+
+    Three phases, each skipped when the configuration makes it moot:
+
+    1. **suppression**: rows that carry an erased person's identifier go
+       (``GateResult.suppressed``);
+    2. **capture**: what the events say about consent (``context.consent``, a
+       ``Preference Updated`` event, the request's ``Sec-GPC: 1``) is appended to
+       the consent log where it is news for the person (``consents_recorded``);
+       people not seen before are resolved first, so that the statement has a
+       profile to belong to;
+    3. **enforcement**: each row is kept, anonymized or dropped by the purposes
+       that storing events needs (``anonymized``, ``dropped``), on the log's
+       answer and never against the event's own "no".
+
+    The rows given are left as they are; ``GateResult.rows`` is what to store.
+    Runs in the ingestion's transaction.
+    """
     config = consent_config()
-    if not config.gate_needed:
-        return GateResult(rows=rows)
     result = GateResult(rows=rows)
-    if config.suppression_active:
-        blocked = suppressed_rows(rows, config.identity_rules())
-        if blocked:
-            rows = [r for i, r in enumerate(rows) if i not in blocked]
-            result.suppressed = len(blocked)
+    if not config.gate_needed:
+        return result
+    rows = _gate_suppress(rows, config, result)
+    result.rows = rows
     if not config.purposes:
-        result.rows = rows
+        return result
+    stated, from_gpc = _gate_stated(rows, config, gpc=gpc)
+    storage = config.storage_purposes
+    if not storage and not any(stated):
         return result
 
+    rules = config.identity_rules()
+    row_keys = [_identity_keys(r, rules) for r in rows]
+    owners, states = _owners_and_states(sorted({k for keys in row_keys for k in keys}))
+    batch = _GateBatch(
+        rows=rows, keys=row_keys, stated=stated, owners=owners, states=states, now=timezone.now()
+    )
+    result.consents_recorded = _gate_capture(
+        batch, config, from_gpc, request_ip=request_ip, user_agent=user_agent
+    )
+    if not storage:
+        return result
+    result.rows = _gate_enforce(batch, storage, result)
+    if result.dropped or result.anonymized or result.suppressed:
+        logger.info(
+            "consent gate: %d suppressed, %d dropped, %d anonymized",
+            result.suppressed,
+            result.dropped,
+            result.anonymized,
+        )
+    return result
+
+
+def _gate_suppress(
+    rows: list[dict[str, Any]], config: ConsentConfig, result: GateResult
+) -> list[dict[str, Any]]:
+    """Phase 1: the rows without those of erased people."""
+    if not config.suppression_active:
+        return rows
+    blocked = suppressed_rows(rows, config.identity_rules())
+    if not blocked:
+        return rows
+    result.suppressed = len(blocked)
+    return [r for i, r in enumerate(rows) if i not in blocked]
+
+
+def _gate_stated(
+    rows: list[dict[str, Any]], config: ConsentConfig, *, gpc: bool
+) -> tuple[list[dict[str, bool]], set[str]]:
+    """What each row states per purpose, with Sec-GPC's "no" to the purposes it
+    covers; and which purposes that "no" came from."""
     stated = [_preferences(r, config) for r in rows]
     from_gpc: set[str] = set()
     if gpc:
@@ -320,20 +396,23 @@ def consent_gate(
             for rule in config.gpc_purposes:
                 prefs[rule.key] = False
                 from_gpc.add(rule.key)
-    storage = config.storage_purposes
-    if not storage and not any(stated):
-        result.rows = rows
-        return result
+    return stated, from_gpc
 
-    rules = config.identity_rules()
-    row_keys = [_identity_keys(r, rules) for r in rows]
-    owners, states = _owners_and_states(sorted({k for keys in row_keys for k in keys}))
-    now = timezone.now()
 
-    # Capture: record what the events state, where it is news. New people are
-    # resolved together (one identity pass), statements appended together.
+def _gate_capture(
+    batch: _GateBatch,
+    config: ConsentConfig,
+    from_gpc: set[str],
+    *,
+    request_ip: str | None,
+    user_agent: str,
+) -> int:
+    """Phase 2: record what the events state, where it is news; the number of
+    statements recorded. New people are resolved together (one identity pass),
+    statements appended together."""
+    owners, states, now = batch.owners, batch.states, batch.now
     unknown: dict[tuple[Key, ...], dict[str, Any]] = {}
-    for row, keys, prefs in zip(rows, row_keys, stated, strict=True):
+    for row, keys, prefs in zip(batch.rows, batch.keys, batch.stated, strict=True):
         if prefs and keys and _row_profile(keys, owners) is None:
             unknown.setdefault(tuple(keys), row)
     if unknown:
@@ -344,19 +423,16 @@ def consent_gate(
     source, passive = _history(
         {
             (profile_id, rule.id)
-            for keys, prefs in zip(row_keys, stated, strict=True)
-            if prefs and (profile_id := _row_profile(keys, owners)) is not None
+            for _, profile_id, prefs in batch.profiles()
+            if prefs and profile_id is not None
             for key, yes in prefs.items()
             if (rule := config.purposes[key]).id in states.get(profile_id, {})
             and _answer(rule, states[profile_id][rule.id], now) is not yes
         }
     )
     statements: list[dict[str, Any]] = []
-    for row, keys, prefs in zip(rows, row_keys, stated, strict=True):
-        if not prefs:
-            continue
-        profile_id = _row_profile(keys, owners)
-        if profile_id is None:
+    for row, profile_id, prefs in batch.profiles():
+        if not prefs or profile_id is None:
             continue
         current = states.setdefault(profile_id, {})
         explicit = row["type"] == "track" and row["event"] == PREFERENCE_UPDATED
@@ -402,17 +478,18 @@ def consent_gate(
                 source[pair] = ConsentSource.GPC if by_gpc else ConsentSource.EVENT
             if pair not in passive or given >= passive[pair][1]:
                 passive[pair] = (new, given)
-    if statements:
-        recorded = consent_statements_append(statements=statements, skip_missing=True)
-        result.consents_recorded = len(recorded)
+    if not statements:
+        return 0
+    return len(consent_statements_append(statements=statements, skip_missing=True))
 
-    if not storage:
-        result.rows = rows
-        return result
+
+def _gate_enforce(
+    batch: _GateBatch, storage: Sequence[PurposeRule], result: GateResult
+) -> list[dict[str, Any]]:
+    """Phase 3: the rows to store, anonymized where a purpose refused allows it."""
     kept: list[dict[str, Any]] = []
-    for row, keys, prefs in zip(rows, row_keys, stated, strict=True):
-        profile_id = _row_profile(keys, owners)
-        current = states.get(profile_id, {}) if profile_id else {}
+    for row, profile_id, prefs in batch.profiles():
+        current = batch.states.get(profile_id, {}) if profile_id else {}
         policy = None
         allow_lists: list[tuple[str, ...]] = []
         for rule in storage:
@@ -420,7 +497,7 @@ def consent_gate(
                 ok = prefs.get(rule.key, rule.default_granted)
             else:
                 # The log's answer, and never against the event's own "no".
-                ok = _allowed(rule, current.get(rule.id), now) and prefs.get(rule.key, True)
+                ok = _allowed(rule, current.get(rule.id), batch.now) and prefs.get(rule.key, True)
             if not ok:
                 # The strictest policy of the purposes refused wins.
                 if rule.storage_policy == StoragePolicy.DROP or (
@@ -437,12 +514,4 @@ def consent_gate(
             result.anonymized += 1
         else:
             result.dropped += 1
-    result.rows = kept
-    if result.dropped or result.anonymized or result.suppressed:
-        logger.info(
-            "consent gate: %d suppressed, %d dropped, %d anonymized",
-            result.suppressed,
-            result.dropped,
-            result.anonymized,
-        )
-    return result
+    return kept
