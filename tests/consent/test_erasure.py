@@ -11,7 +11,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 
 from apps.consent.models import DataSubjectRequest, ErasureHookOutcome, SuppressionEntry
-from apps.consent.registry import register_deletion_hook, unregister_deletion_hook
+from apps.consent.registry import deletion_hooks
 from apps.consent.services import consent_grant
 from apps.consent.services.dsr import dsr_create, dsr_extend, dsr_progress, dsr_transition
 from apps.consent.services.erasure import erasure_run, erasure_start
@@ -20,6 +20,7 @@ from apps.identity.dedup.models import DuplicateCandidate
 from apps.identity.models import IdentityConflict, Profile, ProfileMerge
 from apps.identity.selectors import profile_get_by_external_id
 from apps.identity.services import profile_merge
+from tests.registry import registered
 
 pytestmark = pytest.mark.django_db
 
@@ -239,9 +240,10 @@ def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_event
     def broken(identifiers: Any) -> str:
         raise ConnectionError("destination down")
 
-    register_deletion_hook("test-destination", destination)
-    register_deletion_hook("test-broken", broken)
-    try:
+    with (
+        registered(deletion_hooks, "test-destination", destination),
+        registered(deletion_hooks, "test-broken", broken),
+    ):
         # when: an erasure request goes from receipt to completion
         request = dsr_create(type="erasure", subject=f"email:{ERIN['email_raw']}")
         dsr_transition(
@@ -251,9 +253,6 @@ def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_event
         )
         erasure_start(request=request)
         assert erasure_run(request_id=request.id) is True
-    finally:
-        unregister_deletion_hook("test-destination")
-        unregister_deletion_hook("test-broken")
 
     # then: no table and no column holds any of her identifiers or traits
     assert _scan(needles) == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any
 
@@ -20,12 +21,7 @@ from apps.consent.models import (
     RequestEvent,
     SuppressionEntry,
 )
-from apps.consent.registry import (
-    register_deletion_hook,
-    register_personal_data_eraser,
-    unregister_deletion_hook,
-    unregister_personal_data_eraser,
-)
+from apps.consent.registry import PersonalDataEraser, deletion_hooks, personal_data_erasers
 from apps.consent.services.dsr import dsr_create, dsr_transition
 from apps.consent.services.erasure import (
     MAX_STEP_FAILURES,
@@ -37,6 +33,7 @@ from apps.events.models import Event
 from apps.events.services import events_process
 from apps.identity.models import Identifier, Profile
 from apps.identity.selectors import profile_get_by_external_id
+from tests import registry
 
 pytestmark = pytest.mark.django_db
 
@@ -81,21 +78,18 @@ def _started(subject: str = "user_id:ivy-1") -> DataSubjectRequest:
 
 @pytest.fixture
 def registered() -> Iterator[Any]:
-    names: list[tuple[str, str]] = []
+    """``registered("hook", name, fn)`` or ``registered("eraser", name, fn)`` (a
+    local-step eraser), for the test's duration (tests/registry.py)."""
+    with ExitStack() as stack:
 
-    def register(kind: str, name: str, fn: Any) -> None:
-        if kind == "hook":
-            register_deletion_hook(name, fn)
-        else:
-            register_personal_data_eraser(name, fn)
-        names.append((kind, name))
+        def register(kind: str, name: str, fn: Any) -> None:
+            if kind == "hook":
+                stack.enter_context(registry.registered(deletion_hooks, name, fn))
+            else:
+                eraser = PersonalDataEraser(erase=fn)
+                stack.enter_context(registry.registered(personal_data_erasers, name, eraser))
 
-    yield register
-    for kind, name in names:
-        if kind == "hook":
-            unregister_deletion_hook(name)
-        else:
-            unregister_personal_data_eraser(name)
+        yield register
 
 
 def test_identifiers_attached_meanwhile_are_suppressed_too(ivy: Profile, post_pending: Any) -> None:
@@ -252,11 +246,13 @@ def test_a_failing_step_is_recorded_and_retried_then_left_to_an_administrator(
     from apps.consent.tasks import erasure_resume_stalled
 
     broken = {"yes": True}
+    left = {"rows": 2}
 
-    def memberships(profile_ids: Any) -> int:
+    def memberships(person: Any, *, batch_size: int) -> int:
         if broken["yes"]:
             raise RuntimeError("segments table locked")
-        return 2
+        deleted, left["rows"] = left["rows"], 0
+        return deleted
 
     registered("eraser", "memberships", memberships)
     request = _started()
@@ -300,11 +296,16 @@ def test_a_failing_step_is_recorded_and_retried_then_left_to_an_administrator(
 def test_personal_data_erasers_get_the_persons_profiles(ivy: Profile, registered: Any) -> None:
     seen: list[Any] = []
 
-    def memberships(profile_ids: Any) -> int:
-        seen.append(sorted(profile_ids))
+    left = {"rows": 4}
+
+    def memberships(person: Any, *, batch_size: int) -> int:
+        profile_ids = person.profile_ids
         # the profiles still exist when erasers run (their foreign keys resolve)
         assert Profile.objects.filter(id__in=profile_ids).count() == len(profile_ids)
-        return 4
+        deleted, left["rows"] = left["rows"], 0
+        if deleted:
+            seen.append(sorted(profile_ids))
+        return deleted
 
     registered("eraser", "segment_memberships", memberships)
     request = _started()

@@ -17,6 +17,22 @@ that did not finish, and each step is idempotent. Deleting events goes in batche
    queues; 8. finish: pending events carrying a suppressed identifier go, and the
    proof is written.
 
+Consent is below events (DESIGN.md), so steps 2, 3 and 5 know no table of another
+app: each runs the erasers registered for it in apps/consent/registry.py
+(``PersonalDataEraser.step``), one batch per transaction until every one of them
+returns 0, their counts landing in the proof under their names. Events register
+"events" and "ids_scrubbed" (her ids blanked on other people's events, once, in
+one statement) for step 2 and "rejected_events" for step 3; segments will
+register for step 5. Why erasers name their step rather than all running in
+"local": the order and checkpoints stay what they were when consent erased
+events itself (requests in progress carry them, ``STEPS_VERSION``), events still
+go first and in batches of their own, and a new app's eraser slots in without a
+new step. What steps 7 and 8 did to events is registered the same way: the
+pending sweep (``pending_sweepers``, "events") and the erasers that run again in
+step 7 (``meanwhile``: events processed since; every eraser of steps 2 and 5 when
+profiles were merged into hers since collect), so that each step does exactly what
+it did before, whoever registers.
+
 What remains afterwards holds no personal data: the request keeps a keyed hash
 of the subject and counts per table (the proof), and suppression entries keep
 keyed hashes of the person's identifiers.
@@ -24,7 +40,8 @@ keyed hashes of the person's identifiers.
 A step that raises is recorded on the request (its trail and progress note) and
 retried by the task's retry or the stalled-erasure sweep; after
 ``MAX_STEP_FAILURES`` in a row the sweep leaves it to an administrator (admin:
-"Resume erasure").
+"Resume erasure"). An eraser that raises fails its step in the same way: the
+erasure does not complete without it.
 """
 
 from __future__ import annotations
@@ -53,7 +70,13 @@ from apps.consent.models import (
     RequestType,
     SuppressionEntry,
 )
-from apps.consent.registry import deletion_hooks, personal_data_erasers
+from apps.consent.registry import (
+    ErasedPerson,
+    EraseStep,
+    deletion_hooks,
+    pending_sweepers,
+    personal_data_erasers,
+)
 from apps.consent.selectors import consent_config_clear
 
 from .dsr import RequestRefused, dsr_progress, dsr_transition
@@ -226,8 +249,7 @@ def _collect(request: DataSubjectRequest, state: dict[str, Any]) -> None:
     _suppress_person(request, state)
 
 
-def _raw_ids(state: dict[str, Any]) -> tuple[list[str], list[str]]:
-    values = _person_values(state["profile_ids"])
+def _raw_ids(values: list[tuple[str, str, str]]) -> tuple[list[str], list[str]]:
     user_ids = {raw or v for k, v, raw in values if k == "user_id"}
     user_ids |= {v for k, v, _ in values if k == "user_id"}
     anon_ids = {raw or v for k, v, raw in values if k == "anonymous_id"}
@@ -235,35 +257,63 @@ def _raw_ids(state: dict[str, Any]) -> tuple[list[str], list[str]]:
     return sorted(user_ids), sorted(anon_ids)
 
 
-def _events(request: DataSubjectRequest, state: dict[str, Any], batch_size: int) -> bool:
-    from apps.events.services import events_erase
-
-    user_ids, anon_ids = _raw_ids(state)
-    n = events_erase(
-        profile_ids=state["profile_ids"],
-        user_ids=user_ids,
-        anonymous_ids=anon_ids,
-        batch_size=batch_size,
+def _person(request: DataSubjectRequest, state: dict[str, Any]) -> ErasedPerson:
+    """The person as the registered erasers see her, as she is now."""
+    values = _person_values(state["profile_ids"])
+    user_ids, anon_ids = _raw_ids(values)
+    return ErasedPerson(
+        profile_ids=tuple(uuid.UUID(p) for p in state["profile_ids"]),
+        identifiers=tuple(sorted({(kind, value) for kind, value, _ in values})),
+        user_ids=tuple(user_ids),
+        anonymous_ids=tuple(anon_ids),
+        texts=tuple(_identifier_texts(state, request)),
     )
-    state["counts"]["events"] = state["counts"].get("events", 0) + n
-    if n:
-        return False
-    # Her ids on other people's events (her device, used by someone else whose
-    # events could not join her profile): the events are theirs, the ids hers.
-    from apps.events.services import events_scrub_ids
 
-    state["counts"]["ids_scrubbed"] = state["counts"].get("ids_scrubbed", 0) + (
-        events_scrub_ids(user_ids=user_ids, anonymous_ids=anon_ids)
-    )
+
+def _erasers(request: DataSubjectRequest, state: dict[str, Any], batch_size: int) -> bool:
+    """One batch of the erasers registered for this step (``state["step"]``:
+    events, rejected or local), in the registry's order; False while one of them
+    still deletes (the step runs again, in a new transaction, for the next batch).
+
+    Erasers the step has finished are listed in ``state["erased"]``, so that a
+    one-statement eraser after them is not run again with each batch of the next.
+    """
+    step: EraseStep = state["step"]
+    person = _person(request, state)
+    counts = state["counts"]
+    finished = state.setdefault("erased", [])
+    for item in personal_data_erasers.items():
+        eraser = item.entry
+        if eraser.step != step or item.name in finished:
+            continue
+        n = int(eraser.erase(person, batch_size=batch_size))
+        counts[item.name] = counts.get(item.name, 0) + n
+        if n and eraser.batched:
+            return False
+        finished.append(item.name)
+    del state["erased"]
     return True
 
 
-def _rejected(request: DataSubjectRequest, state: dict[str, Any]) -> None:
-    from apps.events.services import rejected_events_erase
-
-    state["counts"]["rejected_events"] = rejected_events_erase(
-        values=_identifier_texts(state, request)
-    )
+def _erasers_again(
+    request: DataSubjectRequest, state: dict[str, Any], batch_size: int, grown: bool
+) -> None:
+    """The identity step: what the person's rows became while the erasure ran.
+    Erasers that say ``meanwhile`` run again until they return 0 (events a worker
+    processed since joined her profile), and, if profiles were merged into hers,
+    every eraser of the events and local steps (those profiles are new to them),
+    all in this step's transaction."""
+    person = _person(request, state)
+    counts = state["counts"]
+    for item in personal_data_erasers.items():
+        eraser = item.entry
+        if not (eraser.meanwhile or (grown and eraser.step in ("events", "local"))):
+            continue
+        while n := int(eraser.erase(person, batch_size=batch_size)):
+            counts[item.name] = counts.get(item.name, 0) + n
+            if not eraser.batched:
+                break
+        counts.setdefault(item.name, 0)
 
 
 def _admin_log_purge(state: dict[str, Any], identifiers: list[str]) -> int:
@@ -381,12 +431,6 @@ def _requests_scrub(
             RequestEvent.objects.filter(pk=event.pk).update(note=note)
 
 
-def _local(state: dict[str, Any]) -> None:
-    ids = [uuid.UUID(p) for p in state["profile_ids"]]
-    for name, eraser in sorted(personal_data_erasers().items()):
-        state["counts"][name] = int(eraser(ids))
-
-
 def _retry_delays() -> list[int]:
     return [int(d) for d in settings.CDP.get("ERASURE_HOOK_RETRY_DELAYS", [60, 600, 1800])]
 
@@ -399,7 +443,8 @@ def _hooks(request: DataSubjectRequest, state: dict[str, Any]) -> bool:
     now = timezone.now()
     outcomes = {o.hook: o for o in ErasureHookOutcome.objects.filter(request=request)}
     waits: list[datetime] = []
-    for name, hook in sorted(deletion_hooks().items()):
+    for item in deletion_hooks.items():
+        name, hook = item.name, item.entry
         known = outcomes.get(name)
         if known is not None and known.next_attempt_at is None:
             continue  # done: deleted, nothing to delete, or failed for good
@@ -437,35 +482,13 @@ def _hooks(request: DataSubjectRequest, state: dict[str, Any]) -> bool:
     return True
 
 
-def _pending_sweep() -> int:
-    """Delete unprocessed events that carry a suppressed identifier: accepted before
-    the person's identifiers were suppressed (or by a process whose cache did not
-    know yet), they would otherwise rebuild the person when processed.
-
-    Read without locks (a broker outage may have left a large backlog, and locking
-    all of it would stall the workers); only the hits are locked, by their DELETE,
-    which waits for a worker that holds one. Processing itself drops events naming
-    a suppressed identifier, so only a worker that read the list just before the
-    entries were written can race this, and what it attaches joins her profile
-    (her identifiers name it), which the identity step erases."""
-    from apps.events.selectors import events_pending_identities
-    from apps.events.services import events_erase
-    from apps.identity.services import identity_rules_load
-
-    from .ingest import suppressed_rows
-
-    rules = identity_rules_load()
-    deleted, after = 0, 0
-    while True:
-        rows = events_pending_identities(after_id=after, limit=1000)
-        if not rows:
-            return deleted
-        after = rows[-1]["id"]
-        hit = suppressed_rows(rows, rules)
-        if hit:
-            deleted += events_erase(
-                profile_ids=[], event_ids=[rows[i]["id"] for i in hit], batch_size=len(hit)
-            )
+def _pending_sweep(state: dict[str, Any]) -> None:
+    """Rows accepted but not processed yet that carry a suppressed identifier go
+    (pending events: what each registered sweeper deletes is in its docstring),
+    counted under the sweeper's name."""
+    counts = state["counts"]
+    for item in pending_sweepers.items():
+        counts[item.name] = counts.get(item.name, 0) + int(item.entry())
 
 
 def _profiles_grown(state: dict[str, Any]) -> list[str]:
@@ -482,7 +505,6 @@ def _profiles_grown(state: dict[str, Any]) -> list[str]:
 
 
 def _identity(state: dict[str, Any], request: DataSubjectRequest, batch_size: int) -> None:
-    from apps.events.services import events_erase
     from apps.identity.services import person_erase
 
     grown = _profiles_grown(state)
@@ -494,25 +516,14 @@ def _identity(state: dict[str, Any], request: DataSubjectRequest, batch_size: in
             _, per_model = ConsentRecord.objects.filter(profile_id__in=grown).delete()
         counts = state["counts"]
         counts["consent_records"] += per_model.get("consent.ConsentRecord", 0)
-        _local(state)
     # Identifiers attached since collect are suppressed too, before anything else.
     _suppress_person(request, state)
-    swept = _pending_sweep()
+    _pending_sweep(state)
     identifiers = _identifier_texts(state, request)
     state["counts"]["admin_log_entries"] += _admin_log_purge(state, identifiers)
-    # Events a worker processed since the events step (after the sweep: it waited
-    # for the workers holding pending ones).
-    while n := events_erase(profile_ids=state["profile_ids"], batch_size=batch_size):
-        swept += n
-    state["counts"]["events"] += swept
-    if grown:
-        # The ids the grown profiles brought, on other people's events.
-        from apps.events.services import events_scrub_ids
-
-        user_ids, anon_ids = _raw_ids(state)
-        state["counts"]["ids_scrubbed"] = state["counts"].get("ids_scrubbed", 0) + (
-            events_scrub_ids(user_ids=user_ids, anonymous_ids=anon_ids)
-        )
+    # Rows written since the erasers ran (after the sweep: it waited for the
+    # workers holding pending events), and the profiles merged in meanwhile.
+    _erasers_again(request, state, batch_size, bool(grown))
     _suppress_person(request, state)
     counts = person_erase(
         profile_ids=[uuid.UUID(p) for p in state["profile_ids"]],
@@ -522,7 +533,7 @@ def _identity(state: dict[str, Any], request: DataSubjectRequest, batch_size: in
 
 
 def _finish(request: DataSubjectRequest, state: dict[str, Any]) -> str:
-    state["counts"]["events"] += _pending_sweep()
+    _pending_sweep(state)
     request.subject = f"erased:{state['subject_hash'][:16]}"
     request.details = ""
     request.subject_hash = state["subject_hash"]
@@ -560,14 +571,10 @@ def erasure_step(*, request_id: uuid.UUID, batch_size: int = 5000) -> bool:
         advance = True
         if step == "collect":
             _collect(request, state)
-        elif step == "events":
-            advance = _events(request, state, batch_size)
-        elif step == "rejected":
-            _rejected(request, state)
+        elif step in ("events", "rejected", "local"):
+            advance = _erasers(request, state, batch_size)
         elif step == "records":
             _records(request, state)
-        elif step == "local":
-            _local(state)
         elif step == "hooks":
             advance = _hooks(request, state)
         elif step == "identity":

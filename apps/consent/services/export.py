@@ -20,8 +20,9 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
+from apps.common.registry import RegistryError
 from apps.consent.models import ConsentRecord
-from apps.consent.registry import personal_data_providers
+from apps.consent.registry import EXPORT_TABLE_ORDER, Provider, personal_data_providers
 
 README = """This archive holds the personal data {product} keeps about one person,
 as of {at}.
@@ -57,11 +58,8 @@ def _rows_profile(ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
     return profiles_for_export(profile_ids=ids)
 
 
-def person_data(profile_ids: Sequence[uuid.UUID]) -> dict[str, list[dict[str, Any]]]:
-    from apps.events.selectors import events_for_export
-    from apps.identity.selectors import identifiers_for_export, merges_for_export
-
-    consent = [
+def _rows_consent(ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+    return [
         {
             "purpose": r.purpose.key,
             "status": r.status,
@@ -77,20 +75,29 @@ def person_data(profile_ids: Sequence[uuid.UUID]) -> dict[str, list[dict[str, An
             "tcf_string": r.tcf_string,
             "gcm_flags": r.gcm_flags,
         }
-        for r in ConsentRecord.objects.filter(profile_id__in=profile_ids)
+        for r in ConsentRecord.objects.filter(profile_id__in=ids)
         .select_related("purpose")
         .order_by("given_at", "id")
     ]
-    data: dict[str, list[dict[str, Any]]] = {
-        "profile": _rows_profile(profile_ids),
-        "identifiers": identifiers_for_export(profile_ids=profile_ids),
-        "events": events_for_export(profile_ids=profile_ids),
-        "consent": consent,
-        "merges": merges_for_export(profile_ids=profile_ids),
+
+
+def person_data(profile_ids: Sequence[uuid.UUID]) -> dict[str, list[dict[str, Any]]]:
+    """Every table of the person: consent's own, then the registered providers'
+    (events, segments...), in ``EXPORT_TABLE_ORDER`` and the registry's order."""
+    from apps.identity.selectors import identifiers_for_export, merges_for_export
+
+    own: dict[str, Provider] = {
+        "profile": _rows_profile,
+        "identifiers": lambda ids: identifiers_for_export(profile_ids=ids),
+        "consent": _rows_consent,
+        "merges": lambda ids: merges_for_export(profile_ids=ids),
     }
-    for name, provider in sorted(personal_data_providers().items()):
-        data[name] = provider(profile_ids)
-    return data
+    tables = [(EXPORT_TABLE_ORDER[name], name, fn) for name, fn in own.items()]
+    for item in personal_data_providers.items():
+        if item.name in own:
+            raise RegistryError(f"{item.name!r} is a table of consent's own export.")
+        tables.append((item.order, item.name, item.entry))
+    return {name: fn(profile_ids) for _, name, fn in sorted(tables, key=lambda t: t[:2])}
 
 
 def _cell(value: Any) -> Any:
