@@ -4,5 +4,6 @@ app_name = "api"
 urlpatterns = [
     # Before identity: its profile detail route matches any path under profiles/.
     path("", include("apps.consent.api.urls")),
+    path("", include("apps.events.api.urls")),
     path("", include("apps.identity.api.urls")),
 ]

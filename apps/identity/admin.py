@@ -24,6 +24,7 @@ from .models import (
     ProfileSeparation,
     TraitMergeRule,
 )
+from .sections import profile_admin_context
 from .services import MergeRefused, profile_merge, profile_split
 
 
@@ -194,20 +195,14 @@ class ProfileAdmin(admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        # Everything on the page is read-only; changes are merges and splits.
-        from apps.consent.selectors import consent_log_for_profile, consent_states_for_profile
-
-        consent: dict[str, Any] = {}
-        if request.user.has_perm("consent.view_consentrecord"):
-            consent = {
-                "consent_states": consent_states_for_profile(object_id),
-                "consent_log": list(consent_log_for_profile(object_id)[:200]),
-                "can_record_consent": request.user.has_perm("consent.add_consentrecord"),
-                "can_request_erasure": request.user.has_perm("consent.add_datasubjectrequest"),
-            }
+        # Everything on the page is read-only; changes are merges and splits. The
+        # apps above identity add their parts (consent: its states and log).
+        sections: dict[str, Any] = {}
+        for section in profile_admin_context:
+            sections.update(section(request, object_id))
         extra_context = {
             **(extra_context or {}),
-            **consent,
+            **sections,
             "show_save": False,
             "show_save_and_continue": False,
             "show_save_and_add_another": False,

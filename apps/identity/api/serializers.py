@@ -1,11 +1,11 @@
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.common.fields import StrictBooleanField, StrictCharField
-from apps.events.models import Event
 from apps.identity.models import Identifier, Profile, ProfileMerge
+from apps.identity.sections import profile_api_fields
 from apps.identity.selectors import profile_merge_history
 
 from .schema import ExternalIdField
@@ -46,28 +46,19 @@ class ProfileOutputSerializer(serializers.ModelSerializer[Profile]):
 
 
 class ProfileDetailOutputSerializer(ProfileOutputSerializer):
+    """A profile with its merge history, and what the apps above identity add
+    (apps/identity/sections.py: consent's ``consents``, later features, segments)."""
+
     merges = serializers.SerializerMethodField()
-    consents = serializers.SerializerMethodField()
 
     class Meta(ProfileOutputSerializer.Meta):
-        fields = [*ProfileOutputSerializer.Meta.fields, "merges", "consents"]
+        fields = [*ProfileOutputSerializer.Meta.fields, "merges"]
 
-    @extend_schema_field(
-        serializers.DictField(
-            child=inline_serializer(
-                name="ProfileConsent",
-                fields={"status": serializers.CharField(), "allowed": serializers.BooleanField()},
-            )
-        )
-    )
-    def get_consents(self, profile: Profile) -> dict[str, Any]:
-        """Purpose key -> {status, allowed}: may the profile's data be used for it now."""
-        from apps.consent.selectors import consent_states_for_profile
-
-        return {
-            s.purpose.key: {"status": s.status, "allowed": s.allowed}
-            for s in consent_states_for_profile(profile)
-        }
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        for registered in profile_api_fields.items():
+            fields[registered.name] = registered.entry()
+        return fields
 
     @extend_schema_field(MergeOutputSerializer(many=True))
     def get_merges(self, profile: Profile) -> list[dict[str, Any]]:
@@ -95,48 +86,3 @@ class ProfileSplitInputSerializer(serializers.Serializer[Any]):
         max_length=500,
         help_text="Why they are not one person (kept with the record that keeps them apart).",
     )
-
-
-class EventOutputSerializer(serializers.ModelSerializer[Event]):
-    messageId = serializers.CharField(source="message_id")
-    userId = serializers.CharField(source="user_id")
-    anonymousId = serializers.CharField(source="anonymous_id")
-    # Null when the client did not send them (the Segment spec makes both optional).
-    originalTimestamp = serializers.DateTimeField(source="original_timestamp", allow_null=True)
-    sentAt = serializers.DateTimeField(source="sent_at", allow_null=True)
-    receivedAt = serializers.DateTimeField(source="received_at")
-    previousId = serializers.CharField(
-        source="previous_id", required=False, help_text="Alias events only."
-    )
-    groupId = serializers.CharField(
-        source="group_id", required=False, help_text="Group events only."
-    )
-
-    class Meta:
-        model = Event
-        fields = [
-            "id",
-            "messageId",
-            "type",
-            "event",
-            "name",
-            "userId",
-            "anonymousId",
-            "timestamp",
-            "originalTimestamp",
-            "sentAt",
-            "receivedAt",
-            "properties",
-            "traits",
-            "context",
-            "previousId",
-            "groupId",
-        ]
-
-    def to_representation(self, instance: Event) -> dict[str, Any]:
-        data = super().to_representation(instance)
-        if instance.type != "alias":
-            del data["previousId"]
-        if instance.type != "group":
-            del data["groupId"]
-        return data

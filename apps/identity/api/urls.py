@@ -2,7 +2,6 @@ from django.urls import re_path
 
 from .views import (
     ProfileDetailApi,
-    ProfileEventListApi,
     ProfileListApi,
     ProfileMergeApi,
     ProfileSplitApi,
@@ -13,11 +12,6 @@ urlpatterns = [
     re_path(r"^profiles/merge/?$", ProfileMergeApi.as_view(), name="profile-merge"),
     re_path(
         r"^profiles/(?P<external_id>.+)/split/?$", ProfileSplitApi.as_view(), name="profile-split"
-    ),
-    re_path(
-        r"^profiles/(?P<external_id>.+)/events/?$",
-        ProfileEventListApi.as_view(),
-        name="profile-events",
     ),
     re_path(
         r"^profiles/(?P<external_id>.+?)/?$", ProfileDetailApi.as_view(), name="profile-detail"

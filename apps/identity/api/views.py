@@ -13,14 +13,12 @@ from rest_framework.views import APIView
 
 from apps.common.openapi import error_responses
 from apps.common.pagination import CursorPagination
-from apps.events.selectors import event_list_for_profile
 from apps.identity.models import Profile, ProfileMerge
 from apps.identity.selectors import ExternalIdError, profile_get_by_external_id, profile_list
 from apps.identity.services import MergeRefused, profile_merge, profile_split
 
 from .schema import DESCRIPTION, external_id_schema
 from .serializers import (
-    EventOutputSerializer,
     MergeOutputSerializer,
     ProfileDetailOutputSerializer,
     ProfileMergeInputSerializer,
@@ -36,7 +34,9 @@ EXTERNAL_ID = OpenApiParameter(
 )
 
 
-def _get_profile(external_id: str, *, follow_merges: bool = True) -> Profile:
+def profile_from_path(external_id: str, *, follow_merges: bool = True) -> Profile:
+    """The profile an external id in a request names: 400 for a malformed id, 404
+    for one nobody has (also for other apps' routes under profiles/)."""
     try:
         profile = profile_get_by_external_id(external_id=external_id, follow_merges=follow_merges)
     except ExternalIdError as exc:
@@ -89,33 +89,7 @@ class ProfileDetailApi(generics.RetrieveAPIView[Profile]):
         return super().get(request, *args, **kwargs)
 
     def get_object(self) -> Profile:
-        return _get_profile(self.kwargs["external_id"])
-
-
-class ProfileEventListApi(generics.ListAPIView[Any]):
-    """A profile's events, newest first (cursor-paginated)."""
-
-    serializer_class = EventOutputSerializer
-    queryset = Profile.objects.none()  # permission checks: viewing profiles
-
-    class Pagination(CursorPagination):
-        ordering = ("-timestamp", "-id")
-        page_size = 100
-        page_size_query_param = "limit"
-        max_page_size = 1000
-
-    pagination_class = Pagination
-
-    @extend_schema(
-        parameters=[EXTERNAL_ID],
-        responses={200: EventOutputSerializer(many=True), **error_responses(400, 404)},
-    )
-    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().get(request, *args, **kwargs)
-
-    def get_queryset(self) -> Any:
-        profile = _get_profile(self.kwargs["external_id"])
-        return event_list_for_profile(profile_id=profile.id)
+        return profile_from_path(self.kwargs["external_id"])
 
 
 class ProfileMergeApi(APIView):
@@ -135,7 +109,7 @@ class ProfileMergeApi(APIView):
         force = data.validated_data["force"]
         if force and not request.user.has_perm("identity.force_merge_profile"):
             raise PermissionDenied("Forcing a merge needs the force-merge permission.")
-        first, second = (_get_profile(e) for e in data.validated_data["profiles"])
+        first, second = (profile_from_path(e) for e in data.validated_data["profiles"])
         try:
             record = profile_merge(
                 profile_ids=(first.id, second.id),
@@ -167,7 +141,7 @@ class ProfileSplitApi(APIView):
     def post(self, request: Request, external_id: str) -> Response:
         data = ProfileSplitInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        profile = _get_profile(external_id, follow_merges=False)
+        profile = profile_from_path(external_id, follow_merges=False)
         try:
             restored = profile_split(
                 profile_id=profile.id, actor=request.user, note=data.validated_data.get("note", "")
