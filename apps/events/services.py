@@ -125,10 +125,15 @@ def _insert_generic(rows: Sequence[dict[str, Any]]) -> list[int]:
     return ids
 
 
+# Columns a row may leave out (rows made before the column existed, or by hand).
+_ROW_DEFAULTS = {"timestamp_corrected": False}
+
+
 def events_insert(*, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert rows, skipping (source, messageId) pairs already stored; new ids."""
     if not rows:
         return []
+    rows = [r if _ROW_DEFAULTS.keys() <= r.keys() else {**_ROW_DEFAULTS, **r} for r in rows]
     if connection.vendor == "postgresql":
         return _insert_postgresql(rows)
     return _insert_generic(rows)
