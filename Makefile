@@ -31,15 +31,18 @@ run: migrate
 test: setup
 	$(BIN)/python -m pytest -q
 
+# What CI runs (.ci/run), in the same order: lint (with the import contract),
+# types, then the tests.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy apps cdp
 
-check: lint test
+check: lint typecheck test
 
 # The package defaults to production settings (cdp/__init__.py): name the local ones.
 worker: setup
