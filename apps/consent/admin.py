@@ -26,11 +26,10 @@ from .models import (
     Purpose,
     RequestEvent,
     RequestStatus,
-    RequestType,
     SuppressionEntry,
 )
 from .selectors import consent_config_clear
-from .services.erasure import MAX_STEP_FAILURES
+from .services.dsr import dsr_actions, dsr_erasure_stopped
 
 
 class CategoryMappingInline(admin.TabularInline):
@@ -373,7 +372,7 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
                 '{} <strong class="with-failures" style="color:#c62828">with failures</strong>',
                 bar,
             )
-        if int((obj.work_state or {}).get("failures", 0)) >= MAX_STEP_FAILURES:
+        if dsr_erasure_stopped(obj):
             return format_html(
                 '{} <strong class="stopped" style="color:#c62828">stopped</strong>', bar
             )
@@ -398,15 +397,11 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        from .services.dsr import TRANSITIONS
-
         obj = self.get_object(request, object_id)
-        can_process = request.user.has_perm("consent.process_datasubjectrequest")
+        # What the page offers is what the services allow (the API refuses the rest
+        # with the same messages); only the permissions are the admin's own.
+        actions = dsr_actions(request=obj) if obj is not None else None
         failed_hooks = (obj.erasure_summary or {}).get("hooks_failed") if obj else None
-        stopped = obj is not None and (
-            obj.status == RequestStatus.IN_PROGRESS
-            and int((obj.work_state or {}).get("failures", 0)) >= MAX_STEP_FAILURES
-        )
         if failed_hooks and request.method == "GET":
             self.message_user(
                 request,
@@ -415,43 +410,26 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
                 "in those destinations by hand.",
                 messages.WARNING,
             )
-        if stopped and request.method == "GET":
-            self.message_user(
-                request,
-                f"The erasure stopped: {obj.progress_note}" if obj else "",
-                messages.ERROR,
-            )
+        if obj is not None and dsr_erasure_stopped(obj) and request.method == "GET":
+            self.message_user(request, f"The erasure stopped: {obj.progress_note}", messages.ERROR)
         extra_context = {
             **(extra_context or {}),
             "show_save": False,
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
-            "can_process": can_process,
+            "can_process": request.user.has_perm("consent.process_datasubjectrequest"),
             "can_export": request.user.has_perm("consent.export_datasubjectrequest")
-            and obj is not None
-            and obj.type in (RequestType.ACCESS, RequestType.PORTABILITY)
-            and obj.status in ("verified", "in_progress", "completed"),
-            "next_statuses": [
-                (s, RequestStatus(s).label)
-                for s in TRANSITIONS.get(obj.status if obj else "", ())
-                if not (
-                    obj.type == RequestType.ERASURE
-                    and s in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED)
-                )
-            ]
-            if obj
+            and actions is not None
+            and actions.can_export,
+            "next_statuses": [(s, RequestStatus(s).label) for s in actions.next_statuses]
+            if actions
             else [],
-            "can_erase": obj is not None
-            and obj.type == RequestType.ERASURE
-            and obj.status == RequestStatus.VERIFIED,
-            "can_resume": stopped,
-            "can_extend": obj is not None
-            and obj.is_open
-            and obj.extension_months < 2
-            and timezone.localdate() <= obj.original_due_date,
-            "can_rectify": obj is not None and obj.type == RequestType.RECTIFICATION,
-            "can_object": obj is not None
-            and obj.type in (RequestType.OBJECTION, RequestType.RESTRICTION),
+            "can_erase": actions is not None and actions.can_erase,
+            "can_resume": actions is not None and actions.can_resume,
+            "extension_months": actions.extension_months if actions else (),
+            "can_extend": bool(actions and actions.extension_months),
+            "can_rectify": actions is not None and actions.can_rectify,
+            "can_object": actions is not None and actions.can_object,
             "purposes": Purpose.objects.filter(required=False).order_by("key"),
         }
         return super().change_view(request, object_id, form_url, extra_context)

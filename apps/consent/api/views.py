@@ -29,6 +29,7 @@ from apps.consent.services import ConsentRefused, consent_record
 from apps.consent.services.dsr import (
     RequestRefused,
     dsr_create,
+    dsr_export_check,
     dsr_extend,
     dsr_object,
     dsr_rectify,
@@ -406,12 +407,12 @@ class DsrExportApi(APIView):
 
 
 def export_response(dsr: DataSubjectRequest, user: Any) -> HttpResponse:
-    from apps.consent.models import RequestEvent, RequestType
+    from apps.consent.models import RequestEvent
 
-    if dsr.type not in (RequestType.ACCESS, RequestType.PORTABILITY):
-        raise Conflict("Only access and portability requests have an export.")
-    if dsr.status not in ("verified", "in_progress", "completed"):
-        raise Conflict("Verify the requester's identity before exporting.")
+    try:
+        dsr_export_check(request=dsr)
+    except RequestRefused as exc:  # not an access request, or not verified yet
+        raise _refused(exc) from exc
     try:
         archive = dsr_export_archive(subject=dsr.subject)
     except SubjectNotFound as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,17 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 
 class RequestRefused(ApplicationError):
     pass
+
+
+# The request types each processing service works on (``_working``).
+RECTIFY_TYPES: tuple[str, ...] = (RequestType.RECTIFICATION,)
+OBJECT_TYPES: tuple[str, ...] = (RequestType.OBJECTION, RequestType.RESTRICTION)
+EXPORT_TYPES: tuple[str, ...] = (RequestType.ACCESS, RequestType.PORTABILITY)
+EXPORT_STATUSES: tuple[str, ...] = (
+    RequestStatus.VERIFIED,
+    RequestStatus.IN_PROGRESS,
+    RequestStatus.COMPLETED,
+)
 
 
 # GDPR applies from this day; a request received before it is a typing error.
@@ -104,18 +116,18 @@ def dsr_create(
     return request
 
 
-@transaction.atomic
-def dsr_transition(
-    *, request: DataSubjectRequest, status: str, actor: Any = None, note: str = ""
-) -> DataSubjectRequest:
-    request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+def dsr_transition_check(
+    *, request: DataSubjectRequest, status: str, note: str | None = None
+) -> None:
+    """Raise RequestRefused unless ``request`` may move to ``status`` (with ``note``;
+    None leaves the note out of the check, to ask whether the move is offered)."""
     if status not in TRANSITIONS.get(request.status, ()):
         allowed = ", ".join(TRANSITIONS.get(request.status, ())) or "none (it is closed)"
         raise RequestRefused(
             f"A {request.get_status_display().lower()} request cannot become {status}; "
             f"allowed: {allowed}."
         )
-    if status == RequestStatus.REJECTED and not note.strip():
+    if status == RequestStatus.REJECTED and note is not None and not note.strip():
         raise RequestRefused("Say why the request is rejected (the person must be told).")
     if (
         status == RequestStatus.COMPLETED
@@ -123,6 +135,14 @@ def dsr_transition(
         and not request.erasure_summary
     ):
         raise RequestRefused("An erasure request completes when the erasure has run.")
+
+
+@transaction.atomic
+def dsr_transition(
+    *, request: DataSubjectRequest, status: str, actor: Any = None, note: str = ""
+) -> DataSubjectRequest:
+    request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+    dsr_transition_check(request=request, status=status, note=note)
     previous = request.status
     request.status = status
     if status in (RequestStatus.COMPLETED, RequestStatus.REJECTED):
@@ -140,6 +160,30 @@ def dsr_transition(
     return request
 
 
+def dsr_extend_check(
+    *, request: DataSubjectRequest, months: int | None = None, reason: str | None = None
+) -> None:
+    """Raise RequestRefused unless ``request`` may be extended by ``months`` with
+    ``reason``. None leaves that argument out: with neither, whether the request
+    can be extended at all (by one month, with some reason)."""
+    if request.status not in OPEN_STATUSES:
+        raise RequestRefused("Only an open request can be extended.")
+    total = request.extension_months + (1 if months is None else months)
+    if (months is not None and months < 1) or total > MAX_EXTENSION_MONTHS:
+        raise RequestRefused(
+            f"The deadline can be extended by {MAX_EXTENSION_MONTHS} months at most in all "
+            f"(already extended by {request.extension_months})."
+        )
+    if reason is not None and not reason.strip():
+        raise RequestRefused("An extension needs a reason.")
+    if timezone.localdate() > request.original_due_date:
+        raise RequestRefused(
+            "The first month after receipt has passed (it ended on "
+            f"{request.original_due_date.isoformat()}): the deadline can only be extended, "
+            "and the person told why, within it (Art. 12(3))."
+        )
+
+
 @transaction.atomic
 def dsr_extend(
     *, request: DataSubjectRequest, months: int, reason: str, actor: Any = None
@@ -149,22 +193,8 @@ def dsr_extend(
     extension, like telling the person, must come within the first month, so a
     further extension after it is refused too."""
     request = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
-    if request.status not in OPEN_STATUSES:
-        raise RequestRefused("Only an open request can be extended.")
+    dsr_extend_check(request=request, months=months, reason=reason)
     total = request.extension_months + months
-    if months < 1 or total > MAX_EXTENSION_MONTHS:
-        raise RequestRefused(
-            f"The deadline can be extended by {MAX_EXTENSION_MONTHS} months at most in all "
-            f"(already extended by {request.extension_months})."
-        )
-    if not reason.strip():
-        raise RequestRefused("An extension needs a reason.")
-    if timezone.localdate() > request.original_due_date:
-        raise RequestRefused(
-            "The first month after receipt has passed (it ended on "
-            f"{request.original_due_date.isoformat()}): the deadline can only be extended, "
-            "and the person told why, within it (Art. 12(3))."
-        )
     before = request.due_date
     request.extension_months = total
     request.extension_reason = "\n".join(filter(None, [request.extension_reason, reason.strip()]))
@@ -177,6 +207,82 @@ def dsr_extend(
         note=f"{before.isoformat()} -> {request.due_date.isoformat()}: {reason.strip()}",
     )
     return request
+
+
+def dsr_export_check(*, request: DataSubjectRequest) -> None:
+    """Raise RequestRefused unless the subject's data may be exported for ``request``."""
+    if request.type not in EXPORT_TYPES:
+        raise RequestRefused("Only access and portability requests have an export.")
+    if request.status not in EXPORT_STATUSES:
+        raise RequestRefused("Verify the requester's identity before exporting.")
+
+
+def dsr_erase_check(*, request: DataSubjectRequest) -> None:
+    """Raise RequestRefused unless the erasure of ``request`` may start: the rule
+    ``erasure_start`` applies, with its messages."""
+    if request.type != RequestType.ERASURE:
+        raise RequestRefused("Only an erasure request erases.")
+    if request.status != RequestStatus.VERIFIED:
+        raise RequestRefused("Verify the requester's identity before erasing (status: verified).")
+
+
+def dsr_erasure_stopped(request: DataSubjectRequest) -> bool:
+    """An erasure in progress whose step failed so often that the sweep no longer
+    retries it: it waits for an administrator to resume it."""
+    # erasure.py builds on this module (it imports dsr_transition), so its
+    # constant is imported here, when called.
+    from .erasure import MAX_STEP_FAILURES
+
+    return (
+        request.type == RequestType.ERASURE
+        and request.status == RequestStatus.IN_PROGRESS
+        and int((request.work_state or {}).get("failures", 0)) >= MAX_STEP_FAILURES
+    )
+
+
+def _allowed(check: Any, **kwargs: Any) -> bool:
+    try:
+        check(**kwargs)
+    except RequestRefused:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class DsrActions:
+    """What may be done with a request now, as the services decide it: the admin
+    offers exactly these, and the services refuse the rest with their message."""
+
+    next_statuses: tuple[str, ...]
+    extension_months: tuple[int, ...]  # the extensions still possible, in months
+    can_erase: bool
+    can_resume: bool
+    can_rectify: bool
+    can_object: bool
+    can_export: bool
+
+
+def dsr_actions(*, request: DataSubjectRequest) -> DsrActions:
+    stopped = dsr_erasure_stopped(request)
+    return DsrActions(
+        # An erasure moves on by running (``erasure_start``), not by hand.
+        next_statuses=tuple(
+            s
+            for s in TRANSITIONS.get(request.status, ())
+            if not (request.type == RequestType.ERASURE and s == RequestStatus.IN_PROGRESS)
+            and _allowed(dsr_transition_check, request=request, status=s)
+        ),
+        extension_months=tuple(
+            m
+            for m in range(1, MAX_EXTENSION_MONTHS + 1)
+            if _allowed(dsr_extend_check, request=request, months=m)
+        ),
+        can_erase=_allowed(dsr_erase_check, request=request),
+        can_resume=stopped,
+        can_rectify=request.type in RECTIFY_TYPES,
+        can_object=request.type in OBJECT_TYPES,
+        can_export=_allowed(dsr_export_check, request=request),
+    )
 
 
 def dsr_progress(*, request_id: Any, progress: int, note: str) -> None:
@@ -225,7 +331,7 @@ def dsr_rectify(
     """Apply a rectification: correct the subject's traits (None removes one)."""
     from apps.identity.services import profile_traits_rectify
 
-    request = _working(request, (RequestType.RECTIFICATION,), actor)
+    request = _working(request, RECTIFY_TYPES, actor)
     changed = profile_traits_rectify(profile_id=_subject_profile_id(request), changes=traits)
     # The trail names what changed, not the values (they are personal data).
     RequestEvent.objects.create(
@@ -245,7 +351,7 @@ def dsr_object(*, request: DataSubjectRequest, purposes: list[str], actor: Any =
 
     from .consent import consent_statements_append
 
-    request = _working(request, (RequestType.OBJECTION, RequestType.RESTRICTION), actor)
+    request = _working(request, OBJECT_TYPES, actor)
     if not purposes:
         raise RequestRefused("Name the purposes the person objects to.")
     rules = [purpose_rule(key) for key in purposes]
