@@ -66,7 +66,9 @@ def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
             headless=True,
             args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
         )
-        context = browser.new_context(base_url=live_server.url, locale="en-US")
+        context = browser.new_context(
+            base_url=live_server.url, locale="en-US", viewport={"width": 1440, "height": 900}
+        )
         context.set_default_timeout(TIMEOUT_MS)
         tab = context.new_page()
         tab.goto("/admin/login/?next=/admin/")
@@ -258,3 +260,32 @@ def test_erasure_request_from_creation_to_completion(page: Page, live_server: An
     expect(rows.nth(2).locator("td.field-subject")).to_have_text(re.compile(r"^erased:"))
     expect(rows.nth(2).locator("td.field-status")).to_have_text("Completed")
     expect(rows.nth(2).locator("td.field-progress_bar")).to_contain_text("100%")
+
+
+def test_request_list_fits_a_1440_pixel_window(page: Page, live_server: Any) -> None:
+    # given: requests of every type, with long subjects and long progress notes
+    # (as long as the field allows; set after creation, as an unbroken string)
+    long_subject = "email:" + "ada.lovelace." * 20 + "@example.com"
+    for request_type in ("access", "erasure", "rectification", "portability", "restriction"):
+        dsr = dsr_create(
+            type=request_type,
+            subject="email:ada@example.com",
+            received_at=timezone.now() - timedelta(days=40),
+        )
+        DataSubjectRequest.objects.filter(pk=dsr.pk).update(
+            subject=long_subject,
+            progress=42,
+            progress_note="step 3 of 7: " + "deleting events " * 10,
+        )
+
+    # when
+    page.goto("/admin/consent/datasubjectrequest/")
+
+    # then: no horizontal scroll, and a cut subject keeps its full value in a title
+    expect(page.locator("#result_list tbody tr")).to_have_count(5)
+    widths = page.evaluate(
+        "[document.querySelector('#result_list').scrollWidth, document.documentElement.scrollWidth]"
+    )
+    assert max(widths) <= 1440, widths
+    subject = page.locator("#result_list tbody tr td.field-subject span").first
+    expect(subject).to_have_attribute("title", long_subject)

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from apps.consent.deadlines import due_date
+from apps.consent.deadlines import MAX_EXTENSION_MONTHS, due_date
 from apps.consent.models import ConsentRecord, DataSubjectRequest
+from apps.consent.services.dsr import dsr_create, dsr_extend, dsr_transition
 
 pytestmark = pytest.mark.django_db
 
@@ -558,3 +559,76 @@ def test_state_refusals_are_documented_409s(admin_api: Any, openapi: Any) -> Non
         assert response.status_code == 409, (suffix, response.content)
         error = openapi.response_schema(path, method, 409)
         assert openapi.errors(error, response.json()) == [], suffix
+
+
+def _extend_in_admin(client: Any, dsr: DataSubjectRequest, months: int) -> list[str]:
+    from django.contrib.messages import get_messages
+
+    response = client.post(
+        f"/admin/consent/datasubjectrequest/{dsr.pk}/workflow/",
+        {"action": "extend", "months": str(months), "note": "Complex request"},
+    )
+    assert response.status_code == 302
+    return [m.message for m in get_messages(response.wsgi_request) if m.level_tag == "error"]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("beyond_the_limit", f"extended by {MAX_EXTENSION_MONTHS} months at most in all"),
+        ("closed", "Only an open request can be extended."),
+        ("after_the_first_month", "The first month after receipt has passed"),
+    ],
+)
+def test_admin_and_api_refuse_the_same_extension_with_the_same_message(
+    admin_api: Any, client: Any, case: str, expected: str
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    # given: a request that may not be extended (further)
+    days_ago = 40 if case == "after_the_first_month" else 3
+    dsr = dsr_create(
+        type="access",
+        subject="email:ada@example.com",
+        received_at=timezone.now() - timedelta(days=days_ago),
+    )
+    if case == "beyond_the_limit":
+        dsr = dsr_extend(request=dsr, months=MAX_EXTENSION_MONTHS, reason="Complex")
+    if case == "closed":
+        dsr = dsr_transition(request=dsr, status="rejected", note="not verified")
+    before = (dsr.due_date, dsr.extension_months)
+    client.force_login(get_user_model().objects.create_superuser("privacy", "p@example.com"))
+
+    # when: the same extension in the admin and through the API
+    in_admin = _extend_in_admin(client, dsr, 1)
+    by_api = admin_api.post(
+        f"/api/v1/privacy-requests/{dsr.pk}/extend",
+        {"months": 1, "reason": "Complex request"},
+        content_type="application/json",
+    )
+
+    # then: both refuse it, with the service's message, and nothing changed
+    assert by_api.status_code == 409
+    assert in_admin == [by_api.json()["detail"]]
+    assert expected in in_admin[0]
+    dsr.refresh_from_db()
+    assert (dsr.due_date, dsr.extension_months) == before
+
+
+def test_admin_offers_only_the_extensions_the_service_allows(client: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    # given: a request extended by one month of MAX_EXTENSION_MONTHS
+    dsr = dsr_create(type="access", subject="email:ada@example.com")
+    dsr = dsr_extend(request=dsr, months=1, reason="Complex")
+    client.force_login(get_user_model().objects.create_superuser("privacy", "p@example.com"))
+
+    # when
+    page = client.get(f"/admin/consent/datasubjectrequest/{dsr.pk}/change/")
+
+    # then: the remaining months only; a longer one is refused as the API refuses it
+    assert page.context["extension_months"] == tuple(range(1, MAX_EXTENSION_MONTHS))
+    assert _extend_in_admin(client, dsr, MAX_EXTENSION_MONTHS) == [
+        f"The deadline can be extended by {MAX_EXTENSION_MONTHS} months at most in all "
+        "(already extended by 1)."
+    ]
