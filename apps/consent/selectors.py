@@ -12,14 +12,28 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Case,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils import timezone
 
+from apps.identity.selectors import ExternalIdError, parse_external_id
+from apps.identity.services import identity_rules_load
+
+from .hashing import keyed_hash
 from .models import (
     OPEN_STATUSES,
     CategoryMapping,
@@ -75,8 +89,6 @@ class ConsentConfig:
         """Identity's rules (how identifiers are normalized), loaded once per cache
         period like the rest of this configuration."""
         if self._identity_rules is None:
-            from apps.identity.services import identity_rules_load
-
             self._identity_rules = identity_rules_load()
         return self._identity_rules
 
@@ -165,8 +177,6 @@ def _granted(status: str, given_at: datetime, rule: PurposeRule, at: datetime) -
 def _rule_at(rule: PurposeRule, at: datetime) -> PurposeRule:
     """The purpose's rule as it stood at ``at`` (its expiry then, from the purpose's
     history): "had this person consented on 3 March?" is answered by 3 March's rules."""
-    from dataclasses import replace
-
     then = (
         Purpose.history.filter(id=rule.id, history_date__lte=at)  # type: ignore[attr-defined]
         .order_by("-history_date", "-history_id")
@@ -329,8 +339,6 @@ def consent_states_for_profile(profile: Any) -> list[PurposeState]:
 def suppression_hits(*, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which of these identifiers, as (type, normalized value), belong to an erased
     person (are on the suppression list). One indexed query."""
-    from .hashing import keyed_hash
-
     hashed = {(kind, keyed_hash(kind, value)): (kind, value) for kind, value in keys}
     if not hashed:
         return set()
@@ -343,9 +351,6 @@ def suppression_hits(*, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]
 def external_id_suppressed(external_id: str) -> bool:
     """Was the person this external id (``email:...``) names erased? Malformed
     ids and ``id:<uuid>`` (profile ids are never reused) are not."""
-    from apps.identity.selectors import ExternalIdError, parse_external_id
-    from apps.identity.services import identity_rules_load
-
     rules = identity_rules_load()
     try:
         kind, raw = parse_external_id(external_id, rules)
@@ -365,8 +370,6 @@ def consent_log_for_profile(profile: Any) -> QuerySet[ConsentRecord]:
 
 
 def dsr_list_by_urgency() -> QuerySet[DataSubjectRequest]:
-    from django.db.models import Case, IntegerField, Value, When
-
     return DataSubjectRequest.objects.annotate(
         _open=Case(
             When(status__in=OPEN_STATUSES, then=Value(0)),

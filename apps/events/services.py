@@ -11,8 +11,15 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import DataError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from apps.consent.services import consent_gate, suppressed_event_ids
+from apps.identity.models import IdentifierType
+from apps.identity.selectors import identifier_exists
+from apps.identity.services import IdentityClaim, profiles_resolve
+
+from .enqueue import events_enqueue
 from .models import Event, RejectedEvent, Source
 from .parsing import MAX_NESTING, BatchDefaults, EventError, parse_event
 from .pipeline import pipeline_batch_create, pipeline_batch_run
@@ -140,8 +147,6 @@ def events_insert(*, rows: Sequence[dict[str, Any]]) -> list[int]:
 
 
 def _enqueue(ids: list[int]) -> None:
-    from .enqueue import events_enqueue
-
     events_enqueue(ids)
 
 
@@ -245,8 +250,6 @@ def _store(
     rejected_payloads = list(rejected)
     with transaction.atomic():
         if rows:
-            from apps.consent.services import consent_gate
-
             gate = consent_gate(
                 rows=rows, gpc=defaults.gpc, request_ip=defaults.ip, user_agent=defaults.user_agent
             )
@@ -368,7 +371,6 @@ def events_reassign_by_ids(
     """
     if not user_ids and not anonymous_ids:
         return 0
-    from django.db.models import Q
 
     mine = Q(user_id__in=list(user_ids)) | (
         Q(anonymous_id__in=list(anonymous_ids)) & ~Q(user_id__in=list(keep_user_ids))
@@ -377,9 +379,6 @@ def events_reassign_by_ids(
 
 
 def _claim(event: Event, batch_user_ids: set[str]) -> Any:
-    from apps.identity.models import IdentifierType
-    from apps.identity.services import IdentityClaim
-
     identifiers: list[tuple[str, Any]] = []
     if event.user_id:
         identifiers.append((IdentifierType.USER_ID, event.user_id))
@@ -411,9 +410,6 @@ def _claim(event: Event, batch_user_ids: set[str]) -> Any:
 
 
 def _previous_id_type(value: str, batch_user_ids: set[str]) -> str:
-    from apps.identity.models import IdentifierType
-    from apps.identity.selectors import identifier_exists
-
     # A user id elsewhere in this batch is not stored yet, but is a user id all the same.
     if value in batch_user_ids or identifier_exists(type=IdentifierType.USER_ID, value=value):
         return IdentifierType.USER_ID
@@ -423,8 +419,6 @@ def _previous_id_type(value: str, batch_user_ids: set[str]) -> str:
 @transaction.atomic
 def events_process(*, event_ids: Sequence[int]) -> int:
     """Resolve the profiles of stored events. Idempotent: processed events are skipped."""
-    from apps.identity.services import profiles_resolve
-
     qs = Event.objects.filter(id__in=event_ids, processed_at__isnull=True).order_by("id")
     if connection.features.has_select_for_update_skip_locked:
         qs = qs.select_for_update(skip_locked=True, of=("self",))
@@ -435,7 +429,6 @@ def events_process(*, event_ids: Sequence[int]) -> int:
     )
     if not events:
         return 0
-    from apps.consent.services import suppressed_event_ids
 
     erased = suppressed_event_ids(events=events)
     if erased:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status
@@ -15,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.openapi import error_responses
-from apps.consent.models import ConsentRecord, DataSubjectRequest, Purpose
+from apps.consent.models import ConsentRecord, DataSubjectRequest, Purpose, RequestEvent
 from apps.consent.selectors import (
     UnknownPurpose,
     consent_log_for_profile,
@@ -37,7 +40,10 @@ from apps.consent.services.dsr import (
 )
 from apps.consent.services.erasure import erasure_start
 from apps.consent.services.export import SubjectNotFound, dsr_export_archive
+from apps.consent.tasks import erasure_run as erasure_run_task
 from apps.identity.api.schema import DESCRIPTION, external_id_schema
+from apps.identity.selectors import ExternalIdError, parse_external_id, profile_get_by_external_id
+from apps.identity.services import IdentityClaim, profiles_resolve
 
 from .schema import PURPOSE_KEY_SCHEMA
 from .serializers import (
@@ -92,12 +98,6 @@ class PersonErased(APIException):
 
 
 def _profile(external_id: str, *, create: bool = False) -> Any:
-    from apps.identity.selectors import (
-        ExternalIdError,
-        parse_external_id,
-        profile_get_by_external_id,
-    )
-
     try:
         profile = profile_get_by_external_id(external_id=external_id)
         kind, value = parse_external_id(external_id)
@@ -108,10 +108,6 @@ def _profile(external_id: str, *, create: bool = False) -> Any:
             # An erased person is not rebuilt, by events or by this API.
             raise PersonErased()
         # Consent often comes before any event (a signup form): the person starts here.
-        from django.utils import timezone
-
-        from apps.identity.services import IdentityClaim, profiles_resolve
-
         profile_id = profiles_resolve(
             claims=[IdentityClaim(identifiers=[(kind, value)], timestamp=timezone.now())]
         )[0]
@@ -215,8 +211,6 @@ class ProfileConsentCheckApi(APIView):
         responses={200: ConsentCheckOutputSerializer, **error_responses(400, 404)},
     )
     def get(self, request: Request, external_id: str) -> Response:
-        from django.utils.dateparse import parse_datetime
-
         profile = _profile(external_id)
         at_raw = request.query_params.get("at")
         try:
@@ -376,8 +370,6 @@ class DsrEraseApi(APIView):
 
     @extend_schema(request=None, responses={202: DsrOutputSerializer, **error_responses(404, 409)})
     def post(self, request: Request, pk: str) -> Response:
-        from apps.consent.tasks import erasure_run as erasure_run_task
-
         dsr = get_object_or_404(DataSubjectRequest, pk=pk)
         with transaction.atomic():
             try:
@@ -407,8 +399,6 @@ class DsrExportApi(APIView):
 
 
 def export_response(dsr: DataSubjectRequest, user: Any) -> HttpResponse:
-    from apps.consent.models import RequestEvent
-
     try:
         dsr_export_check(request=dsr)
     except RequestRefused as exc:  # not an access request, or not verified yet
@@ -417,7 +407,6 @@ def export_response(dsr: DataSubjectRequest, user: Any) -> HttpResponse:
         archive = dsr_export_archive(subject=dsr.subject)
     except SubjectNotFound as exc:
         raise Http404(str(exc)) from exc
-    import hashlib
 
     RequestEvent.objects.create(
         request=dsr,

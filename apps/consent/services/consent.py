@@ -15,6 +15,7 @@ from apps.common.exceptions import ApplicationError
 from apps.consent.hashing import ip_hash
 from apps.consent.models import ConsentRecord, ConsentState, ConsentStatus
 from apps.consent.selectors import PurposeRule, consent_config, purpose_rule
+from apps.identity.services import profiles_lock_live
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ def _lock_profiles(profile_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUI
     order): a lock of our own would be taken in the other order by a merge, which
     holds the rows when it moves the log, and the two would deadlock.
     """
-    from apps.identity.services import profiles_lock_live
-
     return profiles_lock_live(profile_ids=profile_ids)
 
 

@@ -20,6 +20,11 @@ from apps.consent.models import (
     RequestStatus,
     RequestType,
 )
+from apps.consent.selectors import purpose_rule
+from apps.identity.selectors import ExternalIdError, parse_external_id, profile_get_by_external_id
+from apps.identity.services import identity_rules_load, profile_traits_rectify
+
+from .consent import consent_statements_append
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +65,6 @@ def dsr_subject_clean(subject: str) -> str:
     """The subject, trimmed, once it is an external id that can name someone: a
     known type, and a value that type accepts (a UUID for ``id:``, an email
     address for ``email:``...). Raises RequestRefused otherwise."""
-    from apps.identity.selectors import ExternalIdError, parse_external_id
-    from apps.identity.services import identity_rules_load
-
     subject = subject.strip()
     rules = identity_rules_load()
     try:
@@ -305,8 +307,6 @@ def dsr_deadline_report(*, today: date | None = None, soon_days: int = 7) -> dic
 
 
 def _subject_profile_id(request: DataSubjectRequest) -> Any:
-    from apps.identity.selectors import profile_get_by_external_id
-
     profile = profile_get_by_external_id(external_id=request.subject)
     if profile is None:
         raise RequestRefused("No profile is held for this subject.")
@@ -329,8 +329,6 @@ def dsr_rectify(
     *, request: DataSubjectRequest, traits: dict[str, Any], actor: Any = None
 ) -> list[str]:
     """Apply a rectification: correct the subject's traits (None removes one)."""
-    from apps.identity.services import profile_traits_rectify
-
     request = _working(request, RECTIFY_TYPES, actor)
     changed = profile_traits_rectify(profile_id=_subject_profile_id(request), changes=traits)
     # The trail names what changed, not the values (they are personal data).
@@ -347,10 +345,6 @@ def dsr_rectify(
 def dsr_object(*, request: DataSubjectRequest, purposes: list[str], actor: Any = None) -> list[str]:
     """Apply an objection or restriction: the subject's data is no longer used
     for these purposes (a denial in the consent log, which every use checks)."""
-    from apps.consent.selectors import purpose_rule
-
-    from .consent import consent_statements_append
-
     request = _working(request, OBJECT_TYPES, actor)
     if not purposes:
         raise RequestRefused("Name the purposes the person objects to.")

@@ -78,8 +78,19 @@ from apps.consent.registry import (
     personal_data_erasers,
 )
 from apps.consent.selectors import consent_config_clear
+from apps.identity.selectors import (
+    ExternalIdError,
+    merges_for_export,
+    parse_external_id,
+    person_identifier_values,
+    person_related_rows,
+    profile_tree_ids,
+    profiles_for_export,
+)
+from apps.identity.services import identity_rules_load, person_erase
 
 from .dsr import RequestRefused, dsr_progress, dsr_transition
+from .export import person_profile_ids
 
 logger = logging.getLogger(__name__)
 
@@ -139,15 +150,10 @@ def erasure_start(*, request: DataSubjectRequest, actor: Any = None) -> DataSubj
 
 
 def _person_values(profile_ids: Iterable[str]) -> list[tuple[str, str, str]]:
-    from apps.identity.selectors import person_identifier_values
-
     return person_identifier_values(profile_ids=[uuid.UUID(p) for p in profile_ids])
 
 
 def _subject_key(subject: str) -> tuple[str, str] | None:
-    from apps.identity.selectors import ExternalIdError, parse_external_id
-    from apps.identity.services import identity_rules_load
-
     rules = identity_rules_load()
     try:
         kind, raw = parse_external_id(subject, rules)
@@ -210,8 +216,6 @@ def _leaves(value: Any) -> Iterator[str]:
 def _trait_texts(state: dict[str, Any]) -> list[str]:
     """Every text the person's profiles hold as traits (names, addresses...), also
     as merges remembered them."""
-    from apps.identity.selectors import merges_for_export, profiles_for_export
-
     ids = [uuid.UUID(p) for p in state["profile_ids"]]
     found: set[str] = set()
     for profile in profiles_for_export(profile_ids=ids):
@@ -242,8 +246,6 @@ def _mentions(field: str, values: Iterable[str]) -> Q:
 
 
 def _collect(request: DataSubjectRequest, state: dict[str, Any]) -> None:
-    from .export import person_profile_ids
-
     state["profile_ids"] = [str(p) for p in person_profile_ids(request.subject)]
     state["subject_hash"] = keyed_hash("subject", request.subject.strip().lower())
     _suppress_person(request, state)
@@ -319,8 +321,6 @@ def _erasers_again(
 def _admin_log_purge(state: dict[str, Any], identifiers: list[str]) -> int:
     """Admin log entries about the person's rows (profiles, identifiers, merges,
     conflicts, dedup candidates) or naming them."""
-    from apps.identity.selectors import person_related_rows
-
     ids = state["profile_ids"]
     about = Q(content_type__app_label="identity", content_type__model="profile", object_id__in=ids)
     related = person_related_rows(profile_ids=[uuid.UUID(p) for p in ids], values=identifiers)
@@ -362,8 +362,6 @@ def _subject_keys(state: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def _names_person(subject: str, keys: set[tuple[str, str]], rules: Any) -> bool:
-    from apps.identity.selectors import ExternalIdError, parse_external_id
-
     try:
         kind, raw = parse_external_id(subject.strip(), rules)
     except ExternalIdError:
@@ -383,8 +381,6 @@ def _requests_scrub(
     (django-simple-history) keep their record without the person: subject and
     details go, ids, names and addresses leave the notes. Elsewhere, the person's
     identifier values leave any request's texts (as whole words)."""
-    from apps.identity.services import identity_rules_load
-
     rules = identity_rules_load()
     keys = _subject_keys(state)
     history = DataSubjectRequest.history.model  # type: ignore[attr-defined]
@@ -494,8 +490,6 @@ def _pending_sweep(state: dict[str, Any]) -> None:
 def _profiles_grown(state: dict[str, Any]) -> list[str]:
     """Profiles merged into the person's since collect (a worker processed a pending
     event that merged them): they are the person's too."""
-    from apps.identity.selectors import profile_tree_ids
-
     ids = list(state["profile_ids"])
     for profile_id in list(ids):
         for p in profile_tree_ids(profile_id=uuid.UUID(profile_id)):
@@ -505,8 +499,6 @@ def _profiles_grown(state: dict[str, Any]) -> list[str]:
 
 
 def _identity(state: dict[str, Any], request: DataSubjectRequest, batch_size: int) -> None:
-    from apps.identity.services import person_erase
-
     grown = _profiles_grown(state)
     if grown:
         state["profile_ids"] = [*state["profile_ids"], *grown]

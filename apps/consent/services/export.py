@@ -23,6 +23,13 @@ from django.utils import timezone
 from apps.common.registry import RegistryError
 from apps.consent.models import ConsentRecord
 from apps.consent.registry import EXPORT_TABLE_ORDER, Provider, personal_data_providers
+from apps.identity.selectors import (
+    identifiers_for_export,
+    merges_for_export,
+    profile_get_by_external_id,
+    profile_tree_ids,
+    profiles_for_export,
+)
 
 README = """This archive holds the personal data {product} keeps about one person,
 as of {at}.
@@ -44,8 +51,6 @@ class SubjectNotFound(LookupError):
 
 def person_profile_ids(subject: str) -> list[uuid.UUID]:
     """The live profile a subject resolves to, and every profile merged into it."""
-    from apps.identity.selectors import profile_get_by_external_id, profile_tree_ids
-
     profile = profile_get_by_external_id(external_id=subject, follow_merges=True)
     if profile is None:
         return []
@@ -53,8 +58,6 @@ def person_profile_ids(subject: str) -> list[uuid.UUID]:
 
 
 def _rows_profile(ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
-    from apps.identity.selectors import profiles_for_export
-
     return profiles_for_export(profile_ids=ids)
 
 
@@ -84,8 +87,6 @@ def _rows_consent(ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
 def person_data(profile_ids: Sequence[uuid.UUID]) -> dict[str, list[dict[str, Any]]]:
     """Every table of the person: consent's own, then the registered providers'
     (events, segments...), in ``EXPORT_TABLE_ORDER`` and the registry's order."""
-    from apps.identity.selectors import identifiers_for_export, merges_for_export
-
     own: dict[str, Provider] = {
         "profile": _rows_profile,
         "identifiers": lambda ids: identifiers_for_export(profile_ids=ids),

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
 from apps.consent.anonymize import event_anonymize
@@ -54,8 +55,11 @@ from apps.consent.models import (
     ConsentState,
     ConsentStatus,
     StoragePolicy,
+    SuppressionEntry,
 )
-from apps.consent.selectors import ConsentConfig, PurposeRule, consent_config
+from apps.consent.selectors import ConsentConfig, PurposeRule, consent_config, suppression_hits
+from apps.identity.selectors import identifier_owners
+from apps.identity.services import IdentityClaim, identity_rules_load, profiles_resolve
 
 from .consent import consent_statements_append
 
@@ -123,8 +127,6 @@ def _identity_keys(row: dict[str, Any], rules: Any) -> list[Key]:
 def suppressed_rows(rows: Sequence[dict[str, Any]], rules: Any) -> set[int]:
     """Rows that carry an identifier of an erased person: wherever identity would
     read one (ids, alias previousId, identifying traits, context.externalIds)."""
-    from apps.consent.selectors import suppression_hits
-
     per_row: dict[int, set[Key]] = {}
     for i, row in enumerate(rows):
         raw = _raw_keys(row)
@@ -158,9 +160,6 @@ def suppressed_event_ids(*, events: Sequence[Any]) -> set[int]:
     entry, may reach processing after the erasure: it must not rebuild the person.
     Not cached: one query, and the rules only when anyone was ever erased.
     """
-    from apps.consent.models import SuppressionEntry
-    from apps.identity.services import identity_rules_load
-
     if not events or not SuppressionEntry.objects.exists():
         return set()
     rows = [
@@ -182,15 +181,11 @@ def _owners_and_states(
 ) -> tuple[dict[Key, uuid.UUID], dict[uuid.UUID, dict[int, Statement]]]:
     """Who holds each id of the batch, and their consent state: one query on
     PostgreSQL (identifiers joined to states), two elsewhere."""
-    from django.db import connection
-
     owners: dict[Key, uuid.UUID] = {}
     states: dict[uuid.UUID, dict[int, Statement]] = {}
     if not keys:
         return owners, states
     if connection.vendor != "postgresql":
-        from apps.identity.selectors import identifier_owners
-
         owners = identifier_owners(keys=keys)
         for profile_id, purpose_id, status, given_at in ConsentState.objects.filter(
             profile_id__in=set(owners.values())
@@ -266,8 +261,6 @@ def _history(
 
 
 def _resolve(rows: Sequence[dict[str, Any]]) -> list[uuid.UUID | None]:
-    from apps.identity.services import IdentityClaim, profiles_resolve
-
     return profiles_resolve(
         claims=[
             IdentityClaim(identifiers=_raw_keys(row), timestamp=row["timestamp"]) for row in rows

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from tqdm import tqdm
 
+from apps.consent.services.defaults import purposes_default_ensure
 from apps.events.demo import DemoGenerator
 from apps.events.models import Event, Source
 from apps.events.parsing import BatchDefaults
@@ -69,7 +70,6 @@ class Command(BaseCommand):
             raise CommandError("--customers and --days must be at least 1.")
         quiet = options["verbosity"] == 0
         source, _ = Source.objects.get_or_create(name=DEMO_SOURCE_NAME)
-        from apps.consent.services.defaults import purposes_default_ensure
 
         purposes_default_ensure()  # the demo's events carry cookie-banner answers
         if not options["force"] and Event.objects.filter(source=source).exists():
