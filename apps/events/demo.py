@@ -15,7 +15,12 @@ Who is in it:
 - anonymous visitors who never sign up;
 - a few people with a second account (another userId, an email/name with a typo,
   the address written differently). Nothing in the events marks them: the answer
-  key stays in memory (``DemoGenerator.duplicate_pairs``) for evaluating dedup.
+  key stays in memory (``DemoGenerator.duplicate_pairs``) for evaluating dedup;
+- a few customers who, before opening their account, subscribed to the newsletter
+  on another device (an ``identify`` with traits and no userId). Half gave their
+  name and a mistyped email: dedup merges them. Half went by a nickname, or mistyped
+  their last name, with another email: dedup leaves them to review
+  (``DemoGenerator.newsletter_pairs``).
 """
 
 from __future__ import annotations
@@ -408,6 +413,7 @@ class _Person:
     devices: list[_Device]
     user_id: str | None = None  # None: stays anonymous
     traits: dict[str, Any] = field(default_factory=dict)
+    newsletter: bool = False  # no account: leaves its traits once, in its first visit
     anonymous_sessions: int = 1  # sessions before signing up
     min_sessions: int = 2
 
@@ -425,6 +431,7 @@ class DemoStats:
     events: int = 0
     customers: int = 0  # accounts (userIds)
     anonymous_visitors: int = 0
+    newsletter_signups: int = 0  # details left without an account
     orders: int = 0
     revenue: float = 0.0
     by_event: Counter[str] = field(default_factory=Counter)
@@ -502,6 +509,8 @@ class DemoGenerator:
         self.stats = DemoStats()
         self.persona_by_user_id: dict[str, str] = {}
         self.duplicate_pairs: list[tuple[str, str]] = []  # (first userId, second userId)
+        # (customer's userId, the newsletter sign-up's email, "sure" or "unsure")
+        self.newsletter_pairs: list[tuple[str, str, str]] = []
         self._fakers: dict[str, Faker] = {}
         for i, (country, _, locale, _, _) in enumerate(_COUNTRIES):
             fake = Faker(locale)
@@ -531,8 +540,18 @@ class DemoGenerator:
             people.append(self._duplicate(len(people), original))
         for _ in range(round(customers * 0.3)):
             people.append(self._new_person(len(people), VISITOR))
+        # From a Random of their own: everyone else's data stays as it was.
+        guest_rng = random.Random(f"{self.seed}:newsletter")
+        early = [p for p in people if p.user_id and p.active_from - self.start > timedelta(days=4)]
+        count = min(len(early), 2 * max(1, round(customers * 0.02)))
+        for i, original in enumerate(guest_rng.sample(early, k=count)):
+            sure = i % 2 == 0
+            people.append(self._newsletter(guest_rng, len(people), original, sure=sure))
         self.stats.customers = sum(1 for p in people if p.user_id)
-        self.stats.anonymous_visitors = len(people) - self.stats.customers
+        self.stats.newsletter_signups = sum(1 for p in people if p.newsletter)
+        self.stats.anonymous_visitors = (
+            len(people) - self.stats.customers - self.stats.newsletter_signups
+        )
         # Interleave everyone, so neither event ids nor profile creation order give
         # away who is a duplicate of whom.
         rng.shuffle(people)
@@ -734,6 +753,70 @@ class DemoGenerator:
         self.persona_by_user_id[person.user_id] = original.persona.name
         return person
 
+    def _newsletter(
+        self, rng: random.Random, index: int, original: _Person, *, sure: bool
+    ) -> _Person:
+        """``original``'s newsletter sign-up on another device, days before their
+        account (so the account's traits are the newer ones). ``sure``: the same name
+        and a mistyped email; otherwise a nickname (or a slip in the last name) and
+        another email, nothing dedup can be sure of."""
+        first, last = original.traits["firstName"], original.traits["lastName"]
+        local, _, domain = original.traits["email"].partition("@")
+        traits: dict[str, Any] = {}
+        if sure:
+            email = f"{_typo(rng, local)}@{domain}"
+            while email in self._emails:
+                email = f"{_typo(rng, local)}@{domain}"
+            if "birthday" in original.traits:
+                traits["birthday"] = original.traits["birthday"]
+        else:
+            if first in _NICKNAMES:
+                first = _NICKNAMES[first]
+            else:
+                last = _typo(rng, last)
+            others = [d for d in _EMAIL_DOMAINS[original.country] if d != domain]
+            email = f"{_ascii(first).lower()}{rng.randint(10, 99)}@{rng.choice(others)}"
+            while email in self._emails:
+                email = f"{_ascii(first).lower()}{rng.randint(100, 999)}@{rng.choice(others)}"
+        self._emails.add(email)
+        traits.update(firstName=first, lastName=last, name=f"{first} {last}", email=email)
+        traits["address"] = _reword_address(rng, original.traits["address"])
+        until = original.active_from - timedelta(days=1)
+        since = max(self.start, until - timedelta(days=rng.uniform(2, 30)))
+        person = _Person(
+            index=index,
+            persona=VISITOR,
+            country=original.country,
+            affinity=list(original.affinity),
+            active_from=since,
+            active_until=until,
+            devices=[self._device(original.country)],
+            traits=traits,
+            newsletter=True,
+            anonymous_sessions=0,
+            min_sessions=1,
+        )
+        assert original.user_id is not None
+        self.newsletter_pairs.append((original.user_id, email, "sure" if sure else "unsure"))
+        return person
+
+    def leaver_events(self) -> tuple[str, list[dict[str, Any]]]:
+        """One more customer, not among ``people``: someone who shopped, then asked
+        to be erased (the demo erases them). Their email, and their events. Calling
+        this changes nobody else's data."""
+        rng = self.rng
+        persona = next(p for p in PERSONAS if p.name == "bargain_hunter")
+        person = self._new_person(len(self.people), persona)
+        person.user_id = self._user_id()
+        person.traits = self._traits(person.country)
+        person.anonymous_sessions = 1 + (rng.random() < 0.35)
+        person.min_sessions = person.anonymous_sessions + 1
+        orders, revenue = self.stats.orders, self.stats.revenue
+        events = _PersonWriter(self, person).write()
+        self.stats.orders, self.stats.revenue = orders, revenue  # theirs are erased
+        events.sort(key=lambda e: e["timestamp"])
+        return person.traits["email"], events
+
     def _build_campaigns(self) -> list[_Campaign]:
         campaigns = []
         at = self.start + timedelta(days=5, hours=9)
@@ -847,8 +930,12 @@ class _PersonWriter:
     def write(self) -> list[dict[str, Any]]:
         times = self._session_times()
         person = self.person
-        signup_index = min(person.anonymous_sessions, len(times) - 1) if person.user_id else None
-        if signup_index is not None:
+        signup_index = (
+            min(person.anonymous_sessions, len(times) - 1)
+            if person.user_id or person.newsletter
+            else None
+        )
+        if signup_index is not None and person.user_id:
             self.opens = self._email_opens(times[signup_index])
         second_from = None
         if len(person.devices) > 1 and signup_index is not None:
@@ -1171,6 +1258,10 @@ class _Session:
 
     def _sign_up(self) -> None:
         person = self.w.person
+        if person.newsletter:  # no account: the newsletter form's identify, no userId
+            self.view_page("Newsletter", "/newsletter", "Get our newsletter")
+            self._emit({"type": "identify", "traits": dict(person.traits)})
+            return
         assert person.user_id is not None
         self.view_page("Sign Up", "/account/signup", "Create your account")
         self.w.signed_in.add(self.device.anonymous_id)

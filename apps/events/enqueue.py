@@ -38,6 +38,12 @@ def publish(ids: Sequence[int]) -> bool:
     from .tasks import events_process as events_process_task
 
     try:
+        if events_process_task.app.conf.task_always_eager:
+            # Run here and now. Not through apply_async: eager or not, it takes a
+            # producer from the broker pool (to learn its serializer), and with no
+            # broker configured kombu then logs "No hostname was supplied".
+            events_process_task.apply((list(ids),))
+            return True
         # A short argsrepr: Celery would otherwise build a repr of every id for its
         # logs and monitoring.
         events_process_task.apply_async(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections import defaultdict
 from datetime import UTC, datetime
 from statistics import mean
@@ -10,8 +11,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from apps.consent.models import DataSubjectRequest, RequestEvent, RequestStatus, RequestType
 from apps.events.demo import DemoGenerator
 from apps.events.models import Event, RejectedEvent, Source
+from apps.identity.dedup.models import DedupRun, DuplicateCandidate
 from apps.identity.models import IdentityConflict, Profile
 from apps.identity.selectors import profile_get_by_external_id
 
@@ -271,3 +274,69 @@ def test_personas_behave_differently() -> None:
     assert mean(coupons["bargain_hunter"]) > 0.6 > 0.2 > mean(coupons["loyal_high_spender"])
     assert orders_per_customer["loyal_high_spender"] > 10 * orders_per_customer["window_shopper"]
     assert recency["new"] - recency["lapsed"] > 60 * 86400  # lapsed stopped months ago
+
+
+@pytest.mark.django_db(transaction=True)  # commits, so that ingest hands events on
+def test_load_demo_without_a_broker_never_reaches_for_one(
+    broker_at: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given no broker configured: tasks run eagerly, as in the quickstart
+    caplog.set_level(logging.WARNING)
+    with broker_at(""):
+        # when
+        load_demo()
+
+    # then nothing tried to connect to one (kombu: "No hostname was supplied...")
+    assert demo_events().exists()
+    assert "hostname" not in caplog.text.lower()
+    assert not [r for r in caplog.records if r.name.startswith(("kombu", "celery"))]
+
+
+def test_load_demo_runs_one_dedup_pass_that_merges_some_and_queues_some() -> None:
+    # given
+    generator = DemoGenerator(customers=100, days=SMALL["days"], seed=42, now=timezone.now())
+
+    # when
+    output = load_demo(customers=100)
+
+    # then the sure newsletter sign-ups joined their customer's profile...
+    run = DedupRun.objects.get()
+    assert run.status == DedupRun.Status.SUCCEEDED
+    assert run.auto_merged >= 1 and run.queued >= 1
+    assert f"{run.auto_merged} pairs merged, {run.queued} to review" in output
+    pairs = generator.newsletter_pairs
+    assert {kind for _, _, kind in pairs} == {"sure", "unsure"}
+    for user_id, email, kind in pairs:
+        customer = profile_get_by_external_id(external_id=f"user_id:{user_id}")
+        signup = profile_get_by_external_id(external_id=f"email:{email}")
+        assert customer is not None and signup is not None
+        if kind == "sure":
+            assert signup.pk == customer.pk
+            assert customer.traits["email"] != email, "the account's newer traits win"
+    # ...and the unsure ones wait in the review queue
+    pending = DuplicateCandidate.objects.filter(status=DuplicateCandidate.Status.PENDING)
+    assert pending.count() >= 1
+    assert DuplicateCandidate.objects.filter(status=DuplicateCandidate.Status.MERGED).exists()
+
+
+def test_load_demo_makes_data_subject_requests_in_each_state() -> None:
+    # when
+    load_demo()
+
+    # then
+    requests = DataSubjectRequest.objects.all()
+    assert {r.status for r in requests} == {
+        RequestStatus.RECEIVED,
+        RequestStatus.VERIFIED,
+        RequestStatus.COMPLETED,
+        RequestStatus.REJECTED,
+    }
+    access = requests.get(type=RequestType.ACCESS, status=RequestStatus.COMPLETED)
+    assert RequestEvent.objects.filter(request=access, action="exported").exists()
+    erasure = requests.get(type=RequestType.ERASURE, status=RequestStatus.COMPLETED)
+    assert erasure.subject.startswith("erased:")
+    proof = erasure.erasure_summary
+    assert proof["counts"]["events"] > 0 and proof["counts"]["profiles"] == 1
+    assert proof["hooks_failed"] == []
+    rejected = requests.get(status=RequestStatus.REJECTED)
+    assert RequestEvent.objects.filter(request=rejected, note__contains="could not show").exists()

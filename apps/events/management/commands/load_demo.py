@@ -3,6 +3,10 @@
 The events go in the way real ones do: Segment-spec JSON through ``event_ingest``
 (validation, rejected-event log, messageId dedup) and then ``events_process``
 (identity resolution), so the demo exercises the product rather than bypassing it.
+Then one dedup pass (``dedup_run``: a few sure pairs merged, a few left to review)
+and a handful of data-subject requests, made with the consent services: received,
+verified, an access request answered with its export, an erasure with its proof,
+a rejected one.
 """
 
 from __future__ import annotations
@@ -11,23 +15,34 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from tqdm import tqdm
 
+from apps.consent.api.views import export_response
+from apps.consent.models import DataSubjectRequest, RequestStatus, RequestType
 from apps.consent.services.defaults import purposes_default_ensure
+from apps.consent.services.dsr import dsr_create, dsr_transition
+from apps.consent.services.erasure import erasure_run, erasure_start
 from apps.events.demo import DemoGenerator
 from apps.events.models import Event, Source
 from apps.events.parsing import BatchDefaults
 from apps.events.services import event_ingest, events_process
+from apps.identity.dedup.services import dedup_run
 
 DEMO_SOURCE_NAME = "Demo web"
 CHUNK_SIZE = 500  # events per ingest call and per processing call, as in /v1/batch
 # Eager Celery logs a line per task and identity one per merge: hundreds of lines
 # that would bury the progress bars. They show again with -v 2.
-NOISY_LOGGERS = ("celery.app.trace", "apps.identity.services", "apps.consent.services")
+NOISY_LOGGERS = (
+    "celery.app.trace",
+    "apps.identity.services",
+    "apps.identity.dedup.services",
+    "apps.consent.services",
+)
 
 
 @contextmanager
@@ -129,7 +144,71 @@ class Command(BaseCommand):
                 events_process(event_ids=chunk)
                 bar.update(len(chunk))
 
+        dedup = self._dedup()
+        requests = self._requests(source, generator)
         self._summary(source, generator, stored=len(stored), rejected=rejected)
+        self.stdout.write(dedup + "\n" + requests)
+
+    def _dedup(self) -> str:
+        """One dedup pass, so that the review queue has something in it."""
+        run = dedup_run(full=True)
+        if run is None:
+            return "  dedup:              another run is in progress; none done"
+        return (
+            f"  dedup:              {run.auto_merged:,} pairs merged, {run.queued:,} to review, "
+            f"{run.refused:,} refused by the safety rules"
+        )
+
+    def _requests(self, source: Source, generator: DemoGenerator) -> str:
+        """Data-subject requests in each state, made as staff would make them."""
+        if DataSubjectRequest.objects.exists():
+            return "  data-subject requests: some already there, none added"
+        now = timezone.now()
+        emails = sorted(
+            (p.index, p.traits["email"]) for p in generator.people if p.user_id is not None
+        )
+        subjects = [f"email:{email}" for _, email in emails[:3]]
+        while len(subjects) < 3:  # a demo of one customer
+            subjects.append(subjects[-1])
+
+        def request(kind: str, subject: str, days_ago: int, details: str) -> Any:
+            return dsr_create(
+                type=kind,
+                subject=subject,
+                received_at=now - timedelta(days=days_ago),
+                details=details,
+            )
+
+        request(RequestType.ACCESS, subjects[0], 2, "Asked by email what data we hold.")
+        verified = request(
+            RequestType.RECTIFICATION, subjects[1], 6, "Their address is out of date."
+        )
+        dsr_transition(request=verified, status=RequestStatus.VERIFIED, note="ID checked")
+        access = request(RequestType.ACCESS, subjects[2], 12, "Asked for a copy of their data.")
+        access = dsr_transition(request=access, status=RequestStatus.VERIFIED, note="ID checked")
+        export_response(access, None)  # records the export and its checksum
+        dsr_transition(request=access, status=RequestStatus.COMPLETED, note="export sent")
+        rejected = request(RequestType.ERASURE, "email:someone@example.net", 20, "By phone.")
+        dsr_transition(
+            request=rejected,
+            status=RequestStatus.REJECTED,
+            note="The caller could not show they are the person.",
+        )
+        # A customer who left: their events go in, then the erasure takes them out
+        # again, and the request keeps the proof (what was erased, how many).
+        email, events = generator.leaver_events()
+        result = event_ingest(
+            source=source,
+            events=events,
+            defaults=BatchDefaults(received_at=timezone.now(), historical=True),
+            path="load_demo",
+        )
+        events_process(event_ids=result.stored)
+        erasure = request(RequestType.ERASURE, f"email:{email}", 9, "Closed their account.")
+        erasure = dsr_transition(request=erasure, status=RequestStatus.VERIFIED, note="ID checked")
+        erasure_start(request=erasure)
+        erasure_run(request_id=erasure.pk)
+        return "  data-subject requests: 5 (received, verified, exported, erased, rejected)"
 
     def _summary(
         self, source: Source, generator: DemoGenerator, *, stored: int, rejected: int
