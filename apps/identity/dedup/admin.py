@@ -53,7 +53,7 @@ def _decide(request: HttpRequest, candidates: QuerySet[DuplicateCandidate], deci
 
 @admin.register(DuplicateCandidate)
 class DuplicateCandidateAdmin(admin.ModelAdmin):
-    list_display = ("pair", "score", "probability_percent", "status", "vetoes", "created_at")
+    list_display = ("pair", "match_weight", "probability_shown", "status", "vetoes", "created_at")
     list_filter = ("status",)
     list_select_related = ("profile_a", "profile_b")
     search_fields = ("=profile_a__id", "=profile_b__id")
@@ -98,20 +98,15 @@ class DuplicateCandidateAdmin(admin.ModelAdmin):
     actions = ["merge_pairs", "reject_pairs", "force_merge_pairs"]
     show_full_result_count = False
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[DuplicateCandidate]:
-        # The queue: pending first, most likely first.
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                queue=Case(
-                    When(status=DuplicateCandidate.Status.PENDING, then=Value(0)),
-                    default=Value(1),
-                    output_field=IntegerField(),
-                )
-            )
-            .order_by("queue", "-score", "pk")
+    def get_ordering(self, request: HttpRequest) -> list[Any]:
+        # The queue: pending first, most likely first (the model's own ordering,
+        # -score alone, would mix decided pairs in). A column clicked replaces it.
+        pending_first = Case(
+            When(status=DuplicateCandidate.Status.PENDING, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
         )
+        return [pending_first.asc(), "-score", "pk"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -126,9 +121,19 @@ class DuplicateCandidateAdmin(admin.ModelAdmin):
     def pair(self, obj: DuplicateCandidate) -> str:
         return f"{_name(obj.profile_a.traits)}  ~  {_name(obj.profile_b.traits)}"
 
-    @admin.display(description="probability", ordering="probability")
-    def probability_percent(self, obj: DuplicateCandidate) -> str:
-        return f"{obj.probability:.1%}"
+    @admin.display(description="match weight", ordering="score")
+    def match_weight(self, obj: DuplicateCandidate) -> SafeString:
+        # The sum of log2(m/u): each point doubles the odds, so +30 and +45 differ
+        # by a factor of 30,000 where both probabilities round to 100 %.
+        return format_html(
+            '<span title="match weight (log2 of the odds): {}">{}</span>',
+            f"{obj.score:.4f}",
+            f"{obj.score:+.1f}",
+        )
+
+    @admin.display(description="probability", ordering="score")
+    def probability_shown(self, obj: DuplicateCandidate) -> str:
+        return probability_text(obj.probability)
 
     @admin.display(description="vetoes")
     def vetoes(self, obj: DuplicateCandidate) -> str:
@@ -208,6 +213,18 @@ class DuplicateCandidateAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[DuplicateCandidate]
     ) -> None:
         _decide(request, queryset, "force")
+
+
+def probability_text(p: float) -> str:
+    """The probability with the digits that tell pairs apart: near 1, as 1 minus the
+    chance that they are two people ("1 \N{MINUS SIGN} 2.5e-7"), not "100.0 %"."""
+    if p < 0.999:
+        return f"{p:.1%}"
+    rest = 1.0 - p
+    if rest <= 0.0:
+        return "1 \N{MINUS SIGN} <1e-16"
+    mantissa, _, exponent = f"{rest:.1e}".partition("e")
+    return f"1 \N{MINUS SIGN} {mantissa.removesuffix('.0')}e{int(exponent)}"
 
 
 def _show(value: Any) -> str:

@@ -26,10 +26,12 @@ MakeProfile = Callable[..., Profile]
 
 
 def _queued_pair(make_profile: MakeProfile, **kwargs: str) -> DuplicateCandidate:
-    make_profile(variant(ROBERT, phone=None), user_id=kwargs.get("a"))
     make_profile(
-        variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"),
-        user_id=kwargs.get("b"),
+        *[("user_id", u) for u in [kwargs.get("a")] if u], traits=variant(ROBERT, phone=None)
+    )
+    make_profile(
+        *[("user_id", u) for u in [kwargs.get("b")] if u],
+        traits=variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"),
     )
     dedup_run(full=True)
     return DuplicateCandidate.objects.get(status=DuplicateCandidate.Status.PENDING)
@@ -188,7 +190,7 @@ def test_force_action_needs_the_permission(make_profile: MakeProfile) -> None:
 
 def test_run_list(make_profile: MakeProfile, staff: Client) -> None:
     # given
-    make_profile(ROBERT)
+    make_profile(traits=ROBERT)
     dedup_run(full=True)
 
     # when
@@ -197,3 +199,37 @@ def test_run_list(make_profile: MakeProfile, staff: Client) -> None:
     # then
     assert response.status_code == 200
     assert "succeeded" in response.content.decode().lower()
+
+
+def test_review_queue_tells_pairs_apart_that_both_round_to_100_percent(
+    make_profile: MakeProfile, staff: Client
+) -> None:
+    # given two pending pairs, both above 99.99 %, one far likelier than the other
+    people = sorted(
+        (make_profile(traits={"name": f"Person {i}"}) for i in range(4)), key=lambda p: str(p.pk)
+    )
+    likelier = DuplicateCandidate.objects.create(
+        profile_a=people[0], profile_b=people[1], score=48.5, probability=1 - 2.5e-13
+    )
+    less_likely = DuplicateCandidate.objects.create(
+        profile_a=people[2], profile_b=people[3], score=22.1, probability=1 - 2.2e-6
+    )
+    decided = DuplicateCandidate.objects.create(
+        profile_a=people[0],
+        profile_b=people[3],
+        score=60.0,
+        probability=1.0,
+        status=DuplicateCandidate.Status.REJECTED,
+    )
+
+    # when
+    response = staff.get("/admin/identity/duplicatecandidate/")
+
+    # then each shows its own weight and probability, and the queue puts the pending
+    # pairs first, the likelier first
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "+48.5" in page and "+22.1" in page
+    assert "1 \N{MINUS SIGN} 2.5e-13" in page and "1 \N{MINUS SIGN} 2.2e-6" in page
+    assert "100.0%" not in page
+    assert list(response.context["cl"].result_list) == [likelier, less_likely, decided]
