@@ -20,3 +20,16 @@ def registered(registry: Registry[Any], name: str, entry: Any, *, order: int = 0
     finally:
         registry._entries.clear()
         registry._entries.update(saved)
+
+
+@contextmanager
+def emptied(registry: Registry[Any]) -> Iterator[None]:
+    """``with emptied(registry):`` nothing is registered, and afterwards the
+    registry is as it was (for what must hold when no app has registered)."""
+    saved = dict(registry._entries)
+    registry._entries.clear()
+    try:
+        yield
+    finally:
+        registry._entries.clear()
+        registry._entries.update(saved)

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "apps.identity",
     "apps.events",
     "apps.consent",
+    "apps.segments",
     "simple_history",
 ]
 
@@ -218,6 +219,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.events.tasks.events_process_pending",
         "schedule": 60.0,
     },
+    "segments-rfm-refresh": {
+        "task": "apps.segments.tasks.rfm_refresh",
+        "schedule": crontab(hour=1, minute=30),
+    },
     "events-pipeline-sweep": {
         "task": "apps.events.tasks.pipeline_sweep",
         "schedule": 60.0,
@@ -297,6 +302,8 @@ CDP = {
     # broker outage or a crashed worker delays processing, never loses it).
     "PENDING_SWEEP_AFTER_SECONDS": env.int("CDP_PENDING_SWEEP_AFTER_SECONDS", default=60),
     "PROCESS_BATCH_SIZE": env.int("CDP_PROCESS_BATCH_SIZE", default=500),
+    # A cart add or checkout start with no order within this long is abandoned.
+    "CART_ABANDONED_AFTER_SECONDS": env.int("CDP_CART_ABANDONED_AFTER_SECONDS", default=3600),
     # Pipeline batches (apps/events/pipeline.py) one sweep runs at most.
     "PIPELINE_SWEEP_BATCHES": env.int("CDP_PIPELINE_SWEEP_BATCHES", default=200),
     # Plausible client times (apps/events/parsing.py, time_window): an event dated

@@ -1,0 +1,91 @@
+"""What segments plug into the layers below (apps/common/registry.py): the
+"segments.features" pipeline stage, merge and split handlers, the eraser of a
+person's features, the export of them, and the features part of a profile's API
+detail and admin page."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from django.forms.models import model_to_dict
+from django.http import HttpRequest
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.consent.registry import (
+    ErasedPerson,
+    PersonalDataEraser,
+    personal_data_erasers,
+    personal_data_providers,
+)
+from apps.events.pipeline import stages
+from apps.identity.hooks import ProfilesMerged, ProfileSplit, merged, split
+from apps.identity.sections import profile_admin_context, profile_api_fields
+
+from .features import PUBLIC_FEATURES
+from .models import ProfileFeatures
+from .services import features_public, features_recompute, features_update
+
+stages.register("segments.features", features_update, order=10)
+
+
+@merged.register("segments", order=30)
+def features_follow_merge(event: ProfilesMerged) -> None:
+    # After events (10): the survivors' events are theirs already.
+    ProfileFeatures.objects.filter(profile_id__in=list(event.mapping)).delete()
+    features_recompute(profile_ids=sorted(set(event.mapping.values())))
+
+
+@split.register("segments", order=30)
+def features_follow_split(event: ProfileSplit) -> None:
+    features_recompute(profile_ids=[event.profile_id, event.from_profile_id])
+
+
+def _erase_features(person: ErasedPerson, *, batch_size: int) -> int:
+    deleted, _ = ProfileFeatures.objects.filter(profile_id__in=list(person.profile_ids)).delete()
+    return deleted
+
+
+# One statement (by primary key); run again after the pending sweep, since a worker
+# may fold her last events meanwhile.
+personal_data_erasers.register(
+    "profile_features",
+    PersonalDataEraser(erase=_erase_features, step="local", batched=False, meanwhile=True),
+)
+
+
+def _export_features(profile_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+    rows = ProfileFeatures.objects.filter(profile_id__in=list(profile_ids)).order_by("profile_id")
+    return [{"profile_id": str(row.profile_id), **features_public(row)} for row in rows]
+
+
+personal_data_providers.register("profile_features", _export_features, order=10)
+
+
+_FEATURES_SCHEMA = serializers.DictField(
+    help_text="Behavioural features by name: " + ", ".join(PUBLIC_FEATURES) + "."
+)
+
+
+@extend_schema_field(_FEATURES_SCHEMA)
+class ProfileFeaturesField(serializers.Field):  # type: ignore[type-arg]
+    """The profile's behavioural features (apps/segments/features.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(source="*", read_only=True)
+
+    def to_representation(self, profile: Any) -> dict[str, Any]:
+        return features_public(ProfileFeatures.objects.filter(profile_id=profile.pk).first())
+
+
+profile_api_fields.register("features", ProfileFeaturesField, order=5)
+
+
+@profile_admin_context.register("segments", order=20)
+def features_admin_context(request: HttpRequest, profile_id: str) -> dict[str, Any]:
+    if not request.user.has_perm("segments.view_profilefeatures"):
+        return {}
+    row = ProfileFeatures.objects.filter(profile_id=profile_id).first()
+    return {"features": features_public(row), "features_row": model_to_dict(row) if row else None}
