@@ -31,7 +31,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from apps.identity.selectors import ExternalIdError, parse_external_id
-from apps.identity.services import identity_rules_load
+from apps.identity.services import IdentityRules, identity_rules_load
 
 from .hashing import keyed_hash
 from .models import (
@@ -70,7 +70,7 @@ class ConsentConfig:
     categories: dict[str, str] = field(default_factory=dict)  # category -> purpose key
     suppression_active: bool = False
     loaded_at: float = 0.0
-    _identity_rules: Any = field(default=None, repr=False)
+    _identity_rules: IdentityRules | None = field(default=None, repr=False)
 
     @property
     def storage_purposes(self) -> list[PurposeRule]:

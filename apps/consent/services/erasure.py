@@ -87,7 +87,7 @@ from apps.identity.selectors import (
     profile_tree_ids,
     profiles_for_export,
 )
-from apps.identity.services import identity_rules_load, person_erase
+from apps.identity.services import IdentityRules, identity_rules_load, person_erase
 
 from .dsr import RequestRefused, dsr_progress, dsr_transition
 from .export import person_profile_ids
@@ -361,7 +361,7 @@ def _subject_keys(state: dict[str, Any]) -> set[tuple[str, str]]:
     return keys
 
 
-def _names_person(subject: str, keys: set[tuple[str, str]], rules: Any) -> bool:
+def _names_person(subject: str, keys: set[tuple[str, str]], rules: IdentityRules) -> bool:
     try:
         kind, raw = parse_external_id(subject.strip(), rules)
     except ExternalIdError:

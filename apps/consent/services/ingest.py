@@ -59,7 +59,12 @@ from apps.consent.models import (
 )
 from apps.consent.selectors import ConsentConfig, PurposeRule, consent_config, suppression_hits
 from apps.identity.selectors import identifier_owners
-from apps.identity.services import IdentityClaim, identity_rules_load, profiles_resolve
+from apps.identity.services import (
+    IdentityClaim,
+    IdentityRules,
+    identity_rules_load,
+    profiles_resolve,
+)
 
 from .consent import consent_statements_append
 
@@ -113,7 +118,7 @@ def _raw_keys(row: dict[str, Any]) -> list[tuple[str, Any]]:
     return keys
 
 
-def _identity_keys(row: dict[str, Any], rules: Any) -> list[Key]:
+def _identity_keys(row: dict[str, Any], rules: IdentityRules) -> list[Key]:
     """The row's user and anonymous ids as identity stores them (normalized), the
     user id first (it is the stronger)."""
     keys = []
@@ -124,7 +129,7 @@ def _identity_keys(row: dict[str, Any], rules: Any) -> list[Key]:
     return keys
 
 
-def suppressed_rows(rows: Sequence[dict[str, Any]], rules: Any) -> set[int]:
+def suppressed_rows(rows: Sequence[dict[str, Any]], rules: IdentityRules) -> set[int]:
     """Rows that carry an identifier of an erased person: wherever identity would
     read one (ids, alias previousId, identifying traits, context.externalIds)."""
     per_row: dict[int, set[Key]] = {}
