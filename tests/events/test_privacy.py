@@ -48,18 +48,18 @@ def test_events_register_where_consent_erased_events_itself() -> None:
     erasers = {
         r.name: (r.entry.step, r.entry.batched, r.entry.meanwhile, r.order)
         for r in personal_data_erasers.items()
+        if r.name in ("events", "ids_scrubbed", "rejected_events")
     }
     assert erasers == {
         "events": ("events", True, True, 0),
         "ids_scrubbed": ("events", False, False, 10),
         "rejected_events": ("rejected", False, False, 0),
     }
-    assert pending_sweepers.names() == ["events"]
-    assert "events" in personal_data_providers
-    assert [(r.name, r.entry.days_setting) for r in retention_purgers.items()] == [
-        ("events", "EVENT_RETENTION_DAYS"),
-        ("rejected_events", "REJECTED_EVENT_RETENTION_DAYS"),
-    ]
+    assert "events" in pending_sweepers
+    assert personal_data_providers.items()[0].name == "events"
+    purgers = {r.name: r.entry.days_setting for r in retention_purgers.items()}
+    assert purgers["events"] == "EVENT_RETENTION_DAYS"
+    assert purgers["rejected_events"] == "REJECTED_EVENT_RETENTION_DAYS"
 
 
 def test_the_events_eraser_deletes_a_batch_per_call_by_profile_and_by_raw_ids(
