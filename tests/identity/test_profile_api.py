@@ -120,8 +120,42 @@ def test_profile_is_found_by_each_identifier_type(api_client, ada, external_id):
         "last_seen": "2024-03-01T09:09:00Z",
         "merged_into": None,
         "merges": [],
+        "features": _ADA_FEATURES
+        | {"days_since_last_order": _days_since(T0 + timedelta(minutes=9))},
         "consents": {},
     }
+
+
+# Her page view, sign-up and order (by hand: one 9-minute session).
+_ADA_FEATURES = {
+    "orders_count": 1,
+    "revenue_total": 42.5,
+    "average_order_value": 42.5,
+    "first_order_at": "2024-03-01T09:09:00+00:00",
+    "last_order_at": "2024-03-01T09:09:00+00:00",
+    "first_seen_at": "2024-03-01T09:00:00+00:00",
+    "last_seen_at": "2024-03-01T09:09:00+00:00",
+    "active_days": 1,
+    "sessions_count": 1,
+    "average_session_seconds": 540.0,
+    "page_views": 1,
+    "product_views": 0,
+    "top_categories": [],
+    "cart_adds": 0,
+    "cart_abandoned": False,
+    "email_opens": 0,
+    "email_clicks": 0,
+    "last_device": None,
+    "last_country": None,
+    "rfm_recency": None,
+    "rfm_frequency": None,
+    "rfm_monetary": None,
+    "rfm_group": None,
+}
+
+
+def _days_since(at: datetime) -> int:
+    return (datetime.now(UTC) - at).days
 
 
 def test_profile_is_found_by_its_id(api_client, ada):
