@@ -412,3 +412,28 @@ def test_an_eager_erasure_task_waiting_for_a_hook_returns_instead_of_looping(
     request.refresh_from_db()
     assert request.status == "in_progress"
     assert "a deletion hook is retried at" in request.progress_note
+
+
+def test_a_profile_merged_into_hers_meanwhile_leaves_no_refused_payload_naming_it(
+    ivy: Profile, post_events: Any
+) -> None:
+    # given: a device of hers not linked yet, and a refused event that names it
+    from apps.events.models import RejectedEvent
+    from apps.identity.services import profile_merge
+
+    post_events("/v1/page", {"anonymousId": "ivy-tablet", "name": "Home"})
+    post_events("/v1/track", {"anonymousId": "ivy-tablet", "messageId": "no-name"})
+    assert RejectedEvent.objects.filter(payload__contains="ivy-tablet").exists()
+    tablet = profile_get_by_external_id(external_id="anonymous_id:ivy-tablet")
+    assert tablet is not None
+    request = _started()
+    # when: the erasure is past its refused-payloads step, then the tablet is merged in
+    for _ in range(20):
+        if DataSubjectRequest.objects.get(pk=request.id).work_state.get("step") == "records":
+            break
+        assert erasure_run(request_id=request.id, max_steps=1) is False
+    assert DataSubjectRequest.objects.get(pk=request.id).work_state["step"] == "records"
+    profile_merge(profile_ids=(ivy.id, tablet.id), reason="admin", force=True)
+    assert erasure_run(request_id=request.id) is True
+    # then: the refused payload that named the tablet is gone too
+    assert not RejectedEvent.objects.filter(payload__contains="ivy-tablet").exists()

@@ -303,13 +303,13 @@ def _erasers_again(
     """The identity step: what the person's rows became while the erasure ran.
     Erasers that say ``meanwhile`` run again until they return 0 (events a worker
     processed since joined her profile), and, if profiles were merged into hers,
-    every eraser of the events and local steps (those profiles are new to them),
-    all in this step's transaction."""
+    every eraser (those profiles, and the ids they bring, are new to them: a
+    refused payload may name one), all in this step's transaction."""
     person = _person(request, state)
     counts = state["counts"]
     for item in personal_data_erasers.items():
         eraser = item.entry
-        if not (eraser.meanwhile or (grown and eraser.step in ("events", "local"))):
+        if not (eraser.meanwhile or grown):
             continue
         while n := int(eraser.erase(person, batch_size=batch_size)):
             counts[item.name] = counts.get(item.name, 0) + n
