@@ -13,7 +13,10 @@ from hypothesis import settings as hypothesis_settings
 
 from apps.api_auth.services import api_token_create, service_user_ensure
 from apps.events.models import Source
+from apps.identity.models import Profile
 from cdp.celery import app as celery_app
+from tests.events.factories import SourceFactory
+from tests.identity.factories import ProfileFactory
 
 # .ci/run sets HYPOTHESIS_PROFILE=ci: Hypothesis's own CI profile draws the same
 # examples on every run (derandomized, no deadline), so a landing does not hang on
@@ -153,7 +156,18 @@ def openapi(db: None) -> OpenApi:
 
 @pytest.fixture
 def source(db: None) -> Source:
-    return Source.objects.create(name="Web", write_key="wk_test_web")
+    return SourceFactory()
+
+
+@pytest.fixture
+def make_profile(db: None) -> Callable[..., Profile]:
+    """``make_profile(("email", "ada@example.com"), traits={...})``: a profile with
+    these identifiers, stored normalized as identity resolution stores them."""
+
+    def make(*identifiers: tuple[str, str], traits: dict[str, Any] | None = None) -> Profile:
+        return ProfileFactory(traits=traits or {}, identifiers=identifiers)
+
+    return make
 
 
 @pytest.fixture

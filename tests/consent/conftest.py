@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from apps.consent.models import CategoryMapping, LegalBasis, Purpose
+from apps.consent.models import LegalBasis, Purpose
 from apps.consent.selectors import consent_config_clear
-from apps.identity.services import IdentityClaim, profiles_resolve
+from tests.consent.factories import PurposeFactory
 
 
 @pytest.fixture(autouse=True)
@@ -19,12 +19,7 @@ def _fresh_consent_config() -> Any:
 @pytest.fixture
 def make_purpose(db: None) -> Any:
     def make(key: str, **fields: Any) -> Purpose:
-        categories = fields.pop("categories", [])
-        purpose = Purpose.objects.create(key=key, name=fields.pop("name", key.title()), **fields)
-        for category in categories:
-            CategoryMapping.objects.create(category=category, purpose=purpose)
-        consent_config_clear()
-        return purpose
+        return PurposeFactory(key=key, **fields)
 
     return make
 
@@ -41,21 +36,6 @@ def storage_purpose(make_purpose: Any) -> Purpose:
         notice_version="v3",
         notice_text="We measure how you use the site.",
     )
-
-
-@pytest.fixture
-def make_profile(db: None) -> Any:
-    from django.utils import timezone
-
-    def make(*identifiers: tuple[str, str]) -> Any:
-        from apps.identity.models import Profile
-
-        profile_id = profiles_resolve(
-            claims=[IdentityClaim(identifiers=list(identifiers), timestamp=timezone.now())]
-        )[0]
-        return Profile.objects.get(pk=profile_id)
-
-    return make
 
 
 @pytest.fixture

@@ -1,11 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-import pytest
-
-from apps.identity.models import Identifier, IdentifierType, Profile
 
 ROBERT: dict[str, Any] = {
     "firstName": "Robert",
@@ -38,16 +33,3 @@ def variant(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
         else:
             target[name] = value
     return traits
-
-
-@pytest.fixture
-def make_profile(db: None) -> Callable[..., Profile]:
-    def make(traits: dict[str, Any], *, user_id: str | None = None) -> Profile:
-        profile = Profile.objects.create(traits=traits)
-        if user_id is not None:
-            Identifier.objects.create(
-                profile=profile, type=IdentifierType.USER_ID, value=user_id, raw_value=user_id
-            )
-        return profile
-
-    return make

@@ -60,9 +60,11 @@ def test_duplicates_with_one_error_are_merged(
     make_profile: MakeProfile, changes: dict[str, Any]
 ) -> None:
     # given
-    original = make_profile(ROBERT)
-    duplicate = make_profile(variant(ROBERT, **changes))
-    make_profile(variant(ROBERT, firstName="Zofia", email="zofia@example.net", birthday=None))
+    original = make_profile(traits=ROBERT)
+    duplicate = make_profile(traits=variant(ROBERT, **changes))
+    make_profile(
+        traits=variant(ROBERT, firstName="Zofia", email="zofia@example.net", birthday=None)
+    )
 
     # when
     run = dedup_run(full=True)
@@ -81,8 +83,8 @@ def test_auto_merge_goes_through_profile_merge_with_score_and_evidence(
     make_profile: MakeProfile,
 ) -> None:
     # given
-    original = make_profile(ROBERT)
-    duplicate = make_profile(variant(ROBERT, lastName="Kowalsky", name="Robert Kowalsky"))
+    original = make_profile(traits=ROBERT)
+    duplicate = make_profile(traits=variant(ROBERT, lastName="Kowalsky", name="Robert Kowalsky"))
 
     # when
     run = dedup_run(full=True)
@@ -110,10 +112,10 @@ def test_automatic_merges_of_a_run_split_back_to_the_profiles_as_they_were(
 ) -> None:
     # given three records of Robert (one merged into another by two pairs) and
     # identifiers on each
-    original = make_profile(ROBERT)
-    typo = make_profile(variant(ROBERT, lastName="Kowalsky", name="Robert Kowalsky"))
-    moved = make_profile(variant(ROBERT, phone=None, address__street="7 Elm Street"))
-    anonymous = make_profile(variant(ROBERT, email=None, birthday="1984-12-07"))
+    original = make_profile(traits=ROBERT)
+    typo = make_profile(traits=variant(ROBERT, lastName="Kowalsky", name="Robert Kowalsky"))
+    moved = make_profile(traits=variant(ROBERT, phone=None, address__street="7 Elm Street"))
+    anonymous = make_profile(traits=variant(ROBERT, email=None, birthday="1984-12-07"))
     ids = [original.id, typo.id, moved.id, anonymous.id]
     for pid in ids:
         Identifier.objects.create(profile_id=pid, type="anonymous_id", value=f"a-{pid}")
@@ -151,8 +153,8 @@ def test_automatic_merges_of_a_run_split_back_to_the_profiles_as_they_were(
 
 def test_pairs_never_merge_across_user_ids(make_profile: MakeProfile) -> None:
     # given: one person by every trait, but two accounts
-    a = make_profile(ROBERT, user_id="u-1")
-    b = make_profile(variant(ROBERT, lastName="Kowalsky"), user_id="u-2")
+    a = make_profile(("user_id", "u-1"), traits=ROBERT)
+    b = make_profile(("user_id", "u-2"), traits=variant(ROBERT, lastName="Kowalsky"))
 
     # when
     run = dedup_run(full=True)
@@ -171,9 +173,9 @@ def test_same_common_name_with_other_birthday_and_email_is_not_merged(
 ) -> None:
     # given
     john = {"firstName": "John", "lastName": "Smith", "address": {"city": "Chicago"}}
-    a = make_profile({**john, "email": "john.smith@gmail.com", "birthday": "1971-03-02"})
-    b = make_profile({**john, "email": "jsmith77@yahoo.com", "birthday": "1977-11-23"})
-    c = make_profile({**john, "email": "john.smith1@outlook.com"})
+    a = make_profile(traits={**john, "email": "john.smith@gmail.com", "birthday": "1971-03-02"})
+    b = make_profile(traits={**john, "email": "jsmith77@yahoo.com", "birthday": "1977-11-23"})
+    c = make_profile(traits={**john, "email": "john.smith1@outlook.com"})
 
     # when
     dedup_run(full=True)
@@ -192,12 +194,12 @@ def test_twins_are_never_merged_automatically(
     # given: same last name, birthday and address; their own emails and phones
     family = {"lastName": "Nowak", "birthday": "2001-05-05", "address": ROBERT["address"]}
     a = make_profile(
-        {**family, "firstName": first_a, "email": f"{first_a.lower()}.nowak@gmail.com",
-         "phone": "+1 201-555-0111"}
+        traits={**family, "firstName": first_a, "email": f"{first_a.lower()}.nowak@gmail.com",
+                "phone": "+1 201-555-0111"}
     )  # fmt: skip
     b = make_profile(
-        {**family, "firstName": first_b, "email": f"{first_b.lower()}.nowak@gmail.com",
-         "phone": "+1 201-555-0122"}
+        traits={**family, "firstName": first_b, "email": f"{first_b.lower()}.nowak@gmail.com",
+                "phone": "+1 201-555-0122"}
     )  # fmt: skip
 
     # when
@@ -215,8 +217,10 @@ def test_father_and_son_with_one_name_and_address_are_not_merged(
     make_profile: MakeProfile,
 ) -> None:
     # given
-    father = make_profile(variant(ROBERT, phone=None))
-    son = make_profile(variant(ROBERT, birthday=None, phone=None, email="bobby.k2@gmail.com"))
+    father = make_profile(traits=variant(ROBERT, phone=None))
+    son = make_profile(
+        traits=variant(ROBERT, birthday=None, phone=None, email="bobby.k2@gmail.com")
+    )
 
     # when
     dedup_run(full=True)
@@ -231,8 +235,8 @@ def test_father_and_son_with_one_name_and_address_are_not_merged(
 def test_likely_pairs_wait_in_the_review_queue(make_profile: MakeProfile) -> None:
     # given: a first name spelt with another vowel, a new email: as much a twin as
     # a typo
-    a = make_profile(variant(ROBERT, phone=None))
-    b = make_profile(variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
+    a = make_profile(traits=variant(ROBERT, phone=None))
+    b = make_profile(traits=variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
 
     # when
     run = dedup_run(full=True)
@@ -254,8 +258,8 @@ def test_a_slip_in_the_first_name_with_one_birthday_and_door_is_merged(
 ) -> None:
     # given: letters swapped, doubled, a key next door, one left out, misread by OCR;
     # and a new email
-    a = make_profile(variant(ROBERT, phone=None))
-    b = make_profile(variant(ROBERT, firstName=first_name, phone=None, email="rk@web.de"))
+    a = make_profile(traits=variant(ROBERT, phone=None))
+    b = make_profile(traits=variant(ROBERT, firstName=first_name, phone=None, email="rk@web.de"))
 
     # when
     run = dedup_run(full=True)
@@ -271,8 +275,8 @@ def test_a_slip_in_the_first_name_with_one_birthday_and_door_is_merged(
 
 def test_rejected_pair_is_never_proposed_again(make_profile: MakeProfile) -> None:
     # given
-    make_profile(variant(ROBERT, phone=None))
-    b = make_profile(variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
+    make_profile(traits=variant(ROBERT, phone=None))
+    b = make_profile(traits=variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
     dedup_run(full=True)
     candidate = DuplicateCandidate.objects.get()
     duplicate_candidate_reject(candidate_id=candidate.pk, actor=None)
@@ -292,11 +296,11 @@ def test_rejected_pair_is_never_proposed_again(make_profile: MakeProfile) -> Non
 
 def test_rejection_survives_a_merge_of_either_profile(make_profile: MakeProfile) -> None:
     # given: a rejected pair (a, b), and c, a clear duplicate of b
-    make_profile(variant(ROBERT, phone=None))
-    b = make_profile(variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
+    make_profile(traits=variant(ROBERT, phone=None))
+    b = make_profile(traits=variant(ROBERT, firstName="Robart", phone=None, email="rk@web.de"))
     dedup_run(full=True)
     duplicate_candidate_reject(candidate_id=DuplicateCandidate.objects.get().pk, actor=None)
-    c = make_profile(b.traits)
+    c = make_profile(traits=b.traits)
 
     # when: c is merged with b (b survives: older)
     dedup_run()
@@ -310,10 +314,10 @@ def test_rejection_survives_a_merge_of_either_profile(make_profile: MakeProfile)
 def test_incremental_run_scans_only_changed_profiles(make_profile: MakeProfile) -> None:
     # given
     others = [
-        make_profile({"firstName": f"Person{i}", "lastName": "Lee", "email": f"p{i}@x.com"})
+        make_profile(traits={"firstName": f"Person{i}", "lastName": "Lee", "email": f"p{i}@x.com"})
         for i in range(5)
     ]
-    original = make_profile(ROBERT)
+    original = make_profile(traits=ROBERT)
     first = dedup_run()
     assert first is not None and first.mode == DedupRun.Mode.FULL
     assert first.profiles_scanned == 6
@@ -321,7 +325,7 @@ def test_incremental_run_scans_only_changed_profiles(make_profile: MakeProfile) 
     # when: one profile changes and a duplicate arrives
     others[0].traits = {**others[0].traits, "plan": "plus"}
     others[0].save()
-    duplicate = make_profile(variant(ROBERT, lastName="Kowalsky"))
+    duplicate = make_profile(traits=variant(ROBERT, lastName="Kowalsky"))
     run = dedup_run()
 
     # then
@@ -334,7 +338,7 @@ def test_incremental_run_scans_only_changed_profiles(make_profile: MakeProfile) 
 
 def test_configuration_change_makes_the_next_run_full(make_profile: MakeProfile) -> None:
     # given
-    make_profile(ROBERT)
+    make_profile(traits=ROBERT)
     dedup_run()
     DedupConfig.objects.filter(pk=1).update(review_threshold=8.0)
 
@@ -352,8 +356,8 @@ def test_manual_weights_override_the_defaults(make_profile: MakeProfile) -> None
 
     dedup_config_ensure()
     config.fields.filter(name="birthday").update(weights=[0, 0, 0])
-    make_profile(ROBERT)
-    make_profile(variant(ROBERT, lastName="Kowalsky"))
+    make_profile(traits=ROBERT)
+    make_profile(traits=variant(ROBERT, lastName="Kowalsky"))
 
     # when
     dedup_run(full=True)
@@ -367,7 +371,7 @@ def test_manual_weights_override_the_defaults(make_profile: MakeProfile) -> None
 
 def test_failed_run_is_recorded(make_profile: MakeProfile, monkeypatch: Any) -> None:
     # given
-    make_profile(ROBERT)
+    make_profile(traits=ROBERT)
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
@@ -394,11 +398,15 @@ def test_a_son_joins_neither_his_father_nor_the_fathers_duplicate_with_a_typo(
 
     dedup_config_ensure()
     DedupConfig.objects.get().fields.filter(name="address").update(weights=[0, 1, 5, 20])
-    father = make_profile(ROBERT)
+    father = make_profile(traits=ROBERT)
     typo = make_profile(
-        variant(ROBERT, lastName="Kowalksi", name="Robert Kowalksi", phone=None, birthday=None)
+        traits=variant(
+            ROBERT, lastName="Kowalksi", name="Robert Kowalksi", phone=None, birthday=None
+        )
     )
-    son = make_profile(variant(ROBERT, email="bobby.k2@gmail.com", phone=None, birthday=None))
+    son = make_profile(
+        traits=variant(ROBERT, email="bobby.k2@gmail.com", phone=None, birthday=None)
+    )
 
     # when
     run = dedup_run(full=True)

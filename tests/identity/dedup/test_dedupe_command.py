@@ -21,9 +21,9 @@ def test_dedupe_prints_progress_on_stderr_and_a_summary(
     make_profile: Callable[..., Profile],
 ) -> None:
     # given
-    make_profile(ROBERT)
-    make_profile(variant(ROBERT, lastName="Kowalsky"))
-    make_profile({"firstName": "Ann", "lastName": "Lee", "email": "ann@lee.org"})
+    make_profile(traits=ROBERT)
+    make_profile(traits=variant(ROBERT, lastName="Kowalsky"))
+    make_profile(traits={"firstName": "Ann", "lastName": "Lee", "email": "ann@lee.org"})
     out, err = io.StringIO(), io.StringIO()
 
     # when
@@ -45,7 +45,7 @@ def test_dedupe_prints_progress_on_stderr_and_a_summary(
 
 def test_dedupe_is_incremental_after_a_full_run(make_profile: Callable[..., Profile]) -> None:
     # given
-    make_profile(ROBERT)
+    make_profile(traits=ROBERT)
     call_command("dedupe", stdout=io.StringIO(), stderr=io.StringIO())
     out = io.StringIO()
 
@@ -59,8 +59,8 @@ def test_dedupe_is_incremental_after_a_full_run(make_profile: Callable[..., Prof
 
 def test_task_runs_dedup_and_returns_the_run_id(make_profile: Callable[..., Profile]) -> None:
     # given
-    make_profile(ROBERT)
-    make_profile(variant(ROBERT, phone="(201) 555-0174"))
+    make_profile(traits=ROBERT)
+    make_profile(traits=variant(ROBERT, phone="(201) 555-0174"))
 
     # when
     run_id = dedup_run_task.delay(full=True).get()
@@ -76,7 +76,7 @@ def test_task_does_nothing_when_disabled(make_profile: Callable[..., Profile]) -
     from apps.identity.dedup.models import DedupConfig
 
     DedupConfig.objects.create(pk=1, enabled=False)
-    make_profile(ROBERT)
+    make_profile(traits=ROBERT)
 
     # when
     run_id = dedup_run_task.delay().get()
