@@ -9,6 +9,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
@@ -82,16 +83,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def _cut(value: str, length: int) -> str:
+    """``value`` cut to ``length`` characters, the whole of it in the title."""
+    if len(value) <= length:
+        return value
+    return format_html('<span title="{}">{}</span>', value, value[: length - 1] + "…")
+
+
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
+    # Fits a 1440-pixel window beside the filters (tests/events/test_admin_browser.py):
+    # one "who" column (the user id, else the anonymous id), long values cut with
+    # their whole value in a title, times without words.
     list_display = (
         "id",
         "type",
         "label",
-        "user_id",
-        "anonymous_id",
-        "timestamp",
-        "source",
+        "who",
+        "when",
+        "source_name",
         "profile_link",
         "processed",
     )
@@ -110,7 +120,21 @@ class EventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="event / name")
     def label(self, obj: Event) -> str:
-        return obj.event or obj.name
+        return _cut(obj.event or obj.name or "", 32)
+
+    @admin.display(description="user / anonymous id")
+    def who(self, obj: Event) -> str:
+        if obj.user_id:
+            return _cut(obj.user_id, 24)
+        return _cut(f"anon {obj.anonymous_id}", 24) if obj.anonymous_id else "-"
+
+    @admin.display(description="timestamp", ordering="timestamp")
+    def when(self, obj: Event) -> str:
+        return f"{timezone.localtime(obj.timestamp):%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="source", ordering="source__name")
+    def source_name(self, obj: Event) -> str:
+        return _cut(obj.source.name, 20)
 
     @admin.display(boolean=True)
     def processed(self, obj: Event) -> bool:

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from .models import (
@@ -130,9 +131,23 @@ class LiveFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _cut(value: str, length: int) -> str:
+    """``value`` cut to ``length`` characters, the whole of it in the title."""
+    if len(value) <= length:
+        return value
+    return format_html('<span title="{}">{}</span>', value, value[: length - 1] + "…")
+
+
+def _when(value: Any) -> str:
+    """A time in a list column: 2026-03-14 15:09 rather than "March 14, 2026, 3:09 p.m."."""
+    return "-" if value is None else f"{timezone.localtime(value):%Y-%m-%d %H:%M}"
+
+
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "display_name", "email", "first_seen", "last_seen", "status")
+    # Fits a 1440-pixel window beside the filter (tests/events/test_admin_browser.py):
+    # long names and emails are cut, their whole value in a title.
+    list_display = ("short_id", "display_name", "email", "first_seen_at", "last_seen_at", "status")
     list_filter = (LiveFilter,)
     search_fields = ("=id", "=identifiers__value")
     search_help_text = "Exact profile id or identifier value (user id, email, phone...)."
@@ -163,11 +178,19 @@ class ProfileAdmin(admin.ModelAdmin):
         name = traits.get("name") or " ".join(
             str(traits[k]) for k in ("firstName", "lastName") if traits.get(k)
         )
-        return name or "(anonymous)"
+        return _cut(str(name), 32) if name else "(anonymous)"
 
     @admin.display(description="email")
     def email(self, obj: Profile) -> str:
-        return str((obj.traits or {}).get("email", ""))
+        return _cut(str((obj.traits or {}).get("email", "")), 36)
+
+    @admin.display(description="first seen", ordering="first_seen")
+    def first_seen_at(self, obj: Profile) -> str:
+        return _when(obj.first_seen)
+
+    @admin.display(description="last seen", ordering="last_seen")
+    def last_seen_at(self, obj: Profile) -> str:
+        return _when(obj.last_seen)
 
     @admin.display(description="status")
     def status(self, obj: Profile) -> str:
