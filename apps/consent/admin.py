@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from apps.common.exceptions import ApplicationError
+from apps.common.queue import task_send
 from apps.common.validators import contains_nul
 
 from .models import (
@@ -487,7 +488,7 @@ class DataSubjectRequestAdmin(SimpleHistoryAdmin):
                     else:
                         erasure_resume(request=dsr, actor=request.user)
                     request_id = str(dsr.pk)
-                    transaction.on_commit(lambda: erasure_run_task.delay(request_id))
+                    transaction.on_commit(lambda: task_send(erasure_run_task, request_id))
                 self.message_user(request, "Erasure started; this page shows its progress.")
             elif action == "rectify":
                 import json

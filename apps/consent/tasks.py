@@ -9,6 +9,8 @@ from django.core.mail import mail_admins
 from django.db import OperationalError
 from django.utils import timezone
 
+from apps.common.queue import task_send
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,7 +65,7 @@ def erasure_resume_stalled(stalled_minutes: int = 15) -> int:
             continue
         ids.append(request_id)
     for request_id in ids:
-        erasure_run.delay(str(request_id))
+        task_send(erasure_run, str(request_id))
     return len(ids)
 
 

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from apps.common.fields import StrictCharField, StrictIntegerField
 from apps.common.validators import contains_nul
+from apps.consent.deadlines import MAX_EXTENSION_MONTHS
 from apps.consent.models import (
     ConsentRecord,
     ConsentStatus,
@@ -260,7 +261,7 @@ class DsrRejectInputSerializer(serializers.Serializer[Any]):
 
 
 class DsrExtendInputSerializer(serializers.Serializer[Any]):
-    months = StrictIntegerField(min_value=1, max_value=2)
+    months = StrictIntegerField(min_value=1, max_value=MAX_EXTENSION_MONTHS)
     reason = StrictCharField(min_length=1, max_length=5000, validators=[NOT_BLANK])
 
 

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.openapi import error_responses
+from apps.common.queue import task_send
 from apps.consent.models import ConsentRecord, DataSubjectRequest, Purpose, RequestEvent
 from apps.consent.selectors import (
     UnknownPurpose,
@@ -377,7 +378,7 @@ class DsrEraseApi(APIView):
             except RequestRefused as exc:  # not an erasure, or not verified
                 raise _refused(exc) from exc
             request_id = str(dsr.pk)
-            transaction.on_commit(lambda: erasure_run_task.delay(request_id))
+            transaction.on_commit(lambda: task_send(erasure_run_task, request_id))
         dsr.refresh_from_db()
         return Response(DsrOutputSerializer(dsr).data, status=status.HTTP_202_ACCEPTED)
 

@@ -220,8 +220,8 @@ def dsr_export_check(*, request: DataSubjectRequest) -> None:
 
 
 def dsr_erase_check(*, request: DataSubjectRequest) -> None:
-    """Raise RequestRefused unless the erasure of ``request`` may start: the rule
-    ``erasure_start`` applies, with its messages."""
+    """Raise RequestRefused unless the erasure of ``request`` may start (the one
+    rule ``erasure_start``, the API and the admin apply)."""
     if request.type != RequestType.ERASURE:
         raise RequestRefused("Only an erasure request erases.")
     if request.status != RequestStatus.VERIFIED:

@@ -89,7 +89,7 @@ from apps.identity.selectors import (
 )
 from apps.identity.services import IdentityRules, identity_rules_load, person_erase
 
-from .dsr import RequestRefused, dsr_progress, dsr_transition
+from .dsr import RequestRefused, dsr_erase_check, dsr_progress, dsr_transition
 from .export import person_profile_ids
 
 logger = logging.getLogger(__name__)
@@ -137,10 +137,7 @@ def _save(request_id: uuid.UUID, state: dict[str, Any], progress: int, note: str
 
 def erasure_start(*, request: DataSubjectRequest, actor: Any = None) -> DataSubjectRequest:
     request = DataSubjectRequest.objects.get(pk=request.pk)
-    if request.type != RequestType.ERASURE:
-        raise RequestRefused("Only an erasure request erases.")
-    if request.status != RequestStatus.VERIFIED:
-        raise RequestRefused("Verify the requester's identity before erasing (status: verified).")
+    dsr_erase_check(request=request)
     return dsr_transition(
         request=request, status=RequestStatus.IN_PROGRESS, actor=actor, note="erasure started"
     )
