@@ -30,13 +30,20 @@ import random
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
 from faker import Faker
+
+from apps.common.registry import Registry
+
+# Run by load_demo after the events are processed, in order: the apps above events
+# finish what they show of the demo (segments: RFM scores). Each returns a line
+# for load_demo's summary.
+demo_steps: Registry[Callable[[], str]] = Registry("events.demo_steps")
 
 SITE = "https://shop.example.com"
 SHOP_NAME = "Demo Shop"

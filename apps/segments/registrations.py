@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from django.db.models import Count
 from django.forms.models import model_to_dict
 from django.http import HttpRequest
 from drf_spectacular.utils import extend_schema_field
@@ -20,13 +21,14 @@ from apps.consent.registry import (
     personal_data_erasers,
     personal_data_providers,
 )
+from apps.events.demo import demo_steps
 from apps.events.pipeline import stages
 from apps.identity.hooks import ProfilesMerged, ProfileSplit, merged, split
 from apps.identity.sections import profile_admin_context, profile_api_fields
 
 from .features import PUBLIC_FEATURES
 from .models import ProfileFeatures
-from .services import features_public, features_recompute, features_update
+from .services import features_public, features_recompute, features_update, rfm_refresh
 
 stages.register("segments.features", features_update, order=10)
 
@@ -89,3 +91,17 @@ def features_admin_context(request: HttpRequest, profile_id: str) -> dict[str, A
         return {}
     row = ProfileFeatures.objects.filter(profile_id=profile_id).first()
     return {"features": features_public(row), "features_row": model_to_dict(row) if row else None}
+
+
+@demo_steps.register("segments.rfm", order=10)
+def demo_rfm() -> str:
+    # The demo's customers get their RFM scores now rather than at the nightly run.
+    scored = rfm_refresh()
+    groups = (
+        ProfileFeatures.objects.exclude(rfm_group="")
+        .values("rfm_group")
+        .annotate(n=Count("profile"))
+        .order_by("-n")
+    )
+    top = ", ".join(f"{g['rfm_group']} {g['n']}" for g in groups[:4])
+    return f"  features:           RFM scores for {scored:,} customers ({top}, ...)"

@@ -359,3 +359,17 @@ def test_erasure_leaves_no_feature_row_and_counts_it_in_the_proof(post_events):
     ]
     request.refresh_from_db()
     assert request.erasure_summary["counts"]["profile_features"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_shows_features_and_rfm_groups_at_once() -> None:
+    # when a newcomer loads the demo (real commits: each runs the pipeline's stages)
+    out = StringIO()
+    call_command("load_demo", stdout=out, verbosity=0, customers=30, days=20, seed=42)
+
+    # then customers have features, and those with orders an RFM group
+    assert "features:           RFM scores for" in out.getvalue()
+    with_orders = ProfileFeatures.objects.filter(orders_count__gt=0)
+    assert with_orders.exists()
+    assert not with_orders.filter(rfm_group="").exists()
+    assert ProfileFeatures.objects.filter(product_views__gt=0, sessions_count__gt=0).exists()

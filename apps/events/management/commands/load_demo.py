@@ -27,7 +27,7 @@ from apps.consent.models import DataSubjectRequest, RequestStatus, RequestType
 from apps.consent.services.defaults import purposes_default_ensure
 from apps.consent.services.dsr import dsr_create, dsr_transition
 from apps.consent.services.erasure import erasure_run, erasure_start
-from apps.events.demo import DemoGenerator
+from apps.events.demo import DemoGenerator, demo_steps
 from apps.events.models import Event, Source
 from apps.events.parsing import BatchDefaults
 from apps.events.services import event_ingest, events_process
@@ -146,8 +146,10 @@ class Command(BaseCommand):
 
         dedup = self._dedup()
         requests = self._requests(source, generator)
+        # What the apps above events show of the demo (segments: RFM scores).
+        finished = [step() for step in demo_steps]
         self._summary(source, generator, stored=len(stored), rejected=rejected)
-        self.stdout.write(dedup + "\n" + requests)
+        self.stdout.write("\n".join([dedup, requests, *finished]))
 
     def _dedup(self) -> str:
         """One dedup pass, so that the review queue has something in it."""
