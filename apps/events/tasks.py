@@ -47,7 +47,13 @@ def pipeline_sweep() -> int:
     """Run the pipeline batches a crash left, and failed ones whose retry is due."""
     ran = 0
     for batch_id in pipeline_batches_due(limit=settings.CDP["PIPELINE_SWEEP_BATCHES"]):
-        pipeline_batch_run(batch_id=batch_id)
+        try:
+            pipeline_batch_run(batch_id=batch_id)
+        except Exception:
+            # Not a stage's failure (those are counted on the batch): the
+            # bookkeeping itself. One batch must not stop the sweep for the rest.
+            logger.exception("pipeline sweep: batch %s could not be run", batch_id)
+            continue
         ran += 1
     if ran:
         logger.info("pipeline sweep ran %d batches", ran)

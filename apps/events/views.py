@@ -193,7 +193,10 @@ def _no_constant(text: str) -> None:
 # own recursion (the surrogate path, a refused event's copy).
 _BODY_DEPTH_CAP = MAX_NESTING + 48
 # A string (escapes included) or a bracket: what decides how deep a JSON text is.
-_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
+# The closing quote is optional: an unterminated string is then taken once, to the
+# end, rather than tried again from each quote in it (quadratic time on a hostile
+# body); such a body is invalid JSON and refused by the parser after the cap.
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.S)
 
 
 def _depth_capped(raw: bytes) -> bytes:

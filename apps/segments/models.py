@@ -28,7 +28,8 @@ class ProfileFeatures(models.Model):
         "identity.Profile", primary_key=True, on_delete=models.CASCADE, related_name="+"
     )
     orders_count = models.PositiveIntegerField(default=0)
-    revenue_total = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    # Room for a billion orders at the largest amount one may count (features.py).
+    revenue_total = models.DecimalField(max_digits=30, decimal_places=4, default=0)
     first_order_at = models.DateTimeField(null=True, blank=True)
     last_order_at = models.DateTimeField(null=True, blank=True)
     first_seen_at = models.DateTimeField(null=True, blank=True)

@@ -83,12 +83,16 @@ def _rows_write(states: dict[uuid.UUID, FeatureState]) -> None:
 
 
 def _locked(profile_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ProfileFeatures]:
-    query = ProfileFeatures.objects.filter(profile_id__in=list(profile_ids)).order_by("profile_id")
+    """Lock these profiles (their Profile rows, which always exist, in id order, as
+    merges and splits do) and return their feature rows.
+
+    Locking the feature rows alone would let two workers both fold onto a row
+    neither found (a new person's first two batches): the second write would
+    lose the first's events."""
+    ids = sorted(set(profile_ids))
     if connection.features.has_select_for_update:
-        # Two workers folding one person's batches would both fold onto the state
-        # they read: one waits for the other.
-        query = query.select_for_update()
-    return {row.profile_id: row for row in query}
+        list(Profile.objects.filter(id__in=ids).order_by("id").select_for_update().values("id"))
+    return {row.profile_id: row for row in ProfileFeatures.objects.filter(profile_id__in=ids)}
 
 
 def _recomputed(profile_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, FeatureState]:
@@ -108,17 +112,37 @@ def features_update(events: list[Any]) -> None:
     """The pipeline stage "segments.features": fold processed events into their
     profiles' features (apps/events/pipeline.py: once per event, in the stage's
     transaction)."""
-    by_profile: dict[uuid.UUID, list[EventView]] = {}
-    for event in events:
-        if event.profile_id is not None:
-            by_profile.setdefault(event.profile_id, []).append(_view(event))
-    if not by_profile:
+    ids = [e.id for e in events]
+    if not ids:
         return
-    rows = _locked(by_profile)
+    # A merge or split may have moved these events while the stage waited for its
+    # locks: read where they are once the profiles they were at are locked, until
+    # that is stable.
+    profiles = {e.profile_id for e in events if e.profile_id is not None}
+    rows = _locked(profiles)
+    for _ in range(5):
+        current = list(
+            Event.objects.filter(id__in=ids, processed_at__isnull=False)
+            .order_by("timestamp", "id")
+            .only(*_EVENT_FIELDS)
+        )
+        now_at = {e.profile_id for e in current if e.profile_id is not None}
+        if now_at <= profiles:
+            break
+        profiles |= now_at
+        rows = _locked(profiles)
+    live = set(
+        Profile.objects.filter(id__in=list(profiles), merged_into__isnull=True).values_list(
+            "id", flat=True
+        )
+    )
+    by_profile: dict[uuid.UUID, list[EventView]] = {}
+    for event in current:
+        if event.profile_id in live:
+            by_profile.setdefault(event.profile_id, []).append(_view(event))  # type: ignore[arg-type]
     states: dict[uuid.UUID, FeatureState] = {}
     late: list[uuid.UUID] = []
     for pid, views in by_profile.items():
-        views.sort(key=lambda e: (e.timestamp, e.id))
         state = _state(rows.get(pid))
         if not state.after(views[0].timestamp, views[0].id):
             late.append(pid)

@@ -7,6 +7,7 @@ import base64
 import gzip
 import http.client
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -428,3 +429,18 @@ def test_a_type_that_is_not_a_string_is_refused_alone(post_events, kind):
     assert response.status_code == 200
     assert _json(response)["rejected"][0]["reason"].startswith("type must be one of alias,")
     assert list(Event.objects.values_list("message_id", flat=True)) == ["good"]
+
+
+def test_a_deep_body_with_unterminated_strings_is_refused_in_linear_time(post_events):
+    # given a body past the parsers' depth whose strings never close (once a
+    # quadratic scan: 40 KB took 14 s)
+    body = b'{"batch":' + b"[" * 1100 + b'"' + b'\\"' * 400_000
+
+    # when
+    started = time.monotonic()
+    response = post_events("/v1/batch", body)
+
+    # then a clear 400, at once
+    assert response.status_code == 400
+    assert _json(response)["code"] == "invalid_json"
+    assert time.monotonic() - started < 5

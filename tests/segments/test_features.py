@@ -373,3 +373,31 @@ def test_the_demo_shows_features_and_rfm_groups_at_once() -> None:
     assert with_orders.exists()
     assert not with_orders.filter(rfm_group="").exists()
     assert ProfileFeatures.objects.filter(product_views__gt=0, sessions_count__gt=0).exists()
+
+
+def test_a_batch_whose_events_moved_in_a_merge_is_folded_where_they_are(post_events):
+    # given a visitor's events, resolved, whose features batch has not run yet
+    from apps.events.models import Event, PipelineBatch
+    from apps.events.pipeline import pipeline_batch_run, stages
+    from tests.registry import emptied
+
+    post_events("/v1/track", {"userId": "ann", "event": "Order Completed",
+                              "properties": {"revenue": 10}})  # fmt: skip
+    with emptied(stages):
+        post_events("/v1/track", {"anonymousId": "dev", "event": "Order Completed",
+                                  "properties": {"revenue": 5}})  # fmt: skip
+    dev = Identifier.objects.get(value="dev").profile_id
+    batch = PipelineBatch.objects.create(
+        event_ids=list(Event.objects.filter(profile_id=dev).values_list("id", flat=True))
+    )
+    # when the visitor is merged into ann first, then the batch runs
+    ann = _profile_id("ann")
+    profile_merge(profile_ids=(ann, dev), reason="admin")
+    assert pipeline_batch_run(batch_id=batch.id) == "done"
+
+    # then: counted once, at ann; no row comes back for the merged-away visitor
+    assert ProfileFeatures.objects.get(profile_id=ann).orders_count == 2
+    assert not ProfileFeatures.objects.filter(profile_id=dev).exists()
+    before = _row("ann")
+    features_recompute(profile_ids=[ann])
+    assert _row("ann") == before

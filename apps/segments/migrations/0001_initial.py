@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('profile', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='identity.profile')),
                 ('orders_count', models.PositiveIntegerField(default=0)),
-                ('revenue_total', models.DecimalField(decimal_places=4, default=0, max_digits=20)),
+                ('revenue_total', models.DecimalField(decimal_places=4, default=0, max_digits=30)),
                 ('first_order_at', models.DateTimeField(blank=True, null=True)),
                 ('last_order_at', models.DateTimeField(blank=True, null=True)),
                 ('first_seen_at', models.DateTimeField(blank=True, null=True)),
