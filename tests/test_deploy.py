@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import re
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import yaml
+
+from tests.gunicorn import GUNICORN, free_port, gunicorn_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -186,15 +186,7 @@ def test_every_entry_point_defaults_to_production_settings() -> None:
 def test_gunicorn_without_any_environment_refuses_to_start(tmp_path: Path) -> None:
     # when: the probe's command, with nothing set
     result = _run(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "cdp.wsgi",
-            "--no-control-socket",
-            "--bind",
-            "127.0.0.1:0",
-        ],
+        [*GUNICORN, "--bind", "127.0.0.1:0"],
         {"PATH": "/usr/bin:/bin"},
     )
 
@@ -260,27 +252,13 @@ def test_check_deploy_reports_uncollected_static_files(tmp_path: Path) -> None:
 # --- Static files (defect 5) ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_gunicorn_refuses_to_start_without_collected_static_files(tmp_path: Path) -> None:
     # given production settings and an empty STATIC_ROOT
     env = _production_env(tmp_path)
 
     # when
     result = _run(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "cdp.wsgi",
-            "--no-control-socket",
-            "--bind",
-            f"127.0.0.1:{_free_port()}",
-        ],
+        [*GUNICORN, "--bind", f"127.0.0.1:{free_port()}"],
         env,
     )
 
@@ -296,34 +274,7 @@ def test_admin_login_and_api_docs_are_served_by_gunicorn_after_collectstatic(
     # given production settings (over plain HTTP on loopback), static collected
     env = _production_env(tmp_path, SECURE_SSL_REDIRECT="false")
     _collectstatic({**env, "DJANGO_SETTINGS_MODULE": "cdp.settings.production"})
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "cdp.wsgi",
-            "--no-control-socket",
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{base}/healthz", timeout=5)
-                break
-            except requests.RequestException:
-                assert server.poll() is None, server.stderr.read().decode()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.2)
-
+    with gunicorn_serving(env) as base:
         # when
         login = requests.get(f"{base}/admin/login/", timeout=10)
         docs = requests.get(f"{base}/api/docs/", timeout=10)
@@ -334,6 +285,3 @@ def test_admin_login_and_api_docs_are_served_by_gunicorn_after_collectstatic(
         assert docs.status_code == 200
         assert css, "the login page names the hashed stylesheet"
         assert requests.get(f"{base}{css.group(1)}", timeout=10).status_code == 200
-    finally:
-        server.terminate()
-        server.wait(timeout=10)

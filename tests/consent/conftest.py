@@ -6,6 +6,8 @@ import pytest
 
 from apps.consent.models import LegalBasis, Purpose
 from apps.consent.selectors import consent_config_clear
+from apps.identity.models import Profile
+from apps.identity.selectors import profile_get_by_external_id
 from tests.consent.factories import PurposeFactory
 
 
@@ -48,3 +50,13 @@ def admin_api(db: None) -> Any:
     user = service_user_ensure(name="privacy-admin", read_only=False)
     _, raw = api_token_create(name="privacy-admin", user=user)
     return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+
+@pytest.fixture
+def ivy(post_events: Any) -> Profile:
+    """A person known by a user id and an email, from an identify call (erasure tests)."""
+    identify = {"userId": "ivy-1", "traits": {"email": "ivy@example.com"}, "messageId": "i1"}
+    assert post_events("/v1/identify", identify).status_code == 200
+    profile = profile_get_by_external_id(external_id="user_id:ivy-1")
+    assert profile is not None
+    return profile

@@ -61,15 +61,6 @@ def post_pending(client: Client, source: Any, django_capture_on_commit_callbacks
     return post
 
 
-@pytest.fixture
-def ivy(post_events: Any) -> Profile:
-    identify = {"userId": "ivy-1", "traits": {"email": "ivy@example.com"}, "messageId": "i1"}
-    assert post_events("/v1/identify", identify).status_code == 200
-    profile = profile_get_by_external_id(external_id="user_id:ivy-1")
-    assert profile is not None
-    return profile
-
-
 def _started(subject: str = "user_id:ivy-1") -> DataSubjectRequest:
     request = dsr_create(type="erasure", subject=subject)
     dsr_transition(request=request, status="verified")

@@ -23,7 +23,6 @@ from apps.consent.services.dsr import dsr_create, dsr_transition
 from apps.consent.services.erasure import STEPS, erasure_run, erasure_start
 from apps.consent.services.export import person_data
 from apps.identity.models import Profile
-from apps.identity.selectors import profile_get_by_external_id
 from tests.registry import registered
 
 pytestmark = pytest.mark.django_db
@@ -85,15 +84,6 @@ def test_export_tables_keep_their_order_and_providers_come_after(make_profile: A
     assert list(data)[:5] == ["profile", "identifiers", "events", "consent", "merges"]
     assert "test_memberships" in list(data)[5:]
     assert data["test_memberships"] == [{"n": 1}]
-
-
-@pytest.fixture
-def ivy(post_events: Any) -> Profile:
-    identify = {"userId": "ivy-1", "traits": {"email": "ivy@example.com"}, "messageId": "i1"}
-    assert post_events("/v1/identify", identify).status_code == 200
-    profile = profile_get_by_external_id(external_id="user_id:ivy-1")
-    assert profile is not None
-    return profile
 
 
 def _started(subject: str = "user_id:ivy-1") -> Any:
