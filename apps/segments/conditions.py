@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .features import PUBLIC_FEATURES
+from .rules import BOOLEAN, DATE, FEATURE_KINDS, KIND_OPERATORS, NUMBER, TEXT
 
 NODE_TYPES = ("and", "or", "not", "performed", "feature", "trait", "segment", "consent")
 OPERATORS = (
@@ -143,7 +144,10 @@ def _node(
         name = node.get("name")
         if name not in lookups.features:
             errors.append(f"{path}.name: unknown feature {_shown(name)}")
+        before = len(errors)
         _comparison(node, path, errors)
+        if len(errors) == before and name in FEATURE_KINDS:
+            _feature_kind(node, path, FEATURE_KINDS[name], errors)
     elif kind == "trait":
         _trait_path(node.get("path"), f"{path}.path", errors)
         _comparison(node, path, errors)
@@ -215,6 +219,28 @@ def _comparison(node: dict[str, Any], path: str, errors: list[str]) -> None:
             errors.append(f"{where}: {op} needs a non-empty string")
     elif not _is_scalar(value) or "value" not in node:
         errors.append(f"{where}: {op} needs a string, a number, true, false or null")
+
+
+def _feature_kind(node: dict[str, Any], path: str, kind: str, errors: list[str]) -> None:
+    """A feature is compared as what it is (rules.FEATURE_KINDS): a number with
+    numbers, a date with dates, a text with strings, a boolean with true or false."""
+    op, name = node["op"], node["name"]
+    if op not in KIND_OPERATORS[kind]:
+        allowed = ", ".join(o for o in OPERATORS if o in KIND_OPERATORS[kind])
+        errors.append(f"{path}.op: the {kind} feature {name} takes {allowed}")
+        return
+    value = node.get("value")
+    values = value if isinstance(value, list) else [value]
+    if op in _NO_VALUE_OPS or op in _DAYS_OPS:
+        return
+    if kind == NUMBER and not all(_is_number(v) for v in values):
+        errors.append(f"{path}.value: {name} is a number: compare it with numbers")
+    elif kind == DATE and not all(_is_date(v) for v in values):
+        errors.append(f"{path}.value: {name} is a date: compare it with ISO 8601 dates")
+    elif kind == TEXT and not all(isinstance(v, str) for v in values):
+        errors.append(f"{path}.value: {name} is a text: compare it with strings")
+    elif kind == BOOLEAN and not isinstance(value, bool):
+        errors.append(f"{path}.value: {name} is true or false: compare it with true or false")
 
 
 def _ordered(pair: list[Any]) -> bool:

@@ -62,3 +62,187 @@ class ProfileFeatures(models.Model):
 
     def __str__(self) -> str:
         return f"features of {self.profile_id}"
+
+
+class SegmentKind(models.TextChoices):
+    RULE = "rule", "Rule"
+    CLUSTER = "cluster", "Cluster"
+
+
+class Segment(models.Model):
+    """A group of profiles: a rule segment (a condition tree, apps/segments/
+    conditions.py) evaluated in real time and refreshed in batch, or a segment
+    whose members another app writes (a cluster persona)."""
+
+    key = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=10, choices=SegmentKind.choices, default=SegmentKind.RULE)
+    # The public condition format; null for segments whose members are written
+    # by another app.
+    condition = models.JSONField(null=True, blank=True)
+    # The segment keys the condition refers to (kept for cycle checks and for
+    # refreshing dependants when a referenced segment changes).
+    refs = models.JSONField(default=list, blank=True, editable=False)
+    min_size = models.PositiveIntegerField(
+        default=0,
+        help_text="Below this many members the segment is not activated: no export or "
+        "decision uses it, so that no audience singles a person out.",
+    )
+    enabled = models.BooleanField(default=True, help_text="Evaluated in real time and refreshed.")
+    # The refresh that wrote the current memberships (0: never refreshed).
+    version = models.PositiveIntegerField(default=0, editable=False)
+    size = models.PositiveIntegerField(default=0, editable=False)
+    refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.name or self.key
+
+    @property
+    def activated(self) -> bool:
+        return self.enabled and self.size >= self.min_size
+
+
+class MembershipSource(models.TextChoices):
+    REALTIME = "realtime", "Real-time evaluation"
+    REFRESH = "refresh", "Batch refresh"
+    RECHECK = "recheck", "Window expiry"
+    MERGE = "merge", "Profile merge"
+    CLUSTER = "cluster", "Clustering"
+
+
+class Membership(models.Model):
+    """One stay of a profile in a segment: entered, exited (null while current),
+    and why (``reason``: which conditions held, with which values)."""
+
+    id = models.BigAutoField(primary_key=True)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    profile = models.ForeignKey(
+        "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    entered_at = models.DateTimeField()
+    exited_at = models.DateTimeField(null=True, blank=True)
+    reason = models.JSONField(default=dict, blank=True)
+    exit_reason = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=10, choices=MembershipSource.choices)
+    # The segment's refresh version when this row was written (0: between refreshes).
+    version = models.PositiveIntegerField(default=0)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["segment", "profile"],
+                condition=models.Q(exited_at__isnull=True),
+                name="membership_current_uniq",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["profile", "segment"], name="membership_profile_idx"),
+            models.Index(
+                fields=["segment", "entered_at", "id"],
+                condition=models.Q(exited_at__isnull=True),
+                name="membership_current_idx",
+            ),
+            models.Index(fields=["segment", "exited_at"], name="membership_exited_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} in {self.segment_id}"
+
+
+class MembershipChange(models.Model):
+    """The membership outbox: every entry and exit, in order (``id``), for
+    exports and webhooks to consume."""
+
+    class Kind(models.TextChoices):
+        ENTERED = "entered"
+        EXITED = "exited"
+
+    id = models.BigAutoField(primary_key=True)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+")
+    profile = models.ForeignKey(
+        "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    at = models.DateTimeField()
+    source = models.CharField(max_length=10, choices=MembershipSource.choices)
+    version = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["segment", "id"], name="membership_change_seg_idx"),
+            models.Index(fields=["profile"], name="membership_change_prof_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} {self.kind} {self.segment_id}"
+
+
+class MembershipRecheck(models.Model):
+    """When a profile's standing in a segment may change with no new event (the
+    oldest counted event of a ``performed`` window leaves it): the expiry sweep
+    reads only the rows that are due."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+")
+    profile = models.ForeignKey(
+        "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    due_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "profile"], name="recheck_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["due_at"], name="recheck_due_idx"),
+            models.Index(fields=["profile"], name="recheck_profile_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} in {self.segment_id} at {self.due_at}"
+
+
+class SegmentRefresh(models.Model):
+    """One batch refresh: the version it wrote and what changed."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="refreshes")
+    version = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    entered = models.PositiveIntegerField()
+    exited = models.PositiveIntegerField()
+    size = models.PositiveIntegerField()
+    method = models.CharField(max_length=10, help_text="sql, or python where there is no compiler")
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "version"], name="segment_refresh_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} v{self.version}"
+
+
+class RefreshStaging(models.Model):
+    """A refresh's new member set, written and read inside the refresh's own
+    transaction (never visible to anyone else)."""
+
+    id = models.BigAutoField(primary_key=True)
+    refresh_token = models.BigIntegerField()
+    profile_id = models.UUIDField()
+    reason = models.JSONField(default=dict)
+    recheck_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["refresh_token", "profile_id"], name="staging_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.refresh_token} {self.profile_id}"

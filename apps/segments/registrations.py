@@ -27,10 +27,18 @@ from apps.identity.hooks import ProfilesMerged, ProfileSplit, merged, split
 from apps.identity.sections import profile_admin_context, profile_api_fields
 
 from .features import PUBLIC_FEATURES
+from .memberships import (
+    memberships_erase,
+    memberships_follow_merge,
+    memberships_follow_split,
+    segments_realtime,
+)
 from .models import ProfileFeatures
 from .services import features_public, features_recompute, features_update, rfm_refresh
 
 stages.register("segments.features", features_update, order=10)
+# After the features: a segment reads the features these very events made.
+stages.register("segments.realtime", segments_realtime, order=20)
 
 
 @merged.register("segments", order=30)
@@ -43,6 +51,29 @@ def features_follow_merge(event: ProfilesMerged) -> None:
 @split.register("segments", order=30)
 def features_follow_split(event: ProfileSplit) -> None:
     features_recompute(profile_ids=[event.profile_id, event.from_profile_id])
+
+
+@merged.register("segments.memberships", order=40)
+def memberships_merge(event: ProfilesMerged) -> None:
+    # After the features (30): the survivor is evaluated on its merged features.
+    memberships_follow_merge(dict(event.mapping))
+
+
+@split.register("segments.memberships", order=40)
+def memberships_split(event: ProfileSplit) -> None:
+    memberships_follow_split([event.profile_id, event.from_profile_id])
+
+
+def _erase_memberships(person: ErasedPerson, *, batch_size: int) -> int:
+    return memberships_erase(person.profile_ids)
+
+
+# Memberships, their history, the outbox and rechecks; again after the pending
+# sweep, since a worker may evaluate her last events meanwhile.
+personal_data_erasers.register(
+    "segment_memberships",
+    PersonalDataEraser(erase=_erase_memberships, step="local", batched=False, meanwhile=True),
+)
 
 
 def _erase_features(person: ErasedPerson, *, batch_size: int) -> int:

@@ -223,6 +223,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.segments.tasks.rfm_refresh",
         "schedule": crontab(hour=1, minute=30),
     },
+    # Windows expire on their own: whoever left one is out within this period.
+    "segments-recheck-due": {
+        "task": "apps.segments.tasks.segments_recheck_due",
+        "schedule": 15.0,
+    },
+    "segments-refresh-all": {
+        "task": "apps.segments.tasks.segments_refresh_all",
+        "schedule": float(env.int("CDP_SEGMENT_REFRESH_SECONDS", default=300)),
+    },
     "events-pipeline-sweep": {
         "task": "apps.events.tasks.pipeline_sweep",
         "schedule": 60.0,
