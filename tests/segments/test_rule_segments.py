@@ -96,3 +96,96 @@ def test_a_refresh_finds_what_real_time_found_and_swaps_a_new_version(post_event
     assert MembershipRecheck.objects.filter(segment=segment, profile_id=_pid("bo")).exists()
     again = segment_refresh(segment)
     assert (again.version, again.entered, again.exited, again.size) == (2, 0, 0, 1)
+
+
+def test_a_merge_moves_memberships_to_the_survivor_and_a_split_re_evaluates_both(post_events):
+    from apps.identity.services import profile_merge, profile_split
+
+    segment_save(key="browsing-shoes", name="Browsing shoes", condition=BROWSING_SHOES)
+    orders = {"type": "feature", "name": "orders_count", "op": "gte", "value": 1}
+    segment_save(key="buyers", name="Buyers", condition=orders)
+    # ann views shoes twice; her phone (anonymous) once more and buys
+    post_events("/v1/batch", _views("ann", [30, 20]))
+    post_events("/v1/batch", {"batch": [
+        {"type": "track", "event": "Product Viewed", "anonymousId": "ann-phone",
+         "messageId": "p1", "properties": {"category": "shoes"}},
+        {"type": "track", "event": "Order Completed", "anonymousId": "ann-phone",
+         "messageId": "p2", "properties": {"revenue": 20}},
+    ]})  # fmt: skip
+    ann = _pid("ann")
+    phone = Identifier.objects.get(type="anonymous_id", value="ann-phone").profile_id
+    assert profile_segment_keys(ann) == [] and profile_segment_keys(phone) == ["buyers"]
+
+    # when merged: the survivor has three views and the order
+    merged = profile_merge(profile_ids=(ann, phone), reason="admin")
+    survivor = merged.survivor.pk if hasattr(merged, "survivor") else ann
+    absorbed = phone if survivor == ann else ann
+    assert profile_segment_keys(survivor) == ["browsing-shoes", "buyers"]
+    assert profile_segment_keys(absorbed) == []
+    # the absorbed id's exit is in the outbox, for exports that know it by that id
+    assert MembershipChange.objects.filter(profile_id=absorbed, kind="exited").exists()
+
+    # when split again: each is evaluated on its own events
+    profile_split(profile_id=absorbed if absorbed == phone else phone)
+    assert profile_segment_keys(ann) == []
+    assert profile_segment_keys(phone) == ["buyers"]
+    assert Segment.objects.get(key="buyers").size == 1
+
+
+def test_erasure_leaves_no_membership_history_outbox_or_recheck_row(post_events):
+    from apps.consent.services.dsr import dsr_create, dsr_transition
+    from apps.consent.services.erasure import erasure_run, erasure_start
+
+    segment = segment_save(key="browsing-shoes", name="Browsing shoes", condition=BROWSING_SHOES)
+    post_events("/v1/batch", _views("dee", [30, 20, 10]))
+    post_events("/v1/batch", _views("eve", [30, 20, 10]))
+    dee = _pid("dee")
+    segments_recheck_due(now=timezone.now() + timedelta(hours=2))  # dee and eve exit: history
+    post_events("/v1/batch", _views("dee", [3, 2, 1]))  # and dee enters again
+    assert Membership.objects.filter(profile_id=dee).count() == 2
+
+    request = dsr_create(type="erasure", subject="user_id:dee")
+    dsr_transition(request=request, status="verified")
+    erasure_start(request=request)
+    assert erasure_run(request_id=request.id) is True
+
+    for model in (Membership, MembershipChange, MembershipRecheck):
+        assert not model.objects.filter(profile_id=dee).exists()
+    assert Membership.objects.filter(profile_id=_pid("eve")).exists()
+    assert Segment.objects.get(pk=segment.pk).size == 0
+    request.refresh_from_db()
+    assert request.erasure_summary["counts"]["segment_memberships"] >= 4
+
+
+def test_a_reader_never_sees_half_a_refresh(post_events, make_profile):
+    # a refresh that swaps 40 members for 40 others is one transaction: the
+    # outbox and the memberships move together, and the size is either before or after
+    people = [make_profile(("user_id", f"u{i}"), traits={"tier": "a" if i < 40 else "b"})
+              for i in range(80)]  # fmt: skip
+    condition = {"type": "trait", "path": "tier", "op": "equals", "value": "a"}
+    segment = segment_save(key="tier", name="Tier", condition=condition)
+    assert segment.size == 40
+    for p in people:
+        p.traits = {"tier": "b" if p.traits["tier"] == "a" else "a"}
+        p.save()
+    record = segment_refresh(segment)
+    assert (record.entered, record.exited, record.size, record.version) == (40, 40, 40, 2)
+    current = set(
+        Membership.objects.filter(segment=segment, exited_at__isnull=True).values_list(
+            "profile_id", flat=True
+        )
+    )
+    assert current == {p.pk for p in people[40:]}
+    assert MembershipChange.objects.filter(segment=segment, version=2).count() == 80
+
+
+def test_a_segment_below_its_minimum_size_is_not_activated(make_profile):
+    for i in range(3):
+        make_profile(("user_id", f"m{i}"), traits={"vip": True})
+    condition = {"type": "trait", "path": "vip", "op": "equals", "value": True}
+    segment = segment_save(key="vip", name="VIP", condition=condition, min_size=5)
+    assert segment.size == 3 and not segment.activated
+    make_profile(("user_id", "m3"), traits={"vip": True})
+    make_profile(("user_id", "m4"), traits={"vip": True})
+    segment_refresh(segment)
+    assert segment.size == 5 and segment.activated
