@@ -5,5 +5,6 @@ urlpatterns = [
     # Before identity: its profile detail route matches any path under profiles/.
     path("", include("apps.consent.api.urls")),
     path("", include("apps.events.api.urls")),
+    path("", include("apps.segments.api.urls")),
     path("", include("apps.identity.api.urls")),
 ]
