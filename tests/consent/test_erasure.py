@@ -279,6 +279,7 @@ def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_event
         "suppression_entries": 5,
         "ids_scrubbed": 0,  # no one else carries her ids
         "profile_features": 1,  # segments' row of her (merged) profile
+        "segment_memberships": 0,  # no segment is defined here
     }
     # the anonymized event is kept: it holds nothing of her
     kept = Event.objects.get(message_id="e7")

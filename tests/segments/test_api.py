@@ -195,8 +195,8 @@ def test_a_duplicate_key_is_400_naming_key(writer, people):
     response = _create(writer, "pro", FREE)
 
     # then
-    assert response.status_code == 400
-    assert response.json() == _invalid({"key": ["A segment with this key already exists."]})
+    assert response.status_code == 409
+    assert response.json() == {"detail": "A segment with the key 'pro' already exists."}
     assert Segment.objects.get().condition == PRO
 
 

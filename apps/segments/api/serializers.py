@@ -113,11 +113,6 @@ class SegmentInputSerializer(serializers.Serializer[Any]):
         required=False, default=True, help_text="Evaluated in real time and refreshed."
     )
 
-    def validate_key(self, value: str) -> str:
-        if Segment.objects.filter(key=value).exists():
-            raise serializers.ValidationError("A segment with this key already exists.")
-        return value
-
 
 class SegmentChangeInputSerializer(serializers.Serializer[Any]):
     """Any of the fields; ``key`` only as it is (a key does not change)."""

@@ -126,12 +126,15 @@ class SegmentViewSet(viewsets.GenericViewSet[Segment]):
         description="Create a rule segment: its condition is validated (a 400 names each "
         "bad node by its path), then its members are computed before the answer.",
         request=SegmentInputSerializer,
-        responses={201: SegmentOutputSerializer, **error_responses(400)},
+        responses={201: SegmentOutputSerializer, **error_responses(400, 409)},
     )
     def create(self, request: Request) -> Response:
         data = SegmentInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
+        taken = f"A segment with the key {v['key']!r} already exists."
+        if Segment.objects.filter(key=v["key"]).exists():
+            raise Conflict(taken)
         try:
             segment = segment_save(
                 key=v["key"],
@@ -146,9 +149,7 @@ class SegmentViewSet(viewsets.GenericViewSet[Segment]):
         except IntegrityError:
             # Another request created the key since the serializer looked.
             if Segment.objects.filter(key=v["key"]).exists():
-                raise ValidationError(
-                    {"key": ["A segment with this key already exists."]}
-                ) from None
+                raise Conflict(taken) from None
             raise
         return Response(SegmentOutputSerializer(_fresh(segment)).data, status=201)
 
