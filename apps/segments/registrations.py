@@ -26,6 +26,7 @@ from apps.events.pipeline import stages
 from apps.identity.hooks import ProfilesMerged, ProfileSplit, merged, split
 from apps.identity.sections import profile_admin_context, profile_api_fields
 
+from .api import profile_fields  # noqa: F401  (the profile detail's "segments" field)
 from .features import PUBLIC_FEATURES
 from .memberships import (
     memberships_erase,

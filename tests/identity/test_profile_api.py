@@ -122,6 +122,7 @@ def test_profile_is_found_by_each_identifier_type(api_client, ada, external_id):
         "merges": [],
         "features": _ADA_FEATURES
         | {"days_since_last_order": _days_since(T0 + timedelta(minutes=9))},
+        "segments": [],  # no segment is defined here
         "consents": {},
     }
 
