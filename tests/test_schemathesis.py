@@ -25,6 +25,7 @@ can name somebody (a phone number the numbering plan knows); and no text holds N
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -268,6 +269,9 @@ def known_ids(cdp_data: dict[str, Any]) -> Iterator[None]:
         if case.operation.label != "POST /api/v1/privacy-requests":
             return
         subject = body.get("subject")
+        if isinstance(subject, str):
+            # As the server reads it: JSON joins a surrogate pair into one character.
+            subject = json.loads(json.dumps(subject))
         if not isinstance(subject, str) or not external_id_is_valid(subject, where="usable"):
             return
         try:

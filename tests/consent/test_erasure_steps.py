@@ -298,12 +298,12 @@ def test_personal_data_erasers_get_the_persons_profiles(ivy: Profile, registered
             seen.append(sorted(profile_ids))
         return deleted
 
-    registered("eraser", "segment_memberships", memberships)
+    registered("eraser", "test_memberships", memberships)
     request = _started()
     assert erasure_run(request_id=request.id) is True
     assert seen == [[ivy.id]]
     request.refresh_from_db()
-    assert request.erasure_summary["counts"]["segment_memberships"] == 4
+    assert request.erasure_summary["counts"]["test_memberships"] == 4
 
 
 def test_the_task_runs_a_bounded_number_of_steps_then_enqueues_the_rest(

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import IntegrityError
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status, viewsets
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import JSONParser
@@ -40,7 +40,6 @@ from .serializers import (
     ProfileSegmentsOutputSerializer,
     SegmentChangeInputSerializer,
     SegmentInputSerializer,
-    SegmentInUseSerializer,
     SegmentOutputSerializer,
     external_id,
 )
@@ -59,11 +58,6 @@ PAST_LIMIT = OpenApiParameter(
     description=f"How many exited memberships, newest first (default {PAST_LIMIT_DEFAULT}, "
     f"at most {PAST_LIMIT_MAX}): a real-time segment with a short window can be entered "
     "and left many times a day.",
-)
-IN_USE = OpenApiResponse(
-    SegmentInUseSerializer,
-    description="Other segments refer to it (`referred_by`), or its members are "
-    "written by another app (clustering); `detail` says which.",
 )
 
 
@@ -166,7 +160,7 @@ class SegmentViewSet(viewsets.GenericViewSet[Segment]):
         "segments that refer to it, are refreshed before the answer.",
         parameters=[KEY],
         request=SegmentChangeInputSerializer,
-        responses={200: SegmentOutputSerializer, **error_responses(400, 404), 409: IN_USE},
+        responses={200: SegmentOutputSerializer, **error_responses(400, 404, 409)},
     )
     def partial_update(self, request: Request, key: str) -> Response:
         segment = self.get_object()
@@ -192,7 +186,7 @@ class SegmentViewSet(viewsets.GenericViewSet[Segment]):
         description="Delete a segment and its membership history; refused (409) while "
         "other segments' conditions refer to it.",
         parameters=[KEY],
-        responses={204: None, **error_responses(404), 409: IN_USE},
+        responses={204: None, **error_responses(404, 409)},
     )
     def destroy(self, request: Request, key: str) -> Response:
         segment = self.get_object()
@@ -200,15 +194,11 @@ class SegmentViewSet(viewsets.GenericViewSet[Segment]):
         try:
             segment_delete(segment)
         except SegmentInUse as exc:
-            return Response(
-                {
-                    "detail": "Other segments refer to this one: "
-                    + ", ".join(exc.keys)
-                    + ". Change their conditions first.",
-                    "referred_by": exc.keys,
-                },
-                status=status.HTTP_409_CONFLICT,
-            )
+            raise Conflict(
+                "Other segments refer to this one: "
+                + ", ".join(exc.keys)
+                + ". Change their conditions first."
+            ) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
