@@ -269,14 +269,20 @@ def known_ids(cdp_data: dict[str, Any]) -> Iterator[None]:
         if case.operation.label != "POST /api/v1/privacy-requests":
             return
         subject = body.get("subject")
-        if isinstance(subject, str):
-            # As the server reads it: JSON joins a surrogate pair into one character.
-            subject = json.loads(json.dumps(subject))
-        if not isinstance(subject, str) or not external_id_is_valid(subject, where="usable"):
+        if not isinstance(subject, str):
+            return
+        # As generated, and as the server reads it (JSON joins a surrogate pair
+        # into one character): of the schema's shape in either form, yet naming
+        # nobody in the form the server sees.
+        seen = json.loads(json.dumps(subject))
+        if not (
+            external_id_is_valid(subject, where="usable")
+            or external_id_is_valid(seen, where="usable")
+        ):
             return
         try:
-            dsr_subject_clean(subject)
-        except RequestRefused:
+            dsr_subject_clean(seen)
+        except (RequestRefused, ValueError):
             case.body = {**body, "subject": "phone:+14155552671"}
 
     hooks = [
