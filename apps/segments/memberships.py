@@ -57,7 +57,16 @@ from .models import (
     SegmentKind,
     SegmentRefresh,
 )
-from .rules import EventFacts, Facts, Outcome, Plan, evaluate, feature_values, plan_build
+from .rules import (
+    EventFacts,
+    Facts,
+    Outcome,
+    Plan,
+    evaluate,
+    feature_values,
+    given_instant,
+    plan_build,
+)
 from .rules import reason_build as _reason
 
 logger = logging.getLogger(__name__)
@@ -99,12 +108,19 @@ class Active:
 
 
 def _active(segment_ids: Iterable[int] | None = None) -> list[Active]:
-    conditions = _conditions()
-    rows = Segment.objects.filter(kind=SegmentKind.RULE, enabled=True, condition__isnull=False)
-    if segment_ids is not None:
-        rows = rows.filter(id__in=list(segment_ids))
+    # One query: every segment's condition is needed to inline references.
+    segments = list(Segment.objects.order_by("id"))
+    conditions = {s.key: s.condition for s in segments}
+    wanted = None if segment_ids is None else set(segment_ids)
     out = []
-    for segment in rows.order_by("id"):
+    for segment in segments:
+        if not (
+            segment.kind == SegmentKind.RULE
+            and segment.enabled
+            and segment.condition is not None
+            and (wanted is None or segment.pk in wanted)
+        ):
+            continue
         try:
             out.append(Active(segment, plan_build(segment.condition or {}, conditions)))
         except (KeyError, TypeError, ValueError):
@@ -188,8 +204,6 @@ def _events_lower_bound(plans: Sequence[Plan], now: datetime) -> datetime | None
             if "within_seconds" in node:
                 bounds.append(now - timedelta(seconds=node["within_seconds"]))
             elif "between" in node:
-                from .rules import given_instant
-
                 bounds.append(given_instant(node["between"][0]) - timedelta(microseconds=1))
             else:
                 return None
@@ -263,7 +277,7 @@ _LOCK_SPACE = 7_411_002  # our advisory-lock namespace (the first key of the pai
 
 
 def _apply(
-    results: dict[tuple[int, uuid.UUID], tuple[Outcome, dict[str, Any]]],
+    results: dict[tuple[int, uuid.UUID], tuple[Outcome, Active]],
     now: datetime,
     source: str,
 ) -> tuple[int, int]:
@@ -292,8 +306,15 @@ def _apply(
     recheck_new: list[MembershipRecheck] = []
     recheck_moved: list[MembershipRecheck] = []
     recheck_gone: list[int] = []
-    for (sid, pid), (outcome, reason) in results.items():
+    for (sid, pid), (outcome, active) in results.items():
         row = current.get((sid, pid))
+        changed = outcome.member != (row is not None)
+        # The reason is built only for what changes (this runs for every event).
+        reason = (
+            _reason(active.plan, outcome, source=source, version=active.segment.version)
+            if changed
+            else {}
+        )
         if outcome.member and row is None:
             entering.append(
                 Membership(
@@ -377,14 +398,9 @@ def profiles_evaluate(
         .values_list("pk", flat=True)
     )
     facts = facts_load(live, [a.plan for a in active], now)
-    results: dict[tuple[int, uuid.UUID], tuple[Outcome, dict[str, Any]]] = {}
-    for a in active:
-        for pid in live:
-            outcome = evaluate(a.plan, facts[pid], now)
-            results[(a.segment.pk, pid)] = (
-                outcome,
-                _reason(a.plan, outcome, source=str(source), version=a.segment.version),
-            )
+    results = {
+        (a.segment.pk, pid): (evaluate(a.plan, facts[pid], now), a) for a in active for pid in live
+    }
     return _apply(results, now, str(source))
 
 
