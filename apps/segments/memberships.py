@@ -532,12 +532,23 @@ _MEMBERSHIP = (
 )
 
 
-def _swap(segment_id: int, token: int, started: datetime, version: int) -> tuple[int, int]:
+def _swap(
+    segment_id: int,
+    token: int,
+    started: datetime,
+    version: int,
+    *,
+    source: str = MembershipSource.REFRESH,
+    gone_text: str = "no longer matches the condition",
+) -> tuple[int, int]:
+    """Swap the staged member set (``token``) in as ``version``: exits and entries,
+    each with its outbox rows, and the staged rechecks. Rows changed since
+    ``started`` (by real time, on newer data) are left alone. Also used by the apps
+    that write a segment's members themselves (clustering), with their ``source``."""
     now = _adapt(timezone.now())
     at = _adapt(started)
-    gone = json.dumps(
-        {"source": "refresh", "version": version, "text": "no longer matches the condition"}
-    )
+    source = str(source)
+    gone = json.dumps({"source": source, "version": version, "text": gone_text})
     exit_args = [segment_id, at, token]
     enter_args = [token, segment_id, at]
     with connection.cursor() as cursor:
@@ -547,18 +558,18 @@ def _swap(segment_id: int, token: int, started: datetime, version: int) -> tuple
                       UPDATE segments_membership m
                          SET exited_at = %s, changed_at = %s, exit_reason = %s::jsonb
                        WHERE {_EXIT_WHERE} RETURNING m.profile_id)
-                    {_OUTBOX} SELECT %s, profile_id, 'exited', %s, 'refresh', %s FROM gone""",
-                [now, now, gone, *exit_args, segment_id, now, version],
+                    {_OUTBOX} SELECT %s, profile_id, 'exited', %s, %s, %s FROM gone""",
+                [now, now, gone, *exit_args, segment_id, now, source, version],
             )
             exited = cursor.rowcount
             cursor.execute(
                 f"""WITH added AS (
                       {_MEMBERSHIP}
-                      SELECT %s, s.profile_id, %s, NULL, s.reason, '{{}}'::jsonb, 'refresh', %s, %s
+                      SELECT %s, s.profile_id, %s, NULL, s.reason, '{{}}'::jsonb, %s, %s, %s
                         FROM segments_refreshstaging s WHERE {_ENTER_WHERE}
                       ON CONFLICT DO NOTHING RETURNING profile_id)
-                    {_OUTBOX} SELECT %s, profile_id, 'entered', %s, 'refresh', %s FROM added""",
-                [segment_id, now, version, now, *enter_args, segment_id, now, version],
+                    {_OUTBOX} SELECT %s, profile_id, 'entered', %s, %s, %s FROM added""",
+                [segment_id, now, source, version, now, *enter_args, segment_id, now, source, version],
             )
             entered = cursor.rowcount
             cursor.execute(
@@ -572,9 +583,9 @@ def _swap(segment_id: int, token: int, started: datetime, version: int) -> tuple
             )
         else:
             cursor.execute(
-                f"""{_OUTBOX} SELECT %s, m.profile_id, 'exited', %s, 'refresh', %s
+                f"""{_OUTBOX} SELECT %s, m.profile_id, 'exited', %s, %s, %s
                       FROM segments_membership m WHERE {_EXIT_WHERE}""",
-                [segment_id, now, version, *exit_args],
+                [segment_id, now, source, version, *exit_args],
             )
             exited = cursor.rowcount
             cursor.execute(
@@ -584,16 +595,16 @@ def _swap(segment_id: int, token: int, started: datetime, version: int) -> tuple
                 [now, now, gone, *exit_args],
             )
             cursor.execute(
-                f"""{_OUTBOX} SELECT %s, s.profile_id, 'entered', %s, 'refresh', %s
+                f"""{_OUTBOX} SELECT %s, s.profile_id, 'entered', %s, %s, %s
                       FROM segments_refreshstaging s WHERE {_ENTER_WHERE}""",
-                [segment_id, now, version, *enter_args],
+                [segment_id, now, source, version, *enter_args],
             )
             entered = cursor.rowcount
             cursor.execute(
                 f"""{_MEMBERSHIP}
-                    SELECT %s, s.profile_id, %s, NULL, s.reason, '{{}}', 'refresh', %s, %s
+                    SELECT %s, s.profile_id, %s, NULL, s.reason, '{{}}', %s, %s, %s
                       FROM segments_refreshstaging s WHERE {_ENTER_WHERE}""",
-                [segment_id, now, version, now, *enter_args],
+                [segment_id, now, source, version, now, *enter_args],
             )
             cursor.execute(
                 """INSERT INTO segments_membershiprecheck (segment_id, profile_id, due_at)
