@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "apps.events",
     "apps.consent",
     "apps.segments",
+    "apps.clustering",
     "simple_history",
 ]
 
