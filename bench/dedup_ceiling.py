@@ -86,6 +86,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--junior-share", type=float, default=None)
+    parser.add_argument(
+        "--generator",
+        choices=("own", "crm"),
+        default="own",
+        help="own: bench/dedup.py's records; crm: bench/dedup_gen2.py's CRM imports",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings.local")
@@ -121,7 +127,12 @@ def main() -> None:
         parser.error(f"--junior-share must be within 0 and {JUNIOR_SHARE}")
 
     start = time.perf_counter()
-    generated = Generator(size=args.size, seed=args.seed, junior_share=share).records()
+    if args.generator == "crm":
+        from dedup_gen2 import CrmGenerator
+
+        generated: list[Any] = CrmGenerator(size=args.size, seed=args.seed).records()
+    else:
+        generated = Generator(size=args.size, seed=args.seed, junior_share=share).records()
     entity = [r.entity for r in generated]
     ids = [uuid.UUID(int=(args.seed << 64) + n, version=4) for n in range(len(generated))]
     specs = BUILTIN_FIELDS
@@ -169,7 +180,10 @@ def main() -> None:
     ]
     precision, recall, wrong = _quality(clusters, entity, len(true_pairs))
     roles = Counter(r.role for r in generated)
-    print(f"dedup ceiling: {args.size:,} records, seed {args.seed}, junior share {share:.4f}")
+    print(
+        f"dedup ceiling: {args.generator} generator, {args.size:,} records, seed {args.seed}, "
+        f"junior share {share:.4f}"
+    )
     print(f"records by role   {dict(roles)}")
     print(f"matching          {seconds:.1f} s in memory; {len(left):,} pairs compared")
     print(
