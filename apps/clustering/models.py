@@ -128,6 +128,28 @@ class ClusteringConfig(models.Model):
     def __str__(self) -> str:
         return self.name or self.key
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .services import config_problems
+
+        fields = (
+            "features",
+            "k_min",
+            "k_max",
+            "max_cluster_share",
+            "eps",
+            "silhouette_sample_size",
+            "fit_sample_size",
+            "min_samples",
+            "time_limit_seconds",
+            "pca_components",
+            "schedule",
+        )
+        problems = config_problems({name: getattr(self, name) for name in fields})
+        if problems:
+            raise ValidationError(problems)
+
 
 class RunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
