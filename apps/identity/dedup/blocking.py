@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -78,6 +79,101 @@ def _address(v: dict[str, str]) -> list[str]:
     return [f"{postal}|{number}"] if postal and number else []
 
 
+# Letters that sound alike or that typists and OCR confuse, as one: c/k/q, s/z,
+# v/w/f (ph is f), i/y, m/n, d/t, b/p.
+_SOUNDS = str.maketrans("ckqszvwfyimndtbpg", "kkkssfffiimmttppk")
+_SOFT = frozenset("aeiouhy")
+
+
+@lru_cache(maxsize=200_000)
+def sound_key(name: str) -> str:
+    """A rough phonetic key of a normalized name, for blocking only: the first
+    letter, then the consonants with alike ones merged and repeats collapsed, four
+    characters at most (Philips, Phillipps and Filips share "fflp"... "flp").
+    Two spellings of one name share it far more often than they share their letters,
+    and unrelated names seldom do."""
+    text = name.replace("ph", "f").replace("ck", "k").replace("rn", "m").translate(_SOUNDS)
+    if not text:
+        return ""
+    out = [text[0]]
+    for char in text[1:]:
+        if char in _SOFT or char == out[-1]:
+            continue
+        out.append(char)
+    return "".join(out)[:4]
+
+
+def _sounds(v: dict[str, str]) -> tuple[str, str]:
+    first, last = _names(v)
+    return sound_key(first), sound_key(last)
+
+
+def _postal_last_sound(v: dict[str, str]) -> list[str]:
+    # A surname spelt or read another way, at one postal code (whatever the street).
+    postal, (_, last) = v.get("address:postal", ""), _sounds(v)
+    return [f"{postal}|{last}"] if postal and last else []
+
+
+def _postal_first_sound(v: dict[str, str]) -> list[str]:
+    # The same, for a surname that changed or went missing.
+    postal, (first, _) = v.get("address:postal", ""), _sounds(v)
+    return [f"{postal}|{first}"] if postal and first else []
+
+
+def _name_sounds(v: dict[str, str]) -> list[str]:
+    # Both names spelt another way, in either order, anywhere.
+    first, last = _sounds(v)
+    return ["|".join(sorted((first, last)))] if first and last else []
+
+
+def _initials_year(v: dict[str, str]) -> list[str]:
+    # Two letters of each name (in either order) and the year of birth: the names'
+    # ends mistyped, the address and the rest of the birthday changed.
+    first, last = _names(v)
+    year = v.get("birthday", "")[:4]
+    if not (first and last and year):
+        return []
+    return [f"{'|'.join(sorted((first[:2], last[:2])))}|{year}"]
+
+
+def _city_number(v: dict[str, str]) -> list[str]:
+    # One house number in one town or suburb: a postal code mistyped or missing.
+    city = v.get("address:city", "").replace(" ", "")
+    number = street_numbers(v.get("address:street", ""))
+    return [f"{city}|{number}"] if city and number else []
+
+
+def _street_postal(v: dict[str, str]) -> list[str]:
+    # One street at one postal code, the house number mistyped or missing.
+    postal = v.get("address:postal", "")
+    words = "".join(w for w in v.get("address:street", "").split() if not w[:1].isdigit())
+    return [f"{postal}|{words[:10]}"] if postal and len(words) >= 4 else []
+
+
+def _city_sounds(v: dict[str, str]) -> list[str]:
+    # Either name's sound in one town or suburb: the postal code mistyped or missing.
+    city = v.get("address:city", "").replace(" ", "")
+    if not city:
+        return []
+    return [f"{city}|{sound}" for sound in dict.fromkeys(_sounds(v)) if sound]
+
+
+def _initials_day(v: dict[str, str]) -> list[str]:
+    # Two letters of each name (in either order) and the day and month of birth:
+    # the year mistyped, the address changed.
+    first, last = _names(v)
+    birthday = v.get("birthday", "")
+    if not (first and last and birthday):
+        return []
+    return [f"{'|'.join(sorted((first[:2], last[:2])))}|{birthday[4:]}"]
+
+
+def _postal_year(v: dict[str, str]) -> list[str]:
+    # One postal code and year of birth: both names mistyped.
+    postal, year = v.get("address:postal", ""), v.get("birthday", "")[:4]
+    return [f"{postal}|{year}"] if postal and year else []
+
+
 @dataclass(frozen=True)
 class BlockingPass:
     name: str
@@ -94,6 +190,15 @@ BUILTIN_PASSES: tuple[BlockingPass, ...] = (
     BlockingPass("last_first2", ("first_name", "last_name"), _last_first2),
     BlockingPass("nickname", ("first_name", "last_name"), _nickname),
     BlockingPass("address", ("address",), _address),
+    BlockingPass("postal_last_sound", ("address", "last_name"), _postal_last_sound),
+    BlockingPass("postal_first_sound", ("address", "first_name"), _postal_first_sound),
+    BlockingPass("name_sounds", ("first_name", "last_name"), _name_sounds),
+    BlockingPass("initials_year", ("first_name", "last_name", "birthday"), _initials_year),
+    BlockingPass("city_number", ("address",), _city_number),
+    BlockingPass("street_postal", ("address",), _street_postal),
+    BlockingPass("city_sounds", ("address", "first_name", "last_name"), _city_sounds),
+    BlockingPass("initials_day", ("first_name", "last_name", "birthday"), _initials_day),
+    BlockingPass("postal_year", ("address", "birthday"), _postal_year),
 )
 
 
