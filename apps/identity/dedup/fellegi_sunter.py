@@ -25,6 +25,9 @@ M_FLOOR = 1e-3
 # A weight beyond this says more than any one field can (and EM on a few pairs
 # happily produces infinities).
 MAX_WEIGHT = 20.0
+# The match probability shown is kept within these (see ``Model.probability``).
+PROBABILITY_MIN = 0.001
+PROBABILITY_MAX = 0.999
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -85,8 +88,14 @@ class Model:
         return self.field_weights(level).sum(axis=1)
 
     def probability(self, score: FloatArray) -> FloatArray:
-        prior = np.log2(max(self.lam, EPS) / max(1 - self.lam, EPS))
-        return 1.0 / (1.0 + np.exp2(-(score + prior)))
+        """P(one person | the pair's levels): the score plus the prior log-odds
+        (``lam``, the share of matches among all pairs), clipped to
+        [PROBABILITY_MIN, PROBABILITY_MAX]: past those no benchmark of ours can
+        check it, and the model's independence of fields overstates certainty."""
+        lam = min(max(self.lam, 1e-12), 1 - 1e-12)
+        prior = np.log2(lam / (1 - lam))
+        p = 1.0 / (1.0 + np.exp2(-(np.asarray(score, dtype=float) + prior)))
+        return np.clip(p, PROBABILITY_MIN, PROBABILITY_MAX)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ import pytest
 
 from apps.identity.dedup.models import DedupConfig, DedupRun, DuplicateCandidate
 from apps.identity.dedup.services import dedup_run, duplicate_candidate_reject
+from apps.identity.dedup.services.scoring import CONTACT_DIFFERS
 from apps.identity.models import Identifier, Profile, ProfileMerge
 from apps.identity.services import profile_split
 
@@ -229,7 +230,7 @@ def test_father_and_son_with_one_name_and_address_are_not_merged(
     assert Profile.objects.live().filter(id__in=[father.id, son.id]).count() == 2
     candidate = DuplicateCandidate.objects.get()
     assert candidate.status == DuplicateCandidate.Status.PENDING
-    assert candidate.evidence["vetoes"] == ["no email, phone or birthday in common"]
+    assert candidate.evidence["vetoes"] == [CONTACT_DIFFERS]
 
 
 def test_likely_pairs_wait_in_the_review_queue(make_profile: MakeProfile) -> None:
@@ -435,4 +436,4 @@ def test_a_son_joins_neither_his_father_nor_the_fathers_duplicate_with_a_typo(
     assert son.merged_into_id is None
     pair = DuplicateCandidate.objects.get(run=incremental)
     assert pair.evidence["merged_profile"] is True
-    assert pair.evidence["vetoes"] == ["no email, phone or birthday in common"]
+    assert pair.evidence["vetoes"] == [CONTACT_DIFFERS]

@@ -127,7 +127,7 @@ def test_change_page_shows_the_pair_side_by_side(make_profile: MakeProfile, staf
     assert "robert.kowalski@example.com" in page and "rk@web.de" in page
     assert "42 Maple Street, 62704, Springfield, IL, US" in page
     assert 'name="_dedup_merge"' in page and 'name="_dedup_reject"' in page
-    assert "No automatic merge: first names only alike" in page
+    assert "No automatic merge: first names differ or are only alike" in page
 
 
 def test_not_the_same_person_button(make_profile: MakeProfile, staff: Client) -> None:
