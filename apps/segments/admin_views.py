@@ -139,8 +139,8 @@ def size_chart_svg(segment: Segment, *, now: datetime | None = None) -> SafeStri
     now_size = series[-1][1]
     peak = max(n for _, n in series)
     desc = (
-        f"From {_label(first)} to {_label(last)}: {now_size} members now, "
-        f"at most {peak}, over {len(series)} points."
+        f"From {_label(first)} to {_label(last)}: {now_size} "
+        f"member{'' if now_size == 1 else 's'} now, at most {peak}."
     )
     y_ticks = sorted({0, top // 2, top}) if top > 1 else [0, 1]
     y_axis = format_html_join(
@@ -152,20 +152,24 @@ def size_chart_svg(segment: Segment, *, now: datetime | None = None) -> SafeStri
             for t in y_ticks
         ),
     )
-    x_ticks = [series[0][0], series[len(series) // 2][0], series[-1][0]]
-    anchors = ["start", "middle", "end"]
+    # Start, middle and end, leaving out a label that would overlap its neighbour
+    # (a young segment's points are seconds apart).
+    x_ticks: list[tuple[datetime, str]] = []
+    for at, anchor in ((first, "start"), (series[len(series) // 2][0], "middle"), (last, "end")):
+        if not x_ticks or x(at) - x(x_ticks[-1][0]) >= 140:
+            x_ticks.append((at, anchor))
+    if x_ticks[-1][0] != last and len(x_ticks) > 1:
+        x_ticks[-1] = (last, "end")
     x_axis = format_html_join(
         "",
         '<text x="{}" y="{}" text-anchor="{}" font-size="11" fill="#666">{}</text>',
-        (
-            (f"{x(at):.1f}", CHART_H - PAD_B + 16, anchor, _label(at))
-            for at, anchor in zip(x_ticks, anchors, strict=True)
-        ),
+        ((f"{x(at):.1f}", CHART_H - PAD_B + 16, anchor, _label(at)) for at, anchor in x_ticks),
     )
     return format_html(
         '<svg id="segment-size-chart" class="segment-size-chart" role="img" '
         'aria-labelledby="size-chart-title size-chart-desc" viewBox="0 0 {w} {h}" '
-        'width="100%" style="max-width:{w}px" xmlns="http://www.w3.org/2000/svg">'
+        'width="{w}" height="{h}" style="max-width:100%;height:auto" '
+        'xmlns="http://www.w3.org/2000/svg">'
         '<title id="size-chart-title">{title}</title><desc id="size-chart-desc">{desc}</desc>'
         "{y_axis}"
         '<line x1="{l}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/>'

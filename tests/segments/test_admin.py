@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
+from django.utils import timezone
 
 from apps.identity.models import Identifier
 from apps.segments.memberships import segment_save
@@ -539,6 +541,43 @@ def test_the_segment_page_shows_its_size_chart_history_and_members_with_reasons(
         assert f'<a href="/admin/identity/profile/{pid}/change/"><code>id:{pid}</code></a>' in page
     assert "<summary>why?</summary>" in members[0]
     assert "<li>✓ orders_count gte 1 (saw 1)</li>" in members[0]
+
+
+def test_the_size_chart_draws_entries_and_exits_over_time(make_profile):
+    # given a segment ten hours old: one member since 9 h ago, one from 5 h to 2 h ago
+    from apps.segments.admin_views import size_chart_svg
+
+    now = timezone.now()
+    segment = Segment.objects.create(key="persona-1", name="Persona", kind=SegmentKind.CLUSTER)
+    Segment.objects.filter(pk=segment.pk).update(created_at=now - timedelta(hours=10))
+    segment.refresh_from_db()
+    for n, (entered, exited) in enumerate(((9, None), (5, 2))):
+        Membership.objects.create(
+            segment=segment,
+            profile=make_profile(("user_id", f"u{n}")),
+            entered_at=now - timedelta(hours=entered),
+            exited_at=None if exited is None else now - timedelta(hours=exited),
+            changed_at=now,
+            source="cluster",
+        )
+
+    # when
+    svg = str(size_chart_svg(segment, now=now))
+
+    # then the line goes 0, 1, 2 and back to 1, on a scale up to 2 (y 180 is 0, y 16 is 2)
+    points = re.search(r'points="([^"]+)"', svg).group(1).split()
+    heights = [float(p.split(",")[1]) for p in points]
+    levels = [h for i, h in enumerate(heights) if i == 0 or h != heights[i - 1]]
+    assert levels == [180.0, 98.0, 16.0, 98.0]
+    assert len(points) == 60
+    assert f"From {now - timedelta(hours=10):%Y-%m-%d %H:%M}" in svg
+    assert "1 member now, at most 2." in svg
+    # y axis 0, 1, 2; x axis start, middle and end
+    assert re.findall(r'text-anchor="end" font-size="11" fill="#666">(\d+)</text>', svg) == [
+        "0", "1", "2",
+    ]  # fmt: skip
+    assert len(re.findall(r'text-anchor="(?:start|middle|end)" font-size="11" fill="#666">'
+                          r"\d{4}-", svg)) == 3  # fmt: skip
 
 
 def test_the_members_are_paged(admin_client, make_profile, monkeypatch):

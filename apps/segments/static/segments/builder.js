@@ -279,7 +279,7 @@
     }
 
     function featureBody(node, body) {
-      body.appendChild(select("cb-feature", "Feature", cfg.features.map(function (f) {
+      body.appendChild(select("cb-feature-name", "Feature", cfg.features.map(function (f) {
         return [f.name, f.name + " (" + f.kind + ")"];
       }), node.name, function (name) {
         node.name = name;
@@ -309,7 +309,7 @@
     function segmentBody(node, body) {
       var options = cfg.segments.map(function (s) { return [s.key, s.name + " (" + s.key + ")"]; });
       if (!options.length) body.appendChild(el("span", { "class": "help", text: "No other segment exists yet. " }));
-      body.appendChild(select("cb-segment", "Segment", options, node.key, function (key) { node.key = key; changed(false); }));
+      body.appendChild(select("cb-segment-key", "Segment", options, node.key, function (key) { node.key = key; changed(false); }));
     }
 
     function consentBody(node, body) {
