@@ -272,7 +272,9 @@ def _leaf(q: _Query, leaf: Leaf) -> tuple[str, str]:
         sign = {">=": ">=", "=": "=", "<": "<"}[node.get("times_op", ">=")]
         return f"({count} {sign} {times})", count
     if kind == "consent":
-        return _consent(q, node["purpose"]), "NULL"
+        # Its value in the reason is whether it held, as the evaluator gives it.
+        expr = _consent(q, node["purpose"])
+        return expr, expr
     if kind == "member":
         sid = Segment.objects.filter(key=node["key"]).values_list("id", flat=True).first()
         if sid is None:

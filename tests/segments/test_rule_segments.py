@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from apps.consent.services.consent import consent_grant
+from apps.consent.services.defaults import purposes_default_ensure
 from apps.identity.models import Identifier
 from apps.segments.memberships import (
     profile_segment_keys,
@@ -189,3 +191,35 @@ def test_a_segment_below_its_minimum_size_is_not_activated(make_profile):
     make_profile(("user_id", "m4"), traits={"vip": True})
     segment_refresh(segment)
     assert segment.size == 5 and segment.activated
+
+
+def test_a_consent_condition_selects_the_consenting_in_refresh_and_in_real_time(post_events):
+    # given a consenting customer and one who never answered
+    purposes_default_ensure()
+    post_events("/v1/batch", _views("yes", [5]))
+    post_events("/v1/batch", _views("no", [5]))
+    consent_grant(profile_id=_pid("yes"), purpose="personalization", source="test")
+    condition = {
+        "type": "and",
+        "children": [
+            {"type": "consent", "purpose": "personalization"},
+            {"type": "performed", "event": "Product Viewed", "within_seconds": 3600},
+        ],
+    }
+
+    # when the segment is saved (a batch refresh: SQL on PostgreSQL)
+    segment = segment_save(key="consenting-viewers", name="Consenting", condition=condition)
+
+    # then only the consenting one is in, and the reason says the consent held
+    members = Membership.objects.filter(segment=segment, exited_at__isnull=True)
+    assert [m.profile_id for m in members] == [_pid("yes")]
+    assert members[0].reason["conditions"][0]["held"] is True
+    assert members[0].reason["conditions"][0]["value"] is True
+
+    # when the other one consents and views again (real time)
+    consent_grant(profile_id=_pid("no"), purpose="personalization", source="test")
+    post_events("/v1/batch", _views("no", [1]))
+
+    # then she is in too, with the same reason shape
+    row = Membership.objects.get(segment=segment, profile_id=_pid("no"), exited_at__isnull=True)
+    assert row.reason["conditions"][0] == {**members[0].reason["conditions"][0]}
