@@ -244,10 +244,12 @@ def facts_load(
     member_keys = set().union(*(plan.member_keys for plan in plans)) if plans else set()
     member_of: dict[uuid.UUID, set[str]] = defaultdict(set)
     if member_keys:
+        # By profile only (see _apply): a profile's own current rows.
         for pid, key in Membership.objects.filter(
-            profile_id__in=ids, segment__key__in=member_keys, exited_at__isnull=True
+            profile_id__in=ids, exited_at__isnull=True
         ).values_list("profile_id", "segment__key"):
-            member_of[pid].add(key)
+            if key in member_keys:
+                member_of[pid].add(key)
     after = _cart_after()
     return {
         pid: Facts(
@@ -288,17 +290,21 @@ def _apply(
     segment_ids = {sid for sid, _ in results}
     profile_ids = {pid for _, pid in results}
     _segment_locks(segment_ids, exclusive=False)
+    # Read by profile only, and pick the segments here: with a segment predicate
+    # too, the planner may scan every current member of those segments (it did,
+    # at 1M profiles, whenever a refresh had just written rows its statistics
+    # did not know yet); a profile's own rows are a few index entries.
     current = {
         (m.segment_id, m.profile_id): m
-        for m in Membership.objects.filter(
-            segment_id__in=segment_ids, profile_id__in=profile_ids, exited_at__isnull=True
+        for m in Membership.objects.filter(profile_id__in=profile_ids, exited_at__isnull=True).only(
+            "id", "segment_id", "profile_id"
         )
+        if m.segment_id in segment_ids
     }
     rechecks = {
         (r.segment_id, r.profile_id): r
-        for r in MembershipRecheck.objects.filter(
-            segment_id__in=segment_ids, profile_id__in=profile_ids
-        )
+        for r in MembershipRecheck.objects.filter(profile_id__in=profile_ids)
+        if r.segment_id in segment_ids
     }
     entering: list[Membership] = []
     exiting: list[Membership] = []
@@ -569,7 +575,18 @@ def _swap(
                         FROM segments_refreshstaging s WHERE {_ENTER_WHERE}
                       ON CONFLICT DO NOTHING RETURNING profile_id)
                     {_OUTBOX} SELECT %s, profile_id, 'entered', %s, %s, %s FROM added""",
-                [segment_id, now, source, version, now, *enter_args, segment_id, now, source, version],
+                [
+                    segment_id,
+                    now,
+                    source,
+                    version,
+                    now,
+                    *enter_args,
+                    segment_id,
+                    now,
+                    source,
+                    version,
+                ],
             )
             entered = cursor.rowcount
             cursor.execute(
