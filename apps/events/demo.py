@@ -854,6 +854,38 @@ class DemoGenerator:
                 self.stats.by_event[event.get("event") or event["type"]] += 1
             yield events
 
+    def live_events(self, now: datetime, *, visitors: int = 5) -> list[dict[str, Any]]:
+        """A visit going on right now: the customers who like shoes best each look at
+        three pairs within the last 40 minutes, signed in on their first device.
+
+        What makes "currently browsing shoes" (a real-time segment over the last
+        hour) show members when the demo is opened, and lose them by themselves an
+        hour later. Unlike the history, these times follow ``now`` itself; their
+        Random is seeded apart, so the history stays as it was.
+        """
+        shoes = self.categories.index("Shoes")
+        fans = sorted(
+            (p for p in self.people if p.user_id is not None and p.persona is not VISITOR),
+            key=lambda p: (-p.affinity[shoes], p.index),
+        )[:visitors]
+        events: list[dict[str, Any]] = []
+        for person in fans:
+            writer = _PersonWriter(self, person)
+            # Seeded apart from the history, and not by the time: loading the same
+            # seed again (--force) sends the same messageIds, which are skipped.
+            writer.rng = random.Random(f"{self.seed}:{person.index}:live")
+            device = person.devices[0]
+            writer.signed_in.add(device.anonymous_id)
+            session = _Session(writer, device, now - timedelta(minutes=40))
+            for _ in range(3):
+                product = self.product_pick(writer.rng, "Shoes", person.persona.price_bias)
+                session._view_product(product)
+                session.clock += timedelta(minutes=writer.rng.uniform(4, 9))
+            # Three views and their pages end at most about 35 minutes later: before now.
+            events.extend(writer.events)
+        events.sort(key=lambda e: e["timestamp"])
+        return events
+
     def product_pick(self, rng: random.Random, category: str, bias: float) -> Product:
         products = self.by_category[category]
         weights = self._product_weights.get((category, bias))

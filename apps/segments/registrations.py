@@ -27,6 +27,7 @@ from apps.identity.hooks import ProfilesMerged, ProfileSplit, merged, split
 from apps.identity.sections import profile_admin_context, profile_api_fields
 
 from .api import profile_fields  # noqa: F401  (the profile detail's "segments" field)
+from .demo import demo_segments
 from .features import PUBLIC_FEATURES
 from .memberships import (
     memberships_erase,
@@ -137,3 +138,7 @@ def demo_rfm() -> str:
     )
     top = ", ".join(f"{g['rfm_group']} {g['n']}" for g in groups[:4])
     return f"  features:           RFM scores for {scored:,} customers ({top}, ...)"
+
+
+# After the RFM scores (10): the demo's segments use them.
+demo_steps.register("segments.segments", demo_segments, order=20)

@@ -14,13 +14,20 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.forms.models import model_to_dict
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.identity.models import Identifier
 from apps.identity.services import profile_merge, profile_split
 from apps.segments.features import EventView, features_fold_all
-from apps.segments.models import ProfileFeatures, RfmGroup
+from apps.segments.models import (
+    Membership,
+    MembershipRecheck,
+    ProfileFeatures,
+    RfmGroup,
+    Segment,
+)
 from apps.segments.services import (
     _RFM_GRID,
     features_public,
@@ -373,6 +380,22 @@ def test_the_demo_shows_features_and_rfm_groups_at_once() -> None:
     assert with_orders.exists()
     assert not with_orders.filter(rfm_group="").exists()
     assert ProfileFeatures.objects.filter(product_views__gt=0, sessions_count__gt=0).exists()
+
+    # and the demo's rule segments have their members: the live visit's shoppers
+    # are browsing shoes now, and each has a recheck due when the hour is over
+    assert "segments:           7 rule segments" in out.getvalue()
+    browsing = Segment.objects.get(key="browsing-shoes")
+    members = set(
+        Membership.objects.filter(segment=browsing, exited_at__isnull=True).values_list(
+            "profile_id", flat=True
+        )
+    )
+    assert len(members) == 5
+    due = MembershipRecheck.objects.filter(segment=browsing, profile_id__in=members)
+    assert due.count() == 5
+    soon = timezone.now() + timedelta(hours=1)
+    assert all(r.due_at <= soon for r in due)
+    assert Segment.objects.exclude(key="browsing-shoes").filter(size__gt=0).exists()
 
 
 def test_a_batch_whose_events_moved_in_a_merge_is_folded_where_they_are(post_events):

@@ -127,6 +127,11 @@ class Command(BaseCommand):
                 bar.update(1)
             if buffer:
                 flush(buffer)
+        # A visit going on now, so that real-time segments have members at once.
+        live = generator.live_events(timezone.now())
+        generator.stats.events += len(live)
+        if live:
+            flush(live)
 
         # Processing is called directly rather than left to Celery: the demo must be
         # complete when the command returns, with or without a worker. With eager
