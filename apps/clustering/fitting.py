@@ -429,7 +429,7 @@ def _fit_density(x: np.ndarray, s: FitSettings, population: int) -> Candidate:
         # The minimum cluster size, in the sample's terms.
         scaled = math.ceil(s.min_cluster_size * len(x) / max(population, 1))
         labels = HDBSCAN(
-            min_cluster_size=max(5, scaled), min_samples=max(1, s.min_samples)
+            min_cluster_size=max(5, scaled), min_samples=max(1, s.min_samples), copy=True
         ).fit_predict(x)
     labels = labels.astype(np.int64)
     found = int(labels.max()) + 1 if (labels >= 0).any() else 0
