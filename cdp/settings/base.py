@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "apps.consent",
     "apps.segments",
     "apps.clustering",
+    "apps.personalization",
     "simple_history",
 ]
 

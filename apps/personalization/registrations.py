@@ -1,0 +1,1 @@
+"""What personalization plugs into the layers below (filled in step by step)."""
