@@ -34,12 +34,12 @@ from .features import (
     STATE_FIELDS,
     EventView,
     FeatureState,
-    cart_abandoned,
     feature_fold,
     features_fold_all,
     top_categories,
 )
 from .models import ProfileFeatures, RfmGroup
+from .rules import feature_values, jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -264,47 +264,15 @@ def rfm_refresh() -> int:
 # --- Reading ---------------------------------------------------------------------
 
 
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at else None
-
-
 def features_public(row: ProfileFeatures | None, *, now: datetime | None = None) -> dict[str, Any]:
-    """The public features of a profile, by their exact names (PUBLIC_FEATURES)."""
+    """The public features of a profile, by their exact names (PUBLIC_FEATURES): the
+    very values a condition compares (rules.feature_values), in JSON (numbers,
+    ISO 8601), with the top categories' counts."""
     now = now or timezone.now()
-    state: Any = row if row is not None else ProfileFeatures()
-    orders = state.orders_count
-    revenue = float(state.revenue_total)
     after = timedelta(seconds=settings.CDP["CART_ABANDONED_AFTER_SECONDS"])
-    return {
-        "orders_count": orders,
-        "revenue_total": revenue,
-        "average_order_value": round(revenue / orders, 4) if orders else None,
-        "first_order_at": _iso(state.first_order_at),
-        "last_order_at": _iso(state.last_order_at),
-        "days_since_last_order": (now - state.last_order_at).days if state.last_order_at else None,
-        "first_seen_at": _iso(state.first_seen_at),
-        "last_seen_at": _iso(state.last_seen_at),
-        "active_days": state.active_days,
-        "sessions_count": state.sessions_count,
-        "average_session_seconds": (
-            round(state.session_seconds_total / state.sessions_count, 1)
-            if state.sessions_count
-            else None
-        ),
-        "page_views": state.page_views,
-        "product_views": state.product_views,
-        "top_categories": top_categories(state.category_counts or {}),
-        "cart_adds": state.cart_adds,
-        "cart_abandoned": cart_abandoned(state, now, after),
-        "email_opens": state.email_opens,
-        "email_clicks": state.email_clicks,
-        "last_device": state.last_device or None,
-        "last_country": state.last_country or None,
-        "rfm_recency": state.rfm_recency,
-        "rfm_frequency": state.rfm_frequency,
-        "rfm_monetary": state.rfm_monetary,
-        "rfm_group": state.rfm_group or None,
-    }
+    values = {name: jsonable(value) for name, value in feature_values(row, now, after).items()}
+    values["top_categories"] = top_categories(row.category_counts or {}) if row else []
+    return values
 
 
 def profile_features_get(*, profile_id: uuid.UUID) -> dict[str, Any]:
