@@ -45,7 +45,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
     Comparator.NAME: ("different", "similar or initial", "very similar or nickname", "exact"),
     Comparator.EMAIL: ("different", "same mailbox name", "typo", "exact"),
     Comparator.PHONE: ("different", "one digit off or transposed", "exact"),
-    Comparator.DATE: ("different", "one digit off or day/month swapped", "exact"),
+    Comparator.DATE: ("different", "one digit or year off, or day/month swapped", "exact"),
     Comparator.ADDRESS: (
         "different",
         "same city or postal code",
@@ -139,6 +139,8 @@ def _derive(kind: str, values: ObjectArray) -> npt.NDArray[Any]:
         "mailbox": email_local,
         "letters": _letters,
         "day_month_swapped": lambda v: v[:4] + v[6:8] + v[4:6],
+        "year": lambda v: v[:4],
+        "month_day": lambda v: v[4:],
         "house_number": street_numbers,
         "ocr": ocr_read_back,
     }
@@ -457,7 +459,18 @@ def compare_date(a_col: Any, b_col: Any) -> FieldComparison:
     distance[fuzzy] = _cpdist(a[fuzzy], b[fuzzy], OSA.distance)
     similarity[fuzzy] = _cpdist(a[fuzzy], b[fuzzy], Levenshtein.normalized_similarity)
     swapped = fuzzy & (ca.derived("day_month_swapped") == b)
-    return FieldComparison(_levels(present, fuzzy & ((distance <= 1) | swapped), exact), similarity)
+    # The year one off, day and month the same (1989-10-22, 1990-10-22): a year
+    # misremembered or mistyped across a decade.
+    year_a, year_b = ca.derived("year"), cb.derived("year")
+    next_year = np.zeros(len(a), dtype=bool)
+    same_day = fuzzy & (ca.derived("month_day") == cb.derived("month_day"))
+    if same_day.any():
+        next_year[same_day] = [
+            x.isdigit() and y.isdigit() and abs(int(x) - int(y)) == 1
+            for x, y in zip(year_a[same_day], year_b[same_day], strict=True)
+        ]
+    level = _levels(present, fuzzy & ((distance <= 1) | swapped | next_year), exact)
+    return FieldComparison(level, similarity)
 
 
 def compare_street(a_col: Any, b_col: Any) -> FieldComparison:

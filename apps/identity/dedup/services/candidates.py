@@ -145,7 +145,6 @@ def candidates_build(
     weights = model.field_weights(comparison.level)
     if adjustments is not None:
         weights = weights + adjustments
-    probability = model.probability(scores)
     if pending is None:
         pending = {
             (a, b): pk
@@ -164,12 +163,48 @@ def candidates_build(
                 profile_a_id=a,
                 profile_b_id=b,
                 score=round(float(scores[k]), 3),
-                probability=float(probability[k]),
                 evidence=evidence(records, comparison, weights, k, i, j),
                 run=run,
             )
         )
+    vetoed = np.array([bool(c.evidence["vetoes"]) for c in result])
+    probability = model.probability(scores + veto_weight(model, scores, vetoed) * vetoed)
+    for c, p in zip(result, probability.tolist(), strict=True):
+        c.probability = p
     return result
+
+
+# Below this many pairs on either side of a veto, its weight is not estimated.
+VETO_EM_MIN_PAIRS = 20
+VETO_DEFAULT_WEIGHT = -8.0
+
+
+def veto_weight(model: Model, scores: np.ndarray, vetoed: np.ndarray) -> float:
+    """How much a veto says, in the score's bits, for the probability shown: EM for
+    one more binary field ("a veto holds the pair") over these pairs, with the
+    model's own weights and prior held fixed. A veto keeps a pair from merging
+    whatever its score; the probability should say how likely such pairs still
+    are one person, not repeat the score. Pairs below the review threshold are
+    not among these (their vetoes are not computed), which overstates u and so
+    errs towards the lower probability. Too few pairs: VETO_DEFAULT_WEIGHT."""
+    fired = int(vetoed.sum())
+    if fired < VETO_EM_MIN_PAIRS or len(vetoed) - fired < VETO_EM_MIN_PAIRS:
+        return VETO_DEFAULT_WEIGHT
+    lam = min(max(model.lam, 1e-12), 1 - 1e-12)
+    base = scores + np.log2(lam / (1 - lam))
+    weight = VETO_DEFAULT_WEIGHT
+    for _ in range(100):
+        post = 1.0 / (1.0 + np.exp2(-np.clip(base + weight * vetoed, -1000, 1000)))
+        m = (post * vetoed).sum() / max(post.sum(), 1e-12)
+        u = ((1 - post) * vetoed).sum() / max((1 - post).sum(), 1e-12)
+        new = float(np.clip(np.log2(max(m, 1e-9) / max(u, 1e-9)), -MAX_VETO_BITS, 0.0))
+        if abs(new - weight) < 1e-4:
+            return new
+        weight = new
+    return weight
+
+
+MAX_VETO_BITS = 30.0
 
 
 _CANDIDATE_FIELDS = [
