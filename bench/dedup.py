@@ -597,6 +597,122 @@ def _birthday_typo(rng: random.Random, birthday: str) -> str:
 
 # --- running through the product ----------------------------------------------------------
 
+IDENTIFY_BATCH = 500  # events per /v1/batch request
+ANONYMOUS_PREFIX = "bench-dedup-"
+
+
+class _Api:
+    """The product as a user reaches it: a write key and identify events posted to
+    /v1/batch (processed as they arrive: eager tasks), a read-only API token and the
+    cursor-paginated profile list (Django's test client, in this process)."""
+
+    def __init__(self) -> None:
+        import io
+
+        from django.core.management import call_command
+        from django.test import Client
+
+        out = io.StringIO()
+        call_command("create_source", "bench-dedup", stdout=out)
+        self.write_key = out.getvalue().strip()
+        out = io.StringIO()
+        call_command("create_api_token", "bench-dedup-reader", "--read-only", stdout=out)
+        self.token = out.getvalue().strip()
+        self.client = Client()
+
+    def post_identifies(self, records: list[Any], seed: int) -> None:
+        import base64
+
+        auth = "Basic " + base64.b64encode(f"{self.write_key}:".encode()).decode()
+        start_time = datetime(2024, 1, 1, tzinfo=UTC)
+        for start in range(0, len(records), IDENTIFY_BATCH):
+            batch = [
+                {
+                    "type": "identify",
+                    "anonymousId": f"{ANONYMOUS_PREFIX}{i}",
+                    "traits": record.traits,
+                    "messageId": f"bench-dedup-{seed}-{i}",
+                    "timestamp": (start_time + timedelta(seconds=i)).isoformat(),
+                }
+                for i, record in enumerate(records[start : start + IDENTIFY_BATCH], start)
+            ]
+            response = self.client.post(
+                "/v1/batch",
+                data=json.dumps({"batch": batch}),
+                content_type="application/json",
+                HTTP_AUTHORIZATION=auth,
+            )
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"/v1/batch answered {response.status_code}: {response.content[:300]!r}"
+                )
+
+    def profiles_of_records(self, count: int) -> list[Any]:
+        """The live profile of each record (by its anonymous id), read page by page
+        from GET /api/v1/profiles."""
+        import uuid
+
+        owner: dict[int, Any] = {}
+        url: str | None = "/api/v1/profiles?limit=500"
+        while url:
+            response = self.client.get(url, HTTP_AUTHORIZATION=f"Bearer {self.token}")
+            if response.status_code != 200:
+                raise RuntimeError(f"/api/v1/profiles answered {response.status_code}")
+            data = response.json()
+            for profile in data["results"]:
+                for identifier in profile["identifiers"]:
+                    value = identifier["value"]
+                    if identifier["type"] == "anonymous_id" and value.startswith(ANONYMOUS_PREFIX):
+                        owner[int(value.removeprefix(ANONYMOUS_PREFIX))] = uuid.UUID(profile["id"])
+            url = data.get("next")
+        if len(owner) != count:
+            raise RuntimeError(f"the profile API lists {len(owner)} of {count} records")
+        return [owner[i] for i in range(count)]
+
+
+def blocking_recall(records: list[Any]) -> dict[str, Any]:
+    """The product's blocking (apps/identity/dedup.blocking) on the records' traits:
+    the share of true pairs that become candidates, and the share whose two records
+    are joined through candidate pairs of one person (what merging can reach)."""
+    import uuid
+
+    import numpy as np
+
+    from apps.identity.dedup.blocking import block_keys, candidate_pairs
+    from apps.identity.dedup.records import build_records
+    from apps.identity.dedup.services.config import dedup_settings_load
+
+    settings = dedup_settings_load()
+    rows = [(uuid.UUID(int=i + 1), r.traits) for i, r in enumerate(records)]
+    built = build_records(rows, settings.specs)
+    n = len(built)
+    left, right, stats = candidate_pairs(
+        block_keys(built), n, max_block_size=settings.max_block_size
+    )
+    entity = np.array([r.entity for r in records])
+    same = entity[left] == entity[right]
+    true_pairs = pair_count(Counter(entity.tolist()))
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, j in zip(left[same].tolist(), right[same].tolist(), strict=True):
+        parent[find(i)] = find(j)
+    reachable = pair_count(Counter((find(i), int(entity[i])) for i in range(n)))
+    return {
+        "candidates": len(left),
+        "all_pairs": n * (n - 1) // 2,
+        "true_pairs": true_pairs,
+        "true_candidates": int(same.sum()),
+        "recall": round(int(same.sum()) / true_pairs, 5) if true_pairs else 1.0,
+        "reachable": round(reachable / true_pairs, 5) if true_pairs else 1.0,
+        "per_pass": stats.per_pass,
+    }
+
 
 def recreate_database(name: str) -> None:
     import psycopg
@@ -614,17 +730,27 @@ def pair_count(counter: Counter[Any]) -> int:
     return sum(c * (c - 1) // 2 for c in counter.values())
 
 
-def child(size: int, seed: int, database: str) -> dict[str, Any]:
-    """One size, in its own process (so that peak memory is this size's)."""
+def child(size: int, seed: int, database: str, generator: str, ingest: str) -> dict[str, Any]:
+    """One size of one generator, in its own process (so that peak memory is this
+    size's)."""
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{database}"
     os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory
     os.environ["LOG_LEVEL"] = "WARNING"
+    # Events are processed as they are posted (eager tasks): resolution is part of
+    # what the ingest time measures, and no broker is shared with anyone.
+    os.environ["CELERY_BROKER_URL"] = ""
+    os.environ["ALLOWED_HOSTS"] = "testserver,localhost"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings.local")
     sys.path.insert(0, str(ROOT))
-    result: dict[str, Any] = {"size": size, "seed": seed}
+    result: dict[str, Any] = {"size": size, "seed": seed, "generator": generator, "ingest": ingest}
 
     t = time.perf_counter()
-    records = Generator(size=size, seed=seed).records()
+    if generator == "crm":
+        from dedup_gen2 import CrmGenerator
+
+        records: list[Any] = CrmGenerator(size=size, seed=seed).records()
+    else:
+        records = Generator(size=size, seed=seed).records()
     result["generate_s"] = round(time.perf_counter() - t, 1)
     result["roles"] = dict(Counter(r.role for r in records))
 
@@ -643,14 +769,24 @@ def child(size: int, seed: int, database: str) -> dict[str, Any]:
     from apps.identity.models import Profile, ProfileMerge
 
     t = time.perf_counter()
-    t0 = datetime(2024, 1, 1, tzinfo=UTC)
-    profiles = [
-        Profile(traits=r.traits, first_seen=t0 + timedelta(seconds=i), last_seen=t0)
-        for i, r in enumerate(records)
-    ]
-    Profile.objects.bulk_create(profiles, batch_size=2000)
-    ids = [p.id for p in profiles]
-    result["load_s"] = round(time.perf_counter() - t, 1)
+    api: _Api | None = None
+    if ingest == "batch":
+        api = _Api()
+        api.post_identifies(records, seed)
+        result["load_s"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        # Each record's profile, as the profile API lists it before any merge.
+        ids = api.profiles_of_records(len(records))
+        result["read_before_s"] = round(time.perf_counter() - t, 1)
+    else:
+        t0 = datetime(2024, 1, 1, tzinfo=UTC)
+        profiles = [
+            Profile(traits=r.traits, first_seen=t0 + timedelta(seconds=i), last_seen=t0)
+            for i, r in enumerate(records)
+        ]
+        Profile.objects.bulk_create(profiles, batch_size=2000)
+        ids = [p.id for p in profiles]
+        result["load_s"] = round(time.perf_counter() - t, 1)
     result["rss_before_run_mb"] = round(maxrss_mb())
 
     t = time.perf_counter()
@@ -672,7 +808,16 @@ def child(size: int, seed: int, database: str) -> dict[str, Any]:
     result["merge_records_match_score"] = ProfileMerge.objects.filter(
         reason=ProfileMerge.Reason.MATCH_SCORE
     ).count()
-    result["quality"] = evaluate(records, ids, DuplicateCandidate, Profile)
+    live_of: dict[Any, Any] | None = None
+    if api is not None:
+        # Data out as a user reads it: which live profile holds each record's
+        # anonymous id now.
+        t = time.perf_counter()
+        after = api.profiles_of_records(len(records))
+        result["read_after_s"] = round(time.perf_counter() - t, 1)
+        live_of = dict(zip(ids, after, strict=True))
+    result["quality"] = evaluate(records, ids, DuplicateCandidate, Profile, live_of)
+    result["blocking_recall"] = blocking_recall(records)
     result["thresholds_table"] = threshold_table(records, ids, DuplicateCandidate, Profile)
 
     # Incremental: 1% of the profiles change (a trait each), then a normal run.
@@ -701,10 +846,21 @@ def child(size: int, seed: int, database: str) -> dict[str, Any]:
     return result
 
 
-def evaluate(records: list[Record], ids: list[Any], candidate_model: Any, profile_model: Any):
+def evaluate(
+    records: list[Any],
+    ids: list[Any],
+    candidate_model: Any,
+    profile_model: Any,
+    live_of: dict[Any, Any] | None = None,
+) -> dict[str, Any]:
+    """Pairwise quality of the merged profiles. ``live_of``: each record's first
+    profile -> the live profile that holds it now, as read through the profile API;
+    without it, the merge chain is followed in the database."""
     parent = dict(profile_model.objects.values_list("id", "merged_into_id"))
 
     def live(pid: Any) -> Any:
+        if live_of is not None:
+            return live_of.get(pid, pid)
         while parent.get(pid) is not None:
             pid = parent[pid]
         return pid
@@ -769,7 +925,31 @@ def evaluate(records: list[Record], ids: list[Any], candidate_model: Any, profil
             by_kind[kind][1] += 1
         by_count[len(r.kinds)][0] += found
         by_count[len(r.kinds)][1] += 1
+    # Calibration of the probability stored with each candidate pair (the pairs at
+    # or above the review threshold), against the labels.
+    calibration = []
+    probabilities = []
+    for a, b, p in candidate_model.objects.values_list(
+        "profile_a_id", "profile_b_id", "probability"
+    ):
+        if a in index and b in index:
+            probabilities.append((p, entity[index[a]] == entity[index[b]]))
+    for low, high in ((0, 0.1), (0.1, 0.5), (0.5, 0.9), (0.9, 0.99), (0.99, 1.01)):
+        rows = [t for p, t in probabilities if low <= p < high]
+        if rows:
+            mean_p = sum(p for p, _ in probabilities if low <= p < high) / len(rows)
+            calibration.append(
+                [low, high, len(rows), round(mean_p, 3), round(sum(rows) / len(rows), 3)]
+            )
+    brier = base = None
+    if probabilities:
+        share = sum(t for _, t in probabilities) / len(probabilities)
+        brier = round(sum((p - t) ** 2 for p, t in probabilities) / len(probabilities), 4)
+        base = round(sum((share - t) ** 2 for _, t in probabilities) / len(probabilities), 4)
     return {
+        "calibration": calibration,
+        "brier": brier,
+        "brier_baseline": base,
         "true_pairs": true_pairs,
         "predicted_pairs": predicted_pairs,
         "correct_pairs": correct,
@@ -856,9 +1036,19 @@ def report(r: dict[str, Any]) -> None:
     n = r["size"]
     all_pairs = n * (n - 1) // 2
     b = run["blocking"]
-    print(f"\n=== {n:,} records (seed {r['seed']}) ===")
+    print(
+        f"\n=== {r['generator']} generator, {n:,} records (seed {r['seed']}), "
+        f"data in: {r['ingest']} ==="
+    )
     print(f"records by role          {r['roles']}")
     print(f"generate / migrate / load {r['generate_s']} s / {r['migrate_s']} s / {r['load_s']} s")
+    if r["ingest"] == "batch":
+        print(
+            f"  data in                {n:,} identify events through /v1/batch "
+            f"({IDENTIFY_BATCH} a request, resolved as they arrive): {r['load_s']} s; "
+            f"data out through GET /api/v1/profiles: {r['read_before_s']} s before, "
+            f"{r['read_after_s']} s after the run"
+        )
     scan = sum(v for k, v in run["timings"].items() if k != "merge")
     print(f"full dedup run (wall)    {r['run_s']} s   stages: {run['timings']}")
     print(
@@ -873,6 +1063,13 @@ def report(r: dict[str, Any]) -> None:
     print(
         f"pairs compared           {run['pairs_compared']:,} of n(n-1)/2 = {all_pairs:,} "
         f"({run['pairs_compared'] / all_pairs:.5%})"
+    )
+    br = r["blocking_recall"]
+    share = br["candidates"] / max(br["all_pairs"], 1)
+    print(
+        f"blocking recall          {br['recall']:.4f} of {br['true_pairs']:,} true pairs are "
+        f"candidates; {br['reachable']:.4f} joined through true candidate pairs "
+        f"({br['candidates']:,} candidates = {share:.5%} of n(n-1)/2)"
     )
     print(f"blocking passes          {b['per_pass']}")
     print(f"largest block / skipped  {b['largest_block']} / {b['oversized_blocks']} oversized")
@@ -894,6 +1091,12 @@ def report(r: dict[str, Any]) -> None:
     print(
         f"review queue             {q['queued_pairs']:,} pairs, {q['queued_true_pairs']:,} true; "
         f"recall if reviewers merge the true ones: {q['recall_after_review']:.4f}"
+    )
+    per_1000 = 1000 * q["queued_pairs"] / n
+    print(f"review workload          {per_1000:.1f} pairs in review per 1,000 records")
+    print(
+        f"calibration              Brier {q['brier']} (constant share: {q['brier_baseline']}); "
+        "[p from, to, pairs, mean p, share true]: " + str(q["calibration"])
     )
     print(f"recall by error kind     {json.dumps(q['recall_by_error_kind'], indent=None)}")
     print(f"recall by error count    {q['recall_by_error_count']}")
@@ -924,6 +1127,8 @@ def report(r: dict[str, Any]) -> None:
     targets = [
         ("precision >= 0.995", q["precision"] >= 0.995),
         ("recall >= 0.98", q["recall"] >= 0.98),
+        ("review <= 20 per 1,000", per_1000 <= 20),
+        ("blocking recall >= 0.995", br["recall"] >= 0.995),
     ]
     if n >= 100_000:
         targets += [
@@ -943,34 +1148,73 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--database", default="cdp_bench_dedup")
+    parser.add_argument("--database", default="cdp_bench_dedup", help="own generator's database")
+    parser.add_argument("--database2", default="cdp_bench_dedup2", help="CRM generator's database")
+    parser.add_argument(
+        "--generators",
+        default="own,crm",
+        help="own: this file's generator; crm: bench/dedup_gen2.py's CRM records",
+    )
+    parser.add_argument(
+        "--ingest",
+        choices=("batch", "direct"),
+        default="batch",
+        help="batch: identify events through /v1/batch, profiles read back through the "
+        "profile API; direct: profiles bulk-created, read from the database (fast)",
+    )
+    parser.add_argument("--generator", default="own", help=argparse.SUPPRESS)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="Also print the raw results as JSON.")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.seed, args.database)))
+        result = child(args.child, args.seed, args.database, args.generator, args.ingest)
+        print(json.dumps(result, default=str))
         return
-    print(f"dedup benchmark: sizes {args.sizes}, seed {args.seed}, database {args.database}")
+    generators = args.generators.split(",")
+    databases = {"own": args.database, "crm": args.database2}
+    print(
+        f"dedup benchmark: generators {generators}, sizes {args.sizes}, seed {args.seed}, "
+        f"data in: {args.ingest}, databases {[databases[g] for g in generators]}"
+    )
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
-    for size in (int(s) for s in args.sizes.split(",")):
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(size), "--seed", str(args.seed),
-             "--database", args.database],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            print(proc.stdout[-3000:], proc.stderr[-5000:])
-            sys.exit(f"size {size} failed")
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        report(result)
-        if args.json:
-            print(json.dumps(result))
+    summary = []
+    for generator in generators:
+        for size in (int(s) for s in args.sizes.split(",")):
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", str(size), "--seed", str(args.seed),
+                 "--database", databases[generator], "--generator", generator,
+                 "--ingest", args.ingest],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                print(proc.stdout[-3000:], proc.stderr[-5000:])
+                sys.exit(f"{generator} size {size} failed")
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            report(result)
+            summary.append(result)
+            if args.json:
+                print(json.dumps(result))
+    print("\n=== summary (at the auto-merge threshold; after review = reviewers merge every")
+    print("    true pair in the queue) ===")
+    print(
+        "generator  records  precision  recall  F1      recall after review  review/1000  "
+        "blocking recall  candidates/n²  run s  peak MB"
+    )
+    for r in summary:
+        q, br = r["quality"], r["blocking_recall"]
+        print(
+            f"{r['generator']:<10} {r['size']:>7,}  {q['precision']:.4f}     {q['recall']:.4f}  "
+            f"{q['f1']:.4f}  {q['recall_after_review']:.4f}               "
+            f"{1000 * q['queued_pairs'] / r['size']:>6.1f}       {br['recall']:.4f}           "
+            f"{br['candidates'] / br['all_pairs']:.5%}      {r['run_s']:>5}  {r['rss_peak_mb']}"
+        )
     import psycopg
 
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+        for generator in generators:
+            conn.execute(f'DROP DATABASE IF EXISTS "{databases[generator]}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

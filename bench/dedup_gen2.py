@@ -412,11 +412,16 @@ def _plain(text: str) -> str:
 
 
 def _keyboard(rng: random.Random, value: str) -> str:
+    """A neighbouring key; a digit's neighbours are the digits beside it (numbers are
+    typed on the number row or keypad, not among the letters)."""
     spots = [i for i, c in enumerate(value) if c.lower() in NEIGHBOURS]
     if not spots:
         return value
     i = rng.choice(spots)
-    return value[:i] + rng.choice(NEIGHBOURS[value[i].lower()]) + value[i + 1 :]
+    near = NEIGHBOURS[value[i].lower()]
+    if value[i].isdigit():
+        near = "".join(c for c in near if c.isdigit())
+    return value[:i] + rng.choice(near) + value[i + 1 :]
 
 
 def _swap_pattern(rng: random.Random, value: str, table: tuple[tuple[str, str], ...]) -> str:
