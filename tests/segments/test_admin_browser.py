@@ -24,6 +24,7 @@ if not os.path.exists("/usr/bin/chromium"):
 
 from playwright.sync_api import Page, expect, sync_playwright
 
+from apps.consent.models import Purpose
 from apps.identity.models import Profile
 from apps.segments.models import Membership, ProfileFeatures, Segment
 from tests.identity.factories import ProfileFactory
@@ -163,3 +164,80 @@ def test_a_segment_built_with_the_forms_shows_its_live_count_and_after_saving_it
     # the builder shows the saved condition again on the change page
     expect(page.locator("#segment-builder .cb-node.cb-feature input.cb-value")).to_have_value("1")
     expect(page.locator("#segment-preview .preview-count")).to_have_text("3 profiles match")
+
+
+ISSUE_EXAMPLE = {
+    "type": "and",
+    "children": [
+        {
+            "type": "performed",
+            "event": "Product Viewed",
+            "where": [{"path": "properties.category", "op": "equals", "value": "shoes"}],
+            "times": 3,
+            "times_op": ">=",
+            "within_seconds": 3600,
+        },
+        {"type": "feature", "name": "orders_count", "op": "gte", "value": 2},
+        {"type": "trait", "path": "address.country", "op": "in", "value": ["DE", "AT"]},
+        {"type": "not", "child": {"type": "segment", "key": "churned"}},
+        {"type": "consent", "purpose": "personalization"},
+    ],
+}
+
+
+def test_json_typed_by_hand_shows_as_forms_of_every_node_type_and_edits_keep_the_rest(
+    page: Page,
+) -> None:
+    # given a purpose and a segment the issue's example condition refers to
+    Purpose.objects.create(key="personalization", name="Personalization", notice_version="v1")
+    Segment.objects.create(key="churned", name="Churned", condition=None, kind="cluster")
+
+    # when a power user pastes the issue's example into the JSON textarea
+    page.goto("/admin/segments/segment/add/")
+    page.fill("#id_condition", json.dumps(ISSUE_EXAMPLE))
+
+    # then every node shows as its forms, with its values
+    builder = page.locator("#segment-builder")
+    expect(builder.locator(".cb-raw")).to_have_count(0)
+    performed = builder.locator(".cb-node.cb-performed")
+    expect(performed.locator("input.cb-event")).to_have_value("Product Viewed")
+    expect(performed.locator("select.cb-times-op")).to_have_value(">=")
+    expect(performed.locator("input.cb-times")).to_have_value("3")
+    expect(performed.locator("select.cb-window")).to_have_value("within")
+    expect(performed.locator("input.cb-within")).to_have_value("1")
+    expect(performed.locator("select.cb-unit")).to_have_value("3600")
+    expect(performed.locator("input.cb-filter-path")).to_have_value("properties.category")
+    expect(performed.locator(".cb-filter input.cb-value")).to_have_value("shoes")
+    expect(builder.locator(".cb-node.cb-feature select.cb-feature-name")).to_have_value(
+        "orders_count"
+    )
+    trait = builder.locator(".cb-node.cb-trait")
+    expect(trait.locator("input.cb-path")).to_have_value("address.country")
+    expect(trait.locator("select.cb-op")).to_have_value("in")
+    expect(trait.locator("input.cb-value")).to_have_value("DE, AT")
+    expect(builder.locator(".cb-node.cb-not .cb-segment-key")).to_have_value("churned")
+    expect(builder.locator(".cb-node.cb-consent select.cb-purpose")).to_have_value(
+        "personalization"
+    )
+    expect(page.locator("#segment-preview .preview-count")).to_have_text("0 profiles match")
+
+    # when one value is changed in the forms, and the consent condition negated
+    builder.locator(".cb-node.cb-feature input.cb-value").fill("5")
+    builder.locator(".cb-node.cb-consent .cb-negate").click()
+
+    # then the JSON changes there and nowhere else
+    expected = json.loads(json.dumps(ISSUE_EXAMPLE))
+    expected["children"][1]["value"] = 5
+    expected["children"][4] = {"type": "not", "child": ISSUE_EXAMPLE["children"][4]}
+    assert json.loads(page.input_value("#id_condition")) == expected
+
+    # when the "not" is dropped again, and the window made 2 days
+    builder.locator(".cb-node.cb-not:has(.cb-consent) .cb-unwrap").click()
+    performed.locator("input.cb-within").fill("2")
+    performed.locator("select.cb-unit").select_option("86400")
+
+    # then
+    expected["children"][4] = ISSUE_EXAMPLE["children"][4]
+    expected["children"][0]["within_seconds"] = 2 * 86400
+    assert json.loads(page.input_value("#id_condition")) == expected
+    expect(page.locator("#segment-preview .preview-count")).to_have_text("0 profiles match")
