@@ -142,11 +142,12 @@ def _node(
         _performed(node, path, errors)
     elif kind == "feature":
         name = node.get("name")
-        if name not in lookups.features:
+        # Text first: a list or an object is unhashable, and no name either way.
+        if not isinstance(name, str) or name not in lookups.features:
             errors.append(f"{path}.name: unknown feature {_shown(name)}")
         before = len(errors)
         _comparison(node, path, errors)
-        if len(errors) == before and name in FEATURE_KINDS:
+        if len(errors) == before and isinstance(name, str) and name in FEATURE_KINDS:
             _feature_kind(node, path, FEATURE_KINDS[name], errors)
     elif kind == "trait":
         _trait_path(node.get("path"), f"{path}.path", errors)
@@ -159,7 +160,7 @@ def _node(
             errors.append(f"{path}.key: no segment has the key {key!r}")
     elif kind == "consent":
         purpose = node.get("purpose")
-        if purpose not in lookups.purposes:
+        if not isinstance(purpose, str) or purpose not in lookups.purposes:
             errors.append(f"{path}.purpose: unknown purpose {_shown(purpose)}")
 
 

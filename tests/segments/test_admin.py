@@ -724,8 +724,7 @@ _ops = st.sampled_from(OPERATORS) | _values
 _leaf = st.fixed_dictionaries(
     {"type": st.sampled_from(NODE_TYPES)},
     optional={
-        # Text only, as purpose below: a list fails in conditions.py (the xfail below).
-        "name": st.sampled_from(PUBLIC_FEATURES) | st.text(max_size=4) | st.none(),
+        "name": st.sampled_from(PUBLIC_FEATURES) | st.text(max_size=4) | st.none() | _values,
         "op": _ops,
         "value": _values,
         "path": st.sampled_from(["plan", "address.country", "properties.category", ""]) | _values,
@@ -746,7 +745,7 @@ _leaf = st.fixed_dictionaries(
             max_size=2,
         ),
         "key": st.sampled_from(["buyers", "nobody"]) | _values,
-        "purpose": st.sampled_from(["marketing"]) | st.text(max_size=4) | st.none(),
+        "purpose": st.sampled_from(["marketing"]) | st.text(max_size=4) | st.none() | _values,
     },
 )
 _trees = st.recursive(
@@ -814,12 +813,6 @@ def test_whatever_is_typed_as_the_condition_the_form_saves_or_says_what_is_wrong
         assert list(errors) == ["condition"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="apps/segments/conditions.py looks a feature name or a purpose up in a dict or "
-    "set before checking it is text: an unhashable one raises (in the API too); reported",
-)
 @pytest.mark.parametrize(
     "node",
     [
