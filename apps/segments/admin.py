@@ -201,8 +201,7 @@ class SegmentAdmin(admin.ModelAdmin):
             if segment.kind != SegmentKind.RULE or segment.condition is None:
                 self.message_user(
                     request,
-                    f"{segment.key}: not refreshed, its members are written by "
-                    f"{segment.get_kind_display().lower()}.",
+                    f"{segment.key}: not refreshed, its members are written by clustering.",
                     messages.WARNING,
                 )
                 continue

@@ -168,7 +168,7 @@ def test_refresh_now_refreshes_the_selected_rule_segments_and_says_what_changed(
     assert segment.version == version + 1
     assert _messages(response) == [
         f"buyers: 0 entered, 0 exited, 2 members (version {version + 1}).",
-        "persona-1: not refreshed, its members are written by cluster.",
+        "persona-1: not refreshed, its members are written by clustering.",
     ]
 
 
