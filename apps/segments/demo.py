@@ -40,10 +40,35 @@ DEMO_SEGMENTS: list[tuple[str, str, str, dict[str, Any]]] = [
         BROWSING_SHOES,
     ),
     (
+        "cart-abandoned-24h",
+        "Cart abandoned in the last 24 h",
+        "Put something in the cart or started checking out in the last 24 hours, and "
+        "did not order within the hour after.",
+        {
+            "type": "and",
+            "children": [
+                _feature("cart_abandoned", "equals", True),
+                {
+                    "type": "or",
+                    "children": [
+                        {"type": "performed", "event": "Product Added", "within_seconds": 86400},
+                        {"type": "performed", "event": "Checkout Started", "within_seconds": 86400},
+                    ],
+                },
+            ],
+        },
+    ),
+    (
         "champions",
         "Champions",
         "Bought recently, often and for a lot (RFM).",
         _feature("rfm_group", "equals", "Champions"),
+    ),
+    (
+        "at-risk",
+        "At Risk",
+        "Used to buy often and for a lot, but not lately (RFM).",
+        _feature("rfm_group", "equals", "At Risk"),
     ),
     (
         "repeat-buyers",

@@ -383,7 +383,10 @@ def test_the_demo_shows_features_and_rfm_groups_at_once() -> None:
 
     # and the demo's rule segments have their members: the live visit's shoppers
     # are browsing shoes now, and each has a recheck due when the hour is over
-    assert "segments:           7 rule segments" in out.getvalue()
+    assert "segments:           9 rule segments" in out.getvalue()
+    names = set(Segment.objects.values_list("name", flat=True))
+    assert {"Currently browsing shoes", "Cart abandoned in the last 24 h"} <= names
+    assert {"Champions", "At Risk"} <= names
     browsing = Segment.objects.get(key="browsing-shoes")
     members = set(
         Membership.objects.filter(segment=browsing, exited_at__isnull=True).values_list(
