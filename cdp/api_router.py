@@ -5,6 +5,8 @@ urlpatterns = [
     # Before identity: its profile detail route matches any path under profiles/.
     path("", include("apps.consent.api.urls")),
     path("", include("apps.events.api.urls")),
+    path("", include("apps.clustering.api.urls")),
     path("", include("apps.segments.api.urls")),
+    path("", include("apps.personalization.api.urls")),
     path("", include("apps.identity.api.urls")),
 ]

@@ -182,6 +182,8 @@ SPECTACULAR_SETTINGS = {
         "PrivacyRequestTypeEnum": "apps.consent.models.RequestType",
         "PrivacyRequestMoveEnum": "apps.consent.api.serializers.MOVE_TARGETS",
         "PrivacyRequestRejectEnum": "apps.consent.api.serializers.REJECT_TARGETS",
+        "ClusteringRunStatusEnum": "apps.clustering.models.RunStatus",
+        "ClusteringFeatureEnum": "apps.clustering.extract.CLUSTERABLE",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
