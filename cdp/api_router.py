@@ -7,5 +7,6 @@ urlpatterns = [
     path("", include("apps.events.api.urls")),
     path("", include("apps.clustering.api.urls")),
     path("", include("apps.segments.api.urls")),
+    path("", include("apps.personalization.api.urls")),
     path("", include("apps.identity.api.urls")),
 ]

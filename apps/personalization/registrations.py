@@ -1,1 +1,74 @@
-"""What personalization plugs into the layers below (filled in step by step)."""
+"""What personalization plugs into: the mapping cache's invalidation (Django
+signals on placements, variants and rules, mapping.py), the publishable keys'
+CORS check (django-cors-headers), merge and split handlers for holdout keys and
+exposures, and the erasers of a person's exposures and holdout key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corsheaders.signals import check_request_enabled
+from django.db.models.signals import post_delete, post_save
+
+from apps.consent.registry import ErasedPerson, PersonalDataEraser, personal_data_erasers
+from apps.identity.hooks import ProfilesMerged, merged
+
+from .holdouts import holdout_keys_keep
+from .keys import cors_allowed, origins_cache_clear
+from .mapping import mapping_version_bump
+from .models import ContentVariant, Exposure, HoldoutKey, Placement, PublishableKey, Rule
+
+_KINDS: dict[type, str] = {Placement: "placement", ContentVariant: "variant", Rule: "rule"}
+
+
+def _changed(sender: type, instance: Any, **kwargs: Any) -> None:
+    key = str(instance.pk) if sender is Rule else instance.key
+    action = "deleted" if kwargs.get("signal") is post_delete else "saved"
+    mapping_version_bump(kind=_KINDS[sender], key=key, action=action)
+
+
+for _model in _KINDS:
+    post_save.connect(_changed, sender=_model, dispatch_uid=f"perso-mapping-save-{_model.__name__}")
+    post_delete.connect(
+        _changed, sender=_model, dispatch_uid=f"perso-mapping-delete-{_model.__name__}"
+    )
+
+
+def _keys_changed(sender: type, instance: Any, **kwargs: Any) -> None:
+    origins_cache_clear()
+
+
+post_save.connect(_keys_changed, sender=PublishableKey, dispatch_uid="perso-keys-save")
+post_delete.connect(_keys_changed, sender=PublishableKey, dispatch_uid="perso-keys-delete")
+check_request_enabled.connect(cors_allowed, dispatch_uid="perso-cors")
+
+
+@merged.register("personalization", order=60)
+def holdouts_follow_merge(event: ProfilesMerged) -> None:
+    # The survivor keeps its key, so its holdouts stay as they were; the absorbed
+    # profiles' rows stay too (a split gives them back their own). Exposures move
+    # to the survivor like the rest of the person's history.
+    holdout_keys_keep(set(event.mapping.values()))
+    for absorbed, survivor in event.mapping.items():
+        Exposure.objects.filter(profile_id=absorbed).update(profile_id=survivor)
+
+
+def _erase_exposures(person: ErasedPerson, *, batch_size: int) -> int:
+    deleted, _ = Exposure.objects.filter(profile_id__in=list(person.profile_ids)).delete()
+    return deleted
+
+
+def _erase_holdout_keys(person: ErasedPerson, *, batch_size: int) -> int:
+    deleted, _ = HoldoutKey.objects.filter(profile_id__in=list(person.profile_ids)).delete()
+    return deleted
+
+
+# Again after the pending sweep: a decision's buffer may be flushed meanwhile.
+personal_data_erasers.register(
+    "personalization_exposures",
+    PersonalDataEraser(erase=_erase_exposures, step="local", batched=False, meanwhile=True),
+)
+personal_data_erasers.register(
+    "personalization_holdout_keys",
+    PersonalDataEraser(erase=_erase_holdout_keys, step="local", batched=False, meanwhile=True),
+)
