@@ -191,6 +191,32 @@ def main() -> None:
         f"({len(true_pairs):,} true pairs, {wrong} wrong pairs)"
     )
 
+    # Blocking recall: true pairs that became candidates.
+    true_codes = {min(x, y) * len(generated) + max(x, y) for x, y in true_pairs}
+    found = len(true_codes & set((left * len(generated) + right).tolist()))
+    all_pairs = len(generated) * (len(generated) - 1) // 2
+    print(
+        f"blocking          {found / len(true_pairs):.4f} of true pairs are candidates; "
+        f"{len(left):,} candidates = {len(left) / all_pairs:.5%} of n(n-1)/2"
+    )
+    # Each veto's evidence: pairs at or above the auto-merge threshold it holds back,
+    # true ones (blocked) and wrong ones (prevented); and where it is the only veto.
+    evidence: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for c in candidates:
+        if c.score < auto_threshold:
+            continue
+        i, j = rows_of(c)
+        true = entity[i] == entity[j]
+        for veto in c.evidence["vetoes"]:
+            row = evidence[veto]
+            row[0 if true else 1] += 1
+            if len(c.evidence["vetoes"]) == 1:
+                row[2 if true else 3] += 1
+    print("vetoes at or above the auto-merge threshold: true pairs blocked / wrong prevented")
+    print("                  (as the only veto: blocked / prevented)")
+    for veto, (blocked, prevented, alone_b, alone_p) in sorted(evidence.items()):
+        print(f"  {blocked:6,} / {prevented:6,}   ({alone_b:,} / {alone_p:,})  {veto}")
+
     compared = {(int(i), int(j)): k for k, (i, j) in enumerate(zip(left, right, strict=True))}
     why: Counter[str] = Counter()
     for x, y in true_pairs:
