@@ -820,6 +820,7 @@ def segment_size_series(
     )
     start = min(first or segment.created_at, segment.created_at)
     span = max(now - start, timedelta(minutes=1))
+    start = now - span  # a segment under a minute old: its points still end now
     kind = (
         "minute" if span <= timedelta(hours=12) else "hour" if span <= timedelta(days=60) else "day"
     )

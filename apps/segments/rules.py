@@ -37,6 +37,7 @@ which both follow exactly (a hypothesis test holds them to it):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -199,14 +200,41 @@ def describe(node: Mapping[str, Any]) -> str:
     return kind
 
 
+# How a reason reads an operator (for marketers: "orders_count ≥ 2").
+_OP_TEXT = {
+    "equals": "=",
+    "not_equals": "≠",
+    "gt": ">",
+    "gte": "≥",
+    "lt": "<",
+    "lte": "≤",
+    "in": "is one of",
+    "not_in": "is none of",
+    "contains": "contains",
+    "starts_with": "starts with",
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value)
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _comparison_text(subject: str, node: Mapping[str, Any]) -> str:
     op = node["op"]
     if op in ("exists", "not_exists"):
-        return f"{subject} {op.replace('_', ' ')}"
+        return f"{subject} {'is set' if op == 'exists' else 'is not set'}"
     value: Any = node.get("value")
     if op == "between":
-        return f"{subject} between {value[0]!r} and {value[1]!r}"
-    return f"{subject} {op.replace('_', ' ')} {value!r}"
+        return f"{subject} between {_shown(value[0])} and {_shown(value[1])}"
+    if op == "within_last_days":
+        return f"{subject} within the last {value} day{'s' if value != 1 else ''}"
+    if op == "before_days_ago":
+        return f"{subject} more than {value} day{'s' if value != 1 else ''} ago"
+    return f"{subject} {_OP_TEXT.get(op, op)} {_shown(value)}"
 
 
 def _duration(seconds: int) -> str:

@@ -159,7 +159,7 @@ def test_a_segment_built_with_the_forms_shows_its_live_count_and_after_saving_it
     expect(members).to_have_count(3)
     first = members.first
     first.locator("summary", has_text="why?").click()
-    expect(first.locator("details.member-reason li")).to_contain_text(["✓ orders_count gte 1"])
+    expect(first.locator("details.member-reason li")).to_contain_text(["✓ orders_count ≥ 1"])
     expect(page.locator("#segment-refreshes tr.refresh")).to_have_count(1)
     # the builder shows the saved condition again on the change page
     expect(page.locator("#segment-builder .cb-node.cb-feature input.cb-value")).to_have_value("1")
