@@ -88,6 +88,10 @@ def exposures_flush() -> int:
         return 0
     try:
         return _write(rows)
+    except IntegrityError:
+        # Deleted between the check and the commit: not worth a retry loop.
+        logger.warning("%d exposures dropped: what they point at was deleted.", len(rows))
+        return 0
     except DatabaseError:
         logger.exception("Writing %d exposures failed; kept for the next flush.", len(rows))
         with _lock:
@@ -96,40 +100,31 @@ def exposures_flush() -> int:
 
 
 def _write(rows: list[PendingExposure]) -> int:
+    # A profile, placement, variant or rule deleted since the decision (erased,
+    # merged away and then erased, a rule removed): keep the rows that still point
+    # at something. Foreign keys are checked at commit in PostgreSQL, so this is
+    # looked up first (one query by primary key, and three small tables).
+    live = set(
+        Profile.objects.filter(pk__in={r.profile_id for r in rows}).values_list("pk", flat=True)
+    )
+    placements = set(Placement.objects.values_list("pk", flat=True))
+    variants = set(ContentVariant.objects.values_list("pk", flat=True))
+    rules = set(Rule.objects.values_list("pk", flat=True))
     objs = [
         Exposure(
             profile_id=r.profile_id,
             placement_id=r.placement_id,
-            variant_id=r.variant_id,
-            rule_id=r.rule_id,
+            variant_id=r.variant_id if r.variant_id in variants else None,
+            rule_id=r.rule_id if r.rule_id in rules else None,
             holdout=r.holdout,
             at=r.at,
         )
         for r in rows
+        if r.profile_id in live and r.placement_id in placements
     ]
-    try:
-        with transaction.atomic():
-            Exposure.objects.bulk_create(objs, batch_size=1000)
-        return len(objs)
-    except IntegrityError:
-        # A profile, placement, variant or rule deleted since the decision: keep
-        # the rows that still point at something.
-        live = set(
-            Profile.objects.filter(pk__in={o.profile_id for o in objs}).values_list("pk", flat=True)
-        )
-        kept = [o for o in objs if o.profile_id in live]
-        placements = set(Placement.objects.values_list("pk", flat=True))
-        variants = set(ContentVariant.objects.values_list("pk", flat=True))
-        rules = set(Rule.objects.values_list("pk", flat=True))
-        kept = [o for o in kept if o.placement_id in placements]
-        for o in kept:
-            if o.variant_id not in variants:
-                o.variant_id = None
-            if o.rule_id not in rules:
-                o.rule_id = None
-        with transaction.atomic():
-            Exposure.objects.bulk_create(kept, batch_size=1000)
-        return len(kept)
+    with transaction.atomic():
+        Exposure.objects.bulk_create(objs, batch_size=1000)
+    return len(objs)
 
 
 def _run() -> None:
