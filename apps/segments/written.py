@@ -198,6 +198,13 @@ def written_segments_swap(
 # -- moving single profiles between runs --------------------------------------------------
 
 
+def written_segments_hold(segment_ids: Iterable[int]) -> None:
+    """Hold these segments' advisory locks shared until the transaction ends: a
+    swap of any of them (which holds them exclusively) waits, and one that
+    committed before is seen. Call in a transaction."""
+    _segment_locks(segment_ids, exclusive=False)
+
+
 @dataclass(frozen=True)
 class Move:
     """Where one profile belongs now among a group of segments (None: in none),
@@ -325,5 +332,6 @@ __all__ = [
     "written_members_move",
     "written_segment_create",
     "written_segment_describe",
+    "written_segments_hold",
     "written_segments_swap",
 ]
