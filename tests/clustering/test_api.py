@@ -128,6 +128,7 @@ def test_create_list_get_change_delete(marketer):
             {"max_cluster_share": ["Ensure this value is less than or equal to 1.0."]},
         ),
         ({"key": "no spaces"}, {"key": ["Letters, digits, hyphens and underscores only."]}),
+        ({"key": "trailing\n"}, {"key": ["Letters, digits, hyphens and underscores only."]}),
     ],
 )
 def test_bad_input_is_400_naming_each_bad_field(marketer, body, errors):

@@ -141,6 +141,13 @@ class ConfigInputSerializer(_ConfigFields):
         child=FeatureSerializer(), allow_empty=False, max_length=MAX_FEATURES
     )
 
+    def validate_key(self, value: str) -> str:
+        # The pattern's $ lets a final newline through in Python (not in the schema's
+        # ECMA reading, nor in the slug check when the config is saved).
+        if value.endswith("\n"):
+            raise serializers.ValidationError("Letters, digits, hyphens and underscores only.")
+        return value
+
 
 class ConfigChangeInputSerializer(_ConfigFields):
     key = StrictCharField(

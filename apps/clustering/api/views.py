@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as ModelValidationError
 from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -112,6 +113,8 @@ class ClusteringConfigViewSet(viewsets.GenericViewSet[ClusteringConfig]):
         try:
             with transaction.atomic():
                 config = config_save(config=config)
+        except ModelValidationError as exc:
+            raise ValidationError(exc.message_dict) from exc
         except IntegrityError:
             if ClusteringConfig.objects.filter(key=v["key"]).exists():
                 raise Conflict(taken) from None
@@ -139,7 +142,10 @@ class ClusteringConfigViewSet(viewsets.GenericViewSet[ClusteringConfig]):
         for name in _COPIED:
             if name in data.validated_data:
                 setattr(config, name, data.validated_data[name])
-        config = config_save(config=config)
+        try:
+            config = config_save(config=config)
+        except ModelValidationError as exc:
+            raise ValidationError(exc.message_dict) from exc
         return Response(ConfigOutputSerializer(_fresh(config)).data)
 
     @extend_schema(
