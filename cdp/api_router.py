@@ -8,5 +8,6 @@ urlpatterns = [
     path("", include("apps.clustering.api.urls")),
     path("", include("apps.segments.api.urls")),
     path("", include("apps.personalization.api.urls")),
+    path("", include("apps.exports.api.urls")),
     path("", include("apps.identity.api.urls")),
 ]

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "apps.segments",
     "apps.clustering",
     "apps.personalization",
+    "apps.exports",
     "simple_history",
 ]
 
@@ -256,6 +257,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.consent.tasks.retention_purge",
         "schedule": crontab(hour=2, minute=15),
     },
+    "exports-webhooks-tick": {"task": "apps.exports.tasks.webhooks_tick", "schedule": 10.0},
     "identity-dedup-full-weekly": {
         "task": "apps.identity.dedup.tasks.dedup_run",
         "schedule": crontab(hour=3, minute=30, day_of_week="sun"),

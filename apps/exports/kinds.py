@@ -1,0 +1,113 @@
+"""Each destination kind's settings: what may be set, the defaults, and how a
+value is checked (the admin form and the service call ``settings_validate``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .models import DestinationKind
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Setting:
+    kind: type
+    default: Any
+    minimum: int | None = None
+    help: str = ""
+
+
+# The vendors' documented limits are the defaults; a destination may set lower
+# ones (the tests split files at a few rows).
+_SPLIT = {
+    "max_rows": Setting(int, 500_000, 1, "Rows per file (Adobe: at most 500,000)."),
+    "max_bytes": Setting(int, 50 * MB, 16, "Bytes per file (Adobe: at most 50 MB)."),
+}
+SETTINGS: dict[str, dict[str, Setting]] = {
+    DestinationKind.WEBHOOK: {
+        "url": Setting(str, "", help="The endpoint (http or https)."),
+        "timeout_seconds": Setting(int, 10, 1, "Per attempt."),
+    },
+    DestinationKind.JSON_FEED: {},
+    DestinationKind.ADOBE_TARGET: {
+        **_SPLIT,
+        "id_column": Setting(str, "thirdPartyId", help="thirdPartyId or pcId."),
+        "attribute_prefix": Setting(str, "cdp_", help="Profile attribute per segment."),
+    },
+    DestinationKind.OPTIMIZELY: {
+        # "Under 5 MB": the default leaves room below the limit.
+        "max_bytes": Setting(int, 5 * MB - 1024, 16, "Bytes per list file (under 5 MB)."),
+    },
+    DestinationKind.DYNAMIC_YIELD: {
+        **_SPLIT,
+        "max_bytes": Setting(int, 100 * MB, 16, "Bytes per file (Dynamic Yield: 100 MB)."),
+        "max_rows": Setting(int, 10_000_000, 1, "Rows per file."),
+        "id_column": Setting(str, "CUID", help="The first column's name."),
+    },
+    DestinationKind.GOOGLE_CUSTOMER_MATCH: {
+        **_SPLIT,
+        "max_rows": Setting(int, 1_000_000, 1, "Rows per file."),
+        "max_bytes": Setting(int, 50 * MB, 16, "Bytes per file."),
+    },
+    DestinationKind.META_CUSTOM_AUDIENCE: {
+        **_SPLIT,
+        "max_rows": Setting(int, 1_000_000, 1, "Rows per file."),
+        "max_bytes": Setting(int, 50 * MB, 16, "Bytes per file."),
+    },
+}
+ADOBE_MAX_ROWS = 500_000
+ADOBE_MAX_BYTES = 50 * MB
+
+
+class SettingsError(ValueError):
+    """``errors``: setting name -> what is wrong with it."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def settings_validate(kind: str, value: Any) -> dict[str, Any]:
+    """The settings with defaults filled in; ``SettingsError`` naming each bad one."""
+    if kind not in SETTINGS:
+        raise SettingsError({"kind": f"unknown kind {kind!r}"})
+    if not isinstance(value, dict):
+        raise SettingsError({"settings": "must be a JSON object"})
+    known = SETTINGS[kind]
+    errors: dict[str, str] = {}
+    for name in sorted(set(value) - set(known)):
+        errors[name] = f"not a setting of {kind} (known: {', '.join(sorted(known)) or 'none'})"
+    out: dict[str, Any] = {}
+    for name, spec in known.items():
+        given = value.get(name, spec.default)
+        if spec.kind is int:
+            if isinstance(given, bool) or not isinstance(given, int):
+                errors[name] = "must be a whole number"
+                continue
+            if spec.minimum is not None and given < spec.minimum:
+                errors[name] = f"must be at least {spec.minimum}"
+                continue
+        elif not isinstance(given, str):
+            errors[name] = "must be a string"
+            continue
+        out[name] = given
+    if kind == DestinationKind.WEBHOOK and "url" not in errors:
+        parts = urlsplit(out["url"])
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            errors["url"] = "must be an http or https URL with a host"
+    if kind == DestinationKind.ADOBE_TARGET:
+        if out.get("id_column") not in ("thirdPartyId", "pcId"):
+            errors["id_column"] = "must be thirdPartyId or pcId"
+        if isinstance(out.get("max_rows"), int) and out["max_rows"] > ADOBE_MAX_ROWS:
+            errors["max_rows"] = f"Adobe takes at most {ADOBE_MAX_ROWS} rows per file"
+        if isinstance(out.get("max_bytes"), int) and out["max_bytes"] > ADOBE_MAX_BYTES:
+            errors["max_bytes"] = f"Adobe takes at most {ADOBE_MAX_BYTES} bytes per file"
+    optimizely_bytes = out.get("max_bytes") if kind == DestinationKind.OPTIMIZELY else None
+    if isinstance(optimizely_bytes, int) and optimizely_bytes >= 5 * MB:
+        errors["max_bytes"] = "Optimizely list files must stay under 5 MB"
+    if errors:
+        raise SettingsError(errors)
+    return out

@@ -1,0 +1,157 @@
+"""What a destination may receive: its activated segments, the profiles that
+allow its purpose, and their identifiers, streamed from the database.
+
+Consent is checked in the query (``apps.consent.selectors``: one EXISTS per
+purpose), never per row in Python, so a million-member audience streams with a
+server-side cursor (``.iterator``) in chunks of ``CHUNK`` rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import CharField, Exists, OuterRef, QuerySet, Subquery, TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
+
+from apps.consent.selectors import profiles_for_use, profiles_with_consent
+from apps.identity.models import Identifier, Profile
+from apps.segments.models import Membership, MembershipChange, Segment
+
+from .models import Destination, IdentifierChoice
+
+CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class Audiences:
+    exported: list[Segment]
+    skipped: list[Segment]  # below their minimum size, or disabled
+
+
+def destination_audiences(destination: Destination) -> Audiences:
+    segments = list(destination.segments.order_by("key"))
+    return Audiences(
+        exported=[s for s in segments if s.activated],
+        skipped=[s for s in segments if not s.activated],
+    )
+
+
+def profiles_allowed(destination: Destination) -> QuerySet[Profile]:
+    """Live profiles that allow the destination's purpose and every purpose that
+    gates this destination (``Purpose.gated_destinations``)."""
+    live = Profile.objects.filter(merged_into__isnull=True)
+    allowed = profiles_with_consent(live, destination.purpose.key)
+    return profiles_for_use(allowed, f"destination:{destination.key}")
+
+
+def _identifier(kind: str) -> Subquery:
+    return Subquery(
+        Identifier.objects.filter(profile_id=OuterRef("pk"), type=kind)
+        .order_by("id")
+        .values("value")[:1]
+    )
+
+
+def identifier_expression(identifier_type: str) -> Any:
+    if identifier_type == IdentifierChoice.PROFILE_ID:
+        return Cast("pk", output_field=CharField())
+    return _identifier(identifier_type)
+
+
+def _contact(kind: str, trait: str) -> Any:
+    return Coalesce(_identifier(kind), KeyTextTransform(trait, "traits"), output_field=TextField())
+
+
+def current_members(segment_ids: Sequence[int]) -> QuerySet[Membership]:
+    return Membership.objects.filter(segment_id__in=list(segment_ids), exited_at__isnull=True)
+
+
+def touched_profiles(
+    segment_ids: Sequence[int], *, after: int, upto: int
+) -> QuerySet[MembershipChange]:
+    return MembershipChange.objects.filter(
+        segment_id__in=list(segment_ids), id__gt=after, id__lte=upto
+    )
+
+
+def audience_profiles(
+    destination: Destination,
+    segment_ids: Sequence[int],
+    *,
+    touched: tuple[int, int] | None = None,
+    contact: bool = False,
+) -> QuerySet[Profile]:
+    """The allowed profiles in any of ``segment_ids`` now (or, with ``touched``
+    = (after, upto), those whose membership in them changed in that outbox
+    range, with ``member`` saying whether they are in one now), ordered by id,
+    with ``ident`` (the destination's identifier, null if they have none) or,
+    with ``contact``, ``email``, ``phone`` and ``traits``."""
+    members = current_members(segment_ids)
+    profiles = profiles_allowed(destination)
+    if touched is None:
+        profiles = profiles.filter(pk__in=members.values("profile_id"))
+    else:
+        after, upto = touched
+        changed = touched_profiles(segment_ids, after=after, upto=upto)
+        profiles = profiles.filter(pk__in=changed.values("profile_id")).annotate(
+            member=Exists(members.filter(profile_id=OuterRef("pk")))
+        )
+    if contact:
+        profiles = profiles.annotate(
+            email=_contact("email", "email"), phone=_contact("phone", "phone")
+        )
+    else:
+        profiles = profiles.annotate(ident=identifier_expression(destination.identifier_type))
+    return profiles.order_by("pk")
+
+
+def audience_counts(destination: Destination, segment_ids: Sequence[int]) -> tuple[int, int]:
+    """(profiles in the segments now, of them those who allow the destination)."""
+    members = current_members(segment_ids).values("profile_id")
+    total = Profile.objects.filter(pk__in=members, merged_into__isnull=True).count()
+    allowed = profiles_allowed(destination).filter(pk__in=members).count()
+    return total, allowed
+
+
+def memberships_of(
+    profile_ids: Sequence[uuid.UUID], segment_ids: Sequence[int]
+) -> dict[uuid.UUID, set[int]]:
+    """Each profile's current segments among ``segment_ids`` (one query)."""
+    out: dict[uuid.UUID, set[int]] = {}
+    rows = current_members(segment_ids).filter(profile_id__in=list(profile_ids))
+    for pid, sid in rows.values_list("profile_id", "segment_id"):
+        out.setdefault(pid, set()).add(sid)
+    return out
+
+
+def chunked(queryset: QuerySet[Any], *fields: str) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``values_list(*fields)`` in lists of ``CHUNK``, streamed."""
+    chunk: list[tuple[Any, ...]] = []
+    for row in queryset.values_list(*fields).iterator(chunk_size=CHUNK):
+        chunk.append(row)
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def outbox_last_id() -> int:
+    last = MembershipChange.objects.order_by("-id").values_list("id", flat=True).first()
+    return int(last or 0)
+
+
+def changes_after(
+    segment_ids: Sequence[int], *, after: int, limit: int
+) -> list[tuple[int, uuid.UUID, int, str, Any]]:
+    """Outbox rows (id, profile, segment, kind, at) after ``after``, in order."""
+    rows = (
+        MembershipChange.objects.filter(segment_id__in=list(segment_ids), id__gt=after)
+        .order_by("id")
+        .values_list("id", "profile_id", "segment_id", "kind", "at")[:limit]
+    )
+    return list(rows)

@@ -1,0 +1,473 @@
+"""Destinations (saving them, their secrets and schedules) and export runs
+(starting one, never two at once, and executing it)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from apps.common.utils import sha256_hex
+from apps.segments.models import Segment
+
+from . import matching
+from .files import Part, SplitWriter, exports_dir
+from .kinds import settings_validate
+from .models import (
+    FILE_KINDS,
+    MATCH_KINDS,
+    Destination,
+    DestinationKind,
+    ExportFile,
+    ExportRun,
+    Hashing,
+    RunMode,
+    RunStatus,
+    RunTrigger,
+)
+from .selectors import (
+    audience_counts,
+    audience_profiles,
+    chunked,
+    destination_audiences,
+    memberships_of,
+    outbox_last_id,
+)
+
+logger = logging.getLogger(__name__)
+
+FEED_TOKEN_PREFIX = "cdpfeed_"
+RUN_TASK = "apps.exports.tasks.export_run_scheduled"
+
+
+class RunAlreadyActive(Exception):
+    """The destination has a run pending or running."""
+
+
+class NotRunnable(Exception):
+    """The destination is not one that runs (a JSON feed is pulled), or disabled."""
+
+
+# -- destinations -----------------------------------------------------------------
+
+
+def webhook_secret_generate() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def feed_token_hash(raw: str) -> str:
+    return sha256_hex(raw)
+
+
+def _cron_fields(expression: str) -> dict[str, str]:
+    parts = expression.split()
+    if len(parts) != 5:
+        raise ValueError(
+            'schedule: a cron expression has five fields ("minute hour day month weekday")'
+        )
+    names = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+    return dict(zip(names, parts, strict=True))
+
+
+def schedule_validate(expression: str) -> None:
+    """``ValueError`` naming what is wrong with a cron expression ("" is fine)."""
+    if not expression.strip():
+        return
+    from celery.schedules import crontab
+
+    fields = _cron_fields(expression)
+    try:
+        crontab(**fields)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"schedule: {exc}") from exc
+
+
+def _schedule_sync(destination: Destination) -> None:
+    """Keep the destination's beat entry as its schedule says (none when empty
+    or disabled); beat's DatabaseScheduler picks the change up."""
+    task = destination.periodic_task
+    wanted = destination.schedule.strip() and destination.enabled
+    runnable = destination.kind != DestinationKind.JSON_FEED
+    if not wanted or not runnable:
+        if task is not None:
+            destination.periodic_task = None
+            Destination.objects.filter(pk=destination.pk).update(periodic_task=None)
+            task.delete()
+        return
+    crontab, _ = CrontabSchedule.objects.get_or_create(
+        **_cron_fields(destination.schedule), timezone="UTC"
+    )
+    name = f"exports: {destination.key} (destination {destination.pk})"
+    values = {
+        "name": name,
+        "task": RUN_TASK,
+        "crontab": crontab,
+        "interval": None,
+        "args": json.dumps([destination.pk]),
+        "enabled": True,
+    }
+    if task is None:
+        task = PeriodicTask.objects.create(**values)
+        destination.periodic_task = task
+        Destination.objects.filter(pk=destination.pk).update(periodic_task=task)
+    else:
+        for key, value in values.items():
+            setattr(task, key, value)
+        task.save()
+
+
+@dataclass
+class Saved:
+    destination: Destination
+    # Shown once, right after creation or rotation; never stored in the clear
+    # (the feed token) or never shown again (the webhook secret).
+    secret: str = ""
+
+
+@transaction.atomic
+def destination_save(
+    *, destination: Destination, segments: Iterable[Segment] | None = None
+) -> Saved:
+    """Validate and save a destination, its segments and its beat entry. A new
+    webhook gets a signing secret, a new feed a token (returned once); a new
+    webhook starts pushing from the outbox as it is now, not its whole history."""
+    destination.settings = settings_validate(destination.kind, destination.settings)
+    schedule_validate(destination.schedule)
+    creating = destination.pk is None
+    secret = ""
+    if destination.kind == DestinationKind.WEBHOOK and not destination.webhook_secret:
+        secret = destination.webhook_secret = webhook_secret_generate()
+    if destination.kind == DestinationKind.JSON_FEED and not destination.feed_token_hash:
+        secret = FEED_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        destination.feed_token_hash = feed_token_hash(secret)
+        destination.feed_token_prefix = secret[: len(FEED_TOKEN_PREFIX) + 6]
+    if creating and destination.kind == DestinationKind.WEBHOOK:
+        destination.outbox_cursor = outbox_last_id()
+    if destination.enabled:
+        destination.disabled_reason = ""
+    destination.full_clean(exclude=["segments"])
+    destination.save()
+    if segments is not None:
+        destination.segments.set(list(segments))
+    _schedule_sync(destination)
+    return Saved(destination=destination, secret=secret)
+
+
+@transaction.atomic
+def destination_secret_rotate(*, destination: Destination) -> str:
+    """A new webhook secret or feed token, returned once (the old one stops working)."""
+    if destination.kind == DestinationKind.WEBHOOK:
+        destination.webhook_secret = ""
+    elif destination.kind == DestinationKind.JSON_FEED:
+        destination.feed_token_hash = ""
+    else:
+        raise NotRunnable(f"a {destination.kind} destination has no secret")
+    return destination_save(destination=destination).secret
+
+
+@transaction.atomic
+def destination_disable(*, destination_id: int, reason: str) -> None:
+    destination = Destination.objects.select_for_update().get(pk=destination_id)
+    destination.enabled = False
+    destination.disabled_reason = reason[:200]
+    destination.save(update_fields=["enabled", "disabled_reason", "updated_at"])
+    _schedule_sync(destination)
+
+
+# -- runs -------------------------------------------------------------------------------
+
+
+def export_run_start(
+    *, destination: Destination, mode: str = RunMode.FULL, trigger: str = RunTrigger.MANUAL
+) -> ExportRun:
+    """A pending run, or ``RunAlreadyActive`` while one is pending or running
+    (a partial unique index guarantees it across processes)."""
+    if destination.kind == DestinationKind.JSON_FEED:
+        raise NotRunnable("a JSON feed is pulled by the tool, it has no runs")
+    if not destination.enabled:
+        raise NotRunnable(f"destination {destination.key} is disabled")
+    try:
+        with transaction.atomic():
+            run = ExportRun.objects.create(destination=destination, mode=mode, trigger=trigger)
+    except IntegrityError as exc:
+        raise RunAlreadyActive(f"destination {destination.key} has a run in progress") from exc
+    return run
+
+
+def _previous_outbox_id(destination: Destination) -> int:
+    last = (
+        ExportRun.objects.filter(destination=destination, status=RunStatus.SUCCEEDED)
+        .order_by("-outbox_to")
+        .values_list("outbox_to", flat=True)
+        .first()
+    )
+    return int(last or 0)
+
+
+@dataclass
+class Counts:
+    profiles: int = 0
+    rows: int = 0
+    skipped_no_identifier: int = 0
+    parts: list[tuple[str, Part]] = field(default_factory=list)
+
+
+def export_run_execute(run_id: int) -> ExportRun:
+    """Execute a pending run (once: a run not pending is returned as it is).
+
+    Full runs export each activated segment's current, consented members;
+    incremental runs only the profiles whose membership changed in the outbox
+    since the last successful run (``outbox_from`` < id <= ``outbox_to``).
+    Segments below their minimum size are left out and listed."""
+    with transaction.atomic():
+        run = ExportRun.objects.select_for_update().select_related("destination").get(pk=run_id)
+        if run.status != RunStatus.PENDING:
+            return run
+        run.status = RunStatus.RUNNING
+        run.started_at = timezone.now()
+        run.save(update_fields=["status", "started_at"])
+    destination = run.destination
+    started = time.monotonic()
+    try:
+        audiences = destination_audiences(destination)
+        run.segments_exported = [s.key for s in audiences.exported]
+        run.segments_skipped = [s.key for s in audiences.skipped]
+        run.outbox_to = outbox_last_id()
+        if run.mode == RunMode.INCREMENTAL:
+            run.outbox_from = _previous_outbox_id(destination)
+        ids = [s.pk for s in audiences.exported]
+        if run.mode == RunMode.FULL and ids:
+            total, allowed = audience_counts(destination, ids)
+            run.skipped_consent = total - allowed
+        counts = _execute(run, destination, audiences.exported)
+        _files_record(run, counts.parts)
+        run.profiles = counts.profiles
+        run.rows = counts.rows
+        run.skipped_no_identifier = counts.skipped_no_identifier
+        run.files = len(counts.parts)
+        run.status = RunStatus.SUCCEEDED
+    except Exception as exc:
+        logger.exception("export run %s of destination %s failed", run.pk, destination.pk)
+        run.status = RunStatus.FAILED
+        run.error = f"{type(exc).__name__}: {exc}"[:2000]
+    run.finished_at = timezone.now()
+    run.duration_ms = int((time.monotonic() - started) * 1000)
+    run.save()
+    return run
+
+
+def _files_record(run: ExportRun, parts: Sequence[tuple[str, Part]]) -> None:
+    root = exports_dir()
+    ExportFile.objects.bulk_create(
+        ExportFile(
+            run=run,
+            name=name,
+            path=str(part.path.relative_to(root)),
+            rows=part.rows,
+            size=part.size,
+            sha256=part.sha256,
+        )
+        for name, part in parts
+    )
+
+
+def _run_dir(run: ExportRun) -> Path:
+    return exports_dir() / run.destination.key / f"run-{run.pk}"
+
+
+def hashed(destination: Destination, value: str) -> str:
+    """The identifier as the destination receives it. Emails are stored
+    normalized (lowercase); other ids are hashed exactly as stored."""
+    if destination.hashing == Hashing.SHA256:
+        return matching.sha256_hex(value)
+    return value
+
+
+def _execute(run: ExportRun, destination: Destination, segments: list[Segment]) -> Counts:
+    if destination.kind == DestinationKind.WEBHOOK:
+        from .webhooks import webhook_changes_enqueue, webhook_snapshot_enqueue
+
+        if run.mode == RunMode.FULL:
+            return webhook_snapshot_enqueue(run, destination, segments)
+        return webhook_changes_enqueue(run, destination, segments)
+    if destination.kind not in FILE_KINDS:
+        raise NotRunnable(destination.kind)
+    if destination.kind in (DestinationKind.ADOBE_TARGET, DestinationKind.DYNAMIC_YIELD):
+        return _attribute_file(run, destination, segments)
+    return _list_files(run, destination, segments)
+
+
+def _touched(run: ExportRun) -> tuple[int, int] | None:
+    return (run.outbox_from, run.outbox_to) if run.mode == RunMode.INCREMENTAL else None
+
+
+def _attribute_file(run: ExportRun, destination: Destination, segments: list[Segment]) -> Counts:
+    """Adobe Target and Dynamic Yield: a row per profile, a column per segment
+    (true/false). An incremental run sends the touched profiles' current state."""
+    conf = destination.settings
+    counts = Counts()
+    columns = [f"{conf.get('attribute_prefix', '')}{s.key}" for s in segments]
+    id_column = conf["id_column"]
+    if destination.kind == DestinationKind.ADOBE_TARGET:
+        # Adobe's batch file: the first line is "batch=" and the column names.
+        header = ["batch=" + ",".join([id_column, *columns])]
+        stem, suffix = "adobe_target_batch", ".csv"
+    else:
+        header = [",".join([id_column, *columns])]
+        stem, suffix = "CRM_data", ".csv"
+    writer = SplitWriter(
+        directory=_run_dir(run),
+        stem=stem,
+        suffix=suffix,
+        header=header,
+        max_rows=conf["max_rows"],
+        max_bytes=conf["max_bytes"],
+        line_end="\r\n" if destination.kind == DestinationKind.DYNAMIC_YIELD else "\n",
+    )
+    ids = [s.pk for s in segments]
+    if ids:
+        queryset = audience_profiles(destination, ids, touched=_touched(run))
+        for chunk in chunked(queryset, "pk", "ident"):
+            member_of = memberships_of([row[0] for row in chunk], ids)
+            for pid, ident in chunk:
+                if not ident:
+                    counts.skipped_no_identifier += 1
+                    continue
+                now_in = member_of.get(pid, set())
+                flags = ["true" if sid in now_in else "false" for sid in ids]
+                writer.write([hashed(destination, ident), *flags])
+                counts.rows += 1
+                counts.profiles += 1
+    counts.parts = [(part.name, part) for part in writer.close()]
+    return counts
+
+
+def _list_files(run: ExportRun, destination: Destination, segments: list[Segment]) -> Counts:
+    """Optimizely, Google and Meta: a list (file parts) per segment. An
+    incremental run writes the additions and, separately, the removals."""
+    conf = destination.settings
+    counts = Counts()
+    kind = destination.kind
+    contact = kind in MATCH_KINDS
+    from django.conf import settings
+
+    region = settings.CDP["PHONE_DEFAULT_REGION"]
+    incremental = run.mode == RunMode.INCREMENTAL
+    for segment in segments:
+        writers: dict[bool, SplitWriter] = {}
+        for adding in (True, False) if incremental else (True,):
+            action = "" if not incremental else ("_add" if adding else "_remove")
+            if kind == DestinationKind.OPTIMIZELY:
+                stem, suffix, header, as_csv = (
+                    f"optimizely_{segment.key}{action}",
+                    ".txt",
+                    [],
+                    False,
+                )
+            elif kind == DestinationKind.GOOGLE_CUSTOMER_MATCH:
+                stem, suffix = f"google_customer_match_{segment.key}{action}", ".csv"
+                header, as_csv = [",".join(matching.GOOGLE_HEADER)], True
+            else:
+                stem, suffix = f"meta_custom_audience_{segment.key}{action}", ".csv"
+                header, as_csv = [",".join(matching.META_HEADER)], True
+            writers[adding] = SplitWriter(
+                directory=_run_dir(run),
+                stem=stem,
+                suffix=suffix,
+                header=header,
+                max_rows=conf.get("max_rows", 10**12),
+                max_bytes=conf["max_bytes"],
+                csv_rows=as_csv,
+            )
+        queryset = audience_profiles(
+            destination, [segment.pk], touched=_touched(run), contact=contact
+        )
+        fields = ["pk", "traits", "email", "phone"] if contact else ["pk", "ident"]
+        if incremental:
+            fields.append("member")
+        for chunk in chunked(queryset, *fields):
+            for row in chunk:
+                member = bool(row[-1]) if incremental else True
+                if contact:
+                    traits = row[1] if isinstance(row[1], dict) else {}
+                    make = (
+                        matching.google_row
+                        if kind == DestinationKind.GOOGLE_CUSTOMER_MATCH
+                        else matching.meta_row
+                    )
+                    line = make(traits, row[2], row[3], region=region)
+                    if not line[0] and not line[1]:
+                        counts.skipped_no_identifier += 1
+                        continue
+                    writers[member].write(line)
+                else:
+                    if not row[1]:
+                        counts.skipped_no_identifier += 1
+                        continue
+                    writers[member].write(hashed(destination, row[1]))
+                counts.rows += 1
+        for adding in sorted(writers, reverse=True):
+            counts.parts.extend((part.name, part) for part in writers[adding].close())
+    if segments:
+        # Distinct people over all the lists (one count, not a set of a million ids).
+        every = audience_profiles(destination, [s.pk for s in segments], touched=_touched(run))
+        counts.profiles = every.count()
+    return counts
+
+
+def export_run_scheduled(destination_id: int) -> str:
+    destination = Destination.objects.filter(pk=destination_id, enabled=True).first()
+    if destination is None:
+        return "disabled"
+    done = ExportRun.objects.filter(destination=destination, status=RunStatus.SUCCEEDED)
+    mode = RunMode.INCREMENTAL if done.exists() else RunMode.FULL
+    try:
+        run = export_run_start(destination=destination, mode=mode, trigger=RunTrigger.SCHEDULE)
+    except (RunAlreadyActive, NotRunnable) as exc:
+        logger.info("scheduled run of destination %s not started: %s", destination_id, exc)
+        return "skipped"
+    return str(export_run_execute(run.pk).status)
+
+
+def webhooks_push_all() -> int:
+    """An incremental run for each enabled webhook destination with outbox
+    changes of its segments past its cursor (none otherwise: no empty runs)."""
+    from apps.segments.models import MembershipChange
+
+    started = 0
+    for destination in Destination.objects.filter(kind=DestinationKind.WEBHOOK, enabled=True):
+        segment_ids = list(destination.segments.values_list("pk", flat=True))
+        pending = MembershipChange.objects.filter(
+            segment_id__in=segment_ids, id__gt=destination.outbox_cursor
+        )
+        if not segment_ids or not pending.exists():
+            continue
+        try:
+            run = export_run_start(
+                destination=destination, mode=RunMode.INCREMENTAL, trigger=RunTrigger.SCHEDULE
+            )
+        except (RunAlreadyActive, NotRunnable):
+            continue
+        export_run_execute(run.pk)
+        started += 1
+    return started
+
+
+def export_run_enqueue(
+    *, destination: Destination, mode: str = RunMode.FULL, trigger: str = RunTrigger.MANUAL
+) -> ExportRun:
+    """Start a run and hand it to a worker after commit."""
+    from .tasks import export_run_execute as execute_task
+
+    run = export_run_start(destination=destination, mode=mode, trigger=trigger)
+    transaction.on_commit(lambda: execute_task.delay(run.pk))
+    return run
