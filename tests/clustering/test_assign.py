@@ -22,13 +22,15 @@ from .archetypes import archetype_population
 pytestmark = pytest.mark.django_db
 
 
-def _events(user: str, name: str, count: int, **properties: Any) -> dict[str, Any]:
+def _events(
+    user: str, name: str, count: int, *, key: str = "userId", **properties: Any
+) -> dict[str, Any]:
     return {
         "batch": [
             {
                 "type": "track",
                 "event": name,
-                "userId": user,
+                key: user,
                 "messageId": f"{user}-{name}-{uuid.uuid4()}",
                 "properties": properties,
             }
@@ -37,8 +39,8 @@ def _events(user: str, name: str, count: int, **properties: Any) -> dict[str, An
     }
 
 
-def _current(user: str) -> Membership | None:
-    pid = Identifier.objects.get(type="user_id", value=user).profile_id
+def _current(user: str, kind: str = "user_id") -> Membership | None:
+    pid = Identifier.objects.get(type=kind, value=user).profile_id
     return Membership.objects.filter(profile_id=pid, exited_at__isnull=True).first()
 
 
@@ -120,3 +122,34 @@ def test_a_config_whose_run_failed_assigns_nothing(post_events, make_config):
 
     # then they are in no cluster
     assert _current("someone") is None
+
+
+def test_a_merge_leaves_the_survivor_in_one_cluster(post_events, make_config):
+    # given a current model, a buyer and a browser in different clusters
+    from apps.identity.services import profile_merge
+
+    archetype_population(100)
+    run = recluster(config_id=make_config(k_max=6, min_cluster_size=5).pk)
+    assert run is not None and run.status == RunStatus.SUCCEEDED
+    body = _events("buyer", "Order Completed", 30, revenue=250)
+    assert post_events("/v1/batch", body).status_code == 200
+    body = _events("browser", "Product Viewed", 40, key="anonymousId")
+    assert post_events("/v1/batch", body).status_code == 200
+    buyer, browser = _current("buyer"), _current("browser", "anonymous_id")
+    assert buyer is not None and browser is not None
+    assert buyer.segment_id != browser.segment_id
+    segments = {c.segment_id for c in run.clusters.all()}
+
+    # when they are merged
+    merged = profile_merge(profile_ids=(buyer.profile_id, browser.profile_id), reason="admin")
+
+    # then the survivor is in exactly one cluster, and the absorbed one in none
+    def clusters_of(pid: uuid.UUID) -> list[int]:
+        return list(
+            Membership.objects.filter(
+                profile_id=pid, exited_at__isnull=True, segment_id__in=segments
+            ).values_list("segment_id", flat=True)
+        )
+
+    assert len(clusters_of(merged.survivor_id)) == 1
+    assert clusters_of(merged.absorbed_id) == []
