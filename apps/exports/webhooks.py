@@ -342,6 +342,8 @@ def delivery_attempt(delivery_id: int) -> str:
     if status_code is not None and 200 <= status_code < 300:
         delivery.status = DeliveryStatus.DELIVERED
         delivery.delivered_at = now
+        # Delivered, the body is needed no more: it names a person.
+        delivery.body = ""
     elif status_code == 410:
         from .services import destination_disable
 
@@ -369,6 +371,7 @@ def delivery_attempt(delivery_id: int) -> str:
             "status",
             "delivered_at",
             "next_attempt_at",
+            "body",
         ]
     )
     logger.info(
