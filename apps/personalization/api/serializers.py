@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.common.fields import StrictBooleanField, StrictCharField, StrictIntegerField
+from apps.identity.api.schema import external_id_schema
 from apps.personalization.models import ContentVariant, Placement, Rule
 from apps.personalization.payload import PAYLOAD_KEYS, TEXT_LIMITS, URL_MAX_LENGTH, payload_errors
 
@@ -175,10 +176,14 @@ class RuleOutputSerializer(serializers.ModelSerializer[Rule]):
         ]
 
 
+@extend_schema_field(external_id_schema())
+class ProfileIdField(StrictCharField):
+    """An external id (the view checks it against the identity rules in force, as
+    the schema's pattern, made from the same rules, says)."""
+
+
 class DecideInputSerializer(serializers.Serializer[Any]):
-    profile = StrictCharField(
-        min_length=1,
-        max_length=500,
+    profile = ProfileIdField(
         help_text="The profile's external id, e.g. anonymous_id:abc or user_id:42 (a "
         "publishable key may use only these two).",
     )

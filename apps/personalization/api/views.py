@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.exceptions import APIException, ValidationError
@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from apps.api_auth.authentication import BearerTokenAuthentication
 from apps.common.openapi import error_responses
-from apps.identity.selectors import ExternalIdError, parse_external_id, profile_get_by_external_id
+from apps.identity.selectors import ExternalIdError, profile_get_by_external_id
 from apps.personalization import services
 from apps.personalization.decide import decide
 from apps.personalization.keys import PUBLIC_ID_TYPES, PublishableKeyAuthentication
@@ -343,7 +343,7 @@ class DecideApi(APIView):
         v = data.validated_data
         public = isinstance(request.auth, PublishableKey)
         try:
-            kind, _ = parse_external_id(v["profile"])
+            kind = v["profile"].partition(":")[0]
             if public and kind not in PUBLIC_ID_TYPES:
                 raise ExternalIdError(
                     "A publishable key decides for anonymous_id:<id> or user_id:<id> only."
@@ -351,9 +351,7 @@ class DecideApi(APIView):
             profile = profile_get_by_external_id(external_id=v["profile"])
         except ExternalIdError as exc:
             raise ValidationError({"profile": [str(exc)]}) from exc
-        with transaction.atomic():
-            decisions = decide(
-                profile_id=profile.pk if profile is not None else None,
-                placements=v["placements"],
-            )
+        decisions = decide(
+            profile_id=profile.pk if profile is not None else None, placements=v["placements"]
+        )
         return Response({"decisions": {k: d.as_json(public=public) for k, d in decisions.items()}})
