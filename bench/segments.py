@@ -61,6 +61,11 @@ VENV_BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_DB = 12
+# The db the latency phase flushes and its worker consumes (--redis-db). Nothing
+# else may consume it meanwhile: a test worker on the same db takes the bench's
+# tasks and processes them against its own database (the events are then never
+# processed here).
+_REDIS: list[int] = [REDIS_DB]
 WRITE_KEY = "bench_segments_write_key_0123456789"
 SOURCE_NAME = "bench-segments"
 # Generated events' message ids; whatever a run adds has another prefix, and goes
@@ -981,7 +986,7 @@ def free_port() -> int:
 def redis_flush() -> None:
     import redis
 
-    r = redis.Redis(host=HOST, port=6379, db=REDIS_DB, socket_timeout=5)
+    r = redis.Redis(host=HOST, port=6379, db=_REDIS[0], socket_timeout=5)
     try:
         r.flushdb()
     finally:
@@ -1163,13 +1168,14 @@ def phase_latency(args: argparse.Namespace, results: dict[str, Any]) -> None:
                 "  ! GET /api/v1/profiles/<external_id>/segments is not there yet: "
                 "polling the table segments_membership instead (--poll api to insist)"
             )
-    broker = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    _REDIS[0] = args.redis_db
+    broker = f"redis://127.0.0.1:6379/{args.redis_db}"
     env = django_env(args.database, broker)
     redis_flush()
     shoes = Segment.objects.get(key="browsing-shoes")
     token = api_token(env) if args.poll == "api" else ""
     logdir = Path(tempfile.mkdtemp(prefix="cdp-bench-segments-"))
-    say(f"\n[latency] gunicorn + Celery worker (Redis db {REDIS_DB}), logs in {logdir}")
+    say(f"\n[latency] gunicorn + Celery worker (Redis db {args.redis_db}), logs in {logdir}")
     static = Path(env["STATIC_ROOT"]) / "staticfiles.json"
     if not static.exists():
         subprocess.run(
@@ -1342,6 +1348,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="where the latency phase looks for the membership",
     )
+    p.add_argument("--redis-db", type=int, default=REDIS_DB, help="the latency phase's broker db")
     p.add_argument("--poll-interval", type=float, default=0.01, help="seconds")
     p.add_argument("--trial-timeout", type=float, default=10.0, help="seconds")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers")
