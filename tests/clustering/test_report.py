@@ -419,3 +419,32 @@ def test_a_marketer_renames_a_persona_and_nothing_else(clustered, admin_client):
     assert admin_client.get("/admin/clustering/cluster/add/").status_code == 403
     assert admin_client.get(f"/admin/clustering/cluster/{cluster.pk}/delete/").status_code == 403
     assert admin_client.get(f"/admin/clustering/clusteringrun/{run.pk}/delete/").status_code == 403
+
+
+def test_a_density_run_reports_its_sample_and_noise(make_config, admin_client):
+    # given the archetypes and HDBSCAN fitted on a sample of 300 of 1,000 profiles
+    archetype_population(200)
+    config = make_config(
+        algorithm="hdbscan", fit_sample_size=300, min_samples=8, min_cluster_size=20
+    )
+
+    # when it runs and its report is read
+    run = recluster(config_id=config.pk)
+    assert run is not None and run.status == RunStatus.SUCCEEDED, run and run.error
+    report = run_report(run)
+
+    # then it says the fit was on a sample and the rest assigned, the clusters found and
+    # the noise share, and draws no metric across k (there is no k searched)
+    assert report.sample_note == (
+        "Fitted on a sample of 300; the rest assigned to the nearest cluster."
+    )
+    facts = {f.label: f.value for f in report.facts}
+    assert facts["Chosen k"] == (
+        f"{run.clusters_found} found by HDBSCAN (density: the data gives the number)"
+    )
+    assert facts["Noise"] == f"{run.noise_share:.1%} of the fitted profiles"
+    assert report.metrics == []
+    html = admin_client.get(f"/admin/clustering/clusteringrun/{run.pk}/change/").content.decode()
+    assert "Fitted on a sample of 300; the rest assigned to the nearest cluster." in html
+    (scatter,) = _svgs(html)
+    assert len(_circles(scatter, "point")) == len(run.scatter["points"])
