@@ -214,6 +214,12 @@ def run_start(*, config: ClusteringConfig) -> ClusteringRun:
         active = config.runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).first()
         if active is not None and not _stale(active):
             raise RunInProgress(active)
+        if active is not None:  # its task or its worker was lost: say so, and go on
+            ClusteringRun.objects.filter(pk=active.pk).update(
+                status=RunStatus.FAILED,
+                error="lost: its worker stopped, or its task never arrived",
+                finished_at=timezone.now(),
+            )
         run = ClusteringRun.objects.create(config=config, status=RunStatus.QUEUED)
         limit = config.time_limit_seconds
         transaction.on_commit(

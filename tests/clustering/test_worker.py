@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -123,3 +124,18 @@ def test_the_command_runs_a_config_and_shows_its_result(make_config, capsys) -> 
     assert "shoppers" in err and "5/5" in err
     with pytest.raises(CommandError, match="no clustering config with key 'nope'"):
         call_command("recluster", "nope")
+
+
+@pytest.mark.django_db
+def test_a_run_lost_long_ago_does_not_block_a_new_one(make_config) -> None:
+    # given a run queued longer ago than the time limit allows (its task was lost)
+    config = make_config(time_limit_seconds=60)
+    lost = ClusteringRun.objects.create(config=config, status=RunStatus.QUEUED)
+    ClusteringRun.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(hours=1))
+
+    # when a run is started, then it is, and the lost one says what became of it
+    started = run_start(config=config)
+    lost.refresh_from_db()
+    assert started.pk != lost.pk
+    assert lost.status == RunStatus.FAILED
+    assert lost.error == "lost: its worker stopped, or its task never arrived"

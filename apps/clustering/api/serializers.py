@@ -59,6 +59,7 @@ class _ConfigFields(serializers.Serializer[Any]):
         child=FeatureSerializer(),
         required=False,
         allow_empty=False,
+        min_length=1,
         max_length=MAX_FEATURES,
         help_text="What to cluster on, each feature once, with its transform.",
     )
@@ -138,7 +139,7 @@ class ConfigInputSerializer(_ConfigFields):
     )
     name = StrictCharField(min_length=1, max_length=200)
     features = serializers.ListField(
-        child=FeatureSerializer(), allow_empty=False, max_length=MAX_FEATURES
+        child=FeatureSerializer(), allow_empty=False, min_length=1, max_length=MAX_FEATURES
     )
 
     def validate_key(self, value: str) -> str:
