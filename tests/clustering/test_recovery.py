@@ -161,3 +161,22 @@ def test_memberships_carry_reasons_and_outbox_rows(make_config):
     entered = MembershipChange.objects.filter(kind="entered", source="cluster")
     assert entered.count() == 500
     assert entered.filter(profile_id=pid).count() == 1
+
+
+def test_why_is_this_person_in_this_segment(make_config, api_client):
+    # given a clustered population
+    population = archetype_population(60)
+    run = recluster(config_id=make_config(k_max=6, min_cluster_size=5).pk)
+    assert run is not None and run.status == RunStatus.SUCCEEDED
+
+    # when a profile's segments are read through the API
+    pid = population.profile_ids[0]
+    response = api_client.get(f"/api/v1/profiles/id:{pid}/segments")
+
+    # then its cluster is there, with the reason
+    assert response.status_code == 200
+    (current,) = response.json()["current"]
+    cluster = run.clusters.get(segment__key=current["segment"])
+    assert current["reason"]["text"] == (
+        f"cluster {cluster.index} of run {run.pk}: nearest centroid"
+    )
