@@ -19,11 +19,14 @@ one of them hashed, COUNTRY included.
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
 
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 GOOGLE_HEADER = ("Email", "Phone", "First Name", "Last Name", "Country", "Zip")
 META_HEADER = ("EMAIL", "PHONE", "FN", "LN", "ZIP", "CT", "ST", "COUNTRY")
 
@@ -51,6 +54,10 @@ def phone_e164(value: Any, *, region: str) -> str:
     text = _text(value)
     if not text:
         return ""
+    if _E164.match(text):
+        # Already E.164 (as identity stores phone identifiers): parsing a million
+        # of them again would cost more than the rest of the export.
+        return text
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
@@ -60,6 +67,13 @@ def phone_e164(value: Any, *, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=65536)
+def _common(value: str) -> str:
+    # Names, towns, states, zips and countries repeat: hash each once.
+    return sha256_hex(value) if value else ""
+
+
+@lru_cache(maxsize=65536)
 def _letters(value: str, *, keep_spaces: bool) -> str:
     # Punctuation and symbols go (Unicode categories P* and S*); letters of any
     # script and digits stay.
@@ -93,8 +107,8 @@ def google_row(traits: dict[str, Any], email: Any, phone: Any, *, region: str) -
     return [
         _hashed(email_normalized(email)),
         _hashed(phone_e164(phone, region=country or region)),
-        _hashed(" ".join(_text(traits.get("firstName")).lower().split())),
-        _hashed(" ".join(_text(traits.get("lastName")).lower().split())),
+        _common(" ".join(_text(traits.get("firstName")).lower().split())),
+        _common(" ".join(_text(traits.get("lastName")).lower().split())),
         country,
         _text(address.get("postalCode")),
     ]
@@ -118,10 +132,10 @@ def meta_row(traits: dict[str, Any], email: Any, phone: Any, *, region: str) -> 
     return [
         _hashed(email_normalized(email)),
         _hashed(e164.lstrip("+")),
-        _hashed(_letters(_text(traits.get("firstName")), keep_spaces=False)),
-        _hashed(_letters(_text(traits.get("lastName")), keep_spaces=False)),
-        _hashed(meta_zip(address.get("postalCode"), country)),
-        _hashed(_letters(_text(address.get("city")), keep_spaces=False)),
-        _hashed(state),
-        _hashed(country.lower()),
+        _common(_letters(_text(traits.get("firstName")), keep_spaces=False)),
+        _common(_letters(_text(traits.get("lastName")), keep_spaces=False)),
+        _common(meta_zip(address.get("postalCode"), country)),
+        _common(_letters(_text(address.get("city")), keep_spaces=False)),
+        _common(state),
+        _common(country.lower()),
     ]

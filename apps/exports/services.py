@@ -11,7 +11,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import orjson
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
@@ -39,7 +41,6 @@ from .selectors import (
     audience_profiles,
     chunked,
     destination_audiences,
-    memberships_of,
     outbox_last_id,
 )
 
@@ -335,20 +336,29 @@ def _attribute_file(run: ExportRun, destination: Destination, segments: list[Seg
     )
     ids = [s.pk for s in segments]
     if ids:
-        queryset = audience_profiles(destination, ids, touched=_touched(run))
-        for chunk in chunked(queryset, "pk", "ident"):
-            member_of = memberships_of([row[0] for row in chunk], ids)
-            for pid, ident in chunk:
+        queryset = audience_profiles(destination, ids, touched=_touched(run), flags=True)
+        fields = ["ident", *(f"in_{sid}" for sid in ids)]
+        for chunk in chunked(queryset, *fields):
+            for ident, *flags in chunk:
                 if not ident:
                     counts.skipped_no_identifier += 1
                     continue
-                now_in = member_of.get(pid, set())
-                flags = ["true" if sid in now_in else "false" for sid in ids]
-                writer.write([hashed(destination, ident), *flags])
+                writer.write(
+                    [hashed(destination, ident), *("true" if f else "false" for f in flags)]
+                )
                 counts.rows += 1
                 counts.profiles += 1
     counts.parts = [(part.name, part) for part in writer.close()]
     return counts
+
+
+def _json(value: Any) -> dict[str, Any]:
+    # jsonb comes as text from a raw cursor (Django parses it in its own fields).
+    try:
+        parsed = orjson.loads(value) if isinstance(value, str | bytes) else None
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _list_files(run: ExportRun, destination: Destination, segments: list[Segment]) -> Counts:
@@ -398,7 +408,7 @@ def _list_files(run: ExportRun, destination: Destination, segments: list[Segment
             for row in chunk:
                 member = bool(row[-1]) if incremental else True
                 if contact:
-                    traits = row[1] if isinstance(row[1], dict) else {}
+                    traits = row[1] if isinstance(row[1], dict) else _json(row[1])
                     make = (
                         matching.google_row
                         if kind == DestinationKind.GOOGLE_CUSTOMER_MATCH
