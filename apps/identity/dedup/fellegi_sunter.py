@@ -278,6 +278,12 @@ def estimate_sessions(sessions: list[tuple[str, LevelArray, list[int]]], model: 
             "iterations": fitted.em.get("iterations"),
             "fields": [fitted.fields[i].name for i in used],
             "rejected": fitted.em.get("rejected_fields", []),
+            # u among this pass's pairs (two people who share its key): what
+            # ``door_weights`` reads for the pairs at one door.
+            "u": {
+                fitted.fields[i].name: [round(float(x), 6) for x in fitted.fields[i].u]
+                for i in used
+            },
         }
     fields = []
     for i, f in enumerate(model.fields):

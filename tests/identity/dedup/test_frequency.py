@@ -20,6 +20,7 @@ from apps.identity.dedup.frequency import (
 from apps.identity.dedup.models import DedupRun, DedupValueFrequency, DuplicateCandidate
 from apps.identity.dedup.records import BUILTIN_FIELDS, build_records
 from apps.identity.dedup.services import dedup_run
+from apps.identity.dedup.services.scoring import pairs_score
 from apps.identity.models import Profile
 
 
@@ -143,3 +144,38 @@ def test_full_runs_keep_the_frequencies_and_incremental_runs_use_them() -> None:
     assert new.count() == 2
     assert {c.profile_a_id == third.id or c.profile_b_id == third.id for c in new} == {True}
     assert {c.evidence["fields"]["first_name"]["weight"] for c in new} == {weight}
+
+
+def test_a_surname_shared_at_one_door_weighs_as_it_does_among_people_at_one_door() -> None:
+    # given: two pairs sharing a rare surname, one at one door and one not; EM found
+    # that 5 % of two people at one door share their surname exactly
+    door = {"street": "5 Pacocha Terrace", "postalCode": "5263", "city": "Opmans Downs"}
+    elsewhere = {"street": "9 Other Road", "postalCode": "3000", "city": "Melbourne"}
+    people = [
+        {"firstName": "Ilse", "lastName": "Dzienniak", "address": door},
+        {"firstName": "Marek", "lastName": "Dzienniak", "address": door},
+        {"firstName": "Ilse", "lastName": "Dzienniak", "address": door},
+        {"firstName": "Marek", "lastName": "Dzienniak", "address": elsewhere},
+    ]
+    records = build_records([(uuid.uuid4(), p) for p in people], BUILTIN_FIELDS)
+    left, right = np.array([0, 2]), np.array([1, 3])
+    comparison = compare_pairs(records, left, right)
+    model = initial_model(BUILTIN_FIELDS)
+    last = [f.name for f in model.fields].index("last_name")
+    model.fields[last].source = "em"
+    model.em = {"sessions": {"address": {"u": {"last_name": [0.9, 0.03, 0.02, 0.05]}}}}
+    frequencies = {"last_name": ValueFrequencies(MIN_PROFILES * 2, {"dzienniak": 2})}
+
+    # when
+    _, adjustments = pairs_score(
+        records, left, right, comparison.level, comparison.swapped, model, frequencies
+    )
+
+    # then: at the door, log2(m / 0.05) in place of the usual weight and no rarity
+    # bonus; elsewhere the usual weight and the bonus for a rare name
+    parameters = model.fields[last]
+    usual = float(parameters.weights()[-1])
+    at_door = math.log2(float(parameters.m[-1]) / 0.05)
+    assert comparison.level[0, [f.name for f in model.fields].index("address")] == 3
+    assert adjustments[0, last] == pytest.approx(at_door - usual)
+    assert adjustments[1, last] > 0
