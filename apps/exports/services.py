@@ -10,11 +10,13 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
@@ -25,6 +27,7 @@ from . import matching
 from .files import Part, SplitWriter, exports_dir
 from .kinds import settings_validate
 from .models import (
+    ACTIVE_RUN_STATUSES,
     FILE_KINDS,
     MATCH_KINDS,
     Destination,
@@ -196,12 +199,29 @@ def export_run_start(
         raise NotRunnable("a JSON feed is pulled by the tool, it has no runs")
     if not destination.enabled:
         raise NotRunnable(f"destination {destination.key} is disabled")
+    _abandoned_runs_fail(destination)
     try:
         with transaction.atomic():
             run = ExportRun.objects.create(destination=destination, mode=mode, trigger=trigger)
     except IntegrityError as exc:
         raise RunAlreadyActive(f"destination {destination.key} has a run in progress") from exc
     return run
+
+
+# Longer than the run task's hard time limit (tasks.py): a run still active after
+# this long lost its worker (or its message), and would block the destination.
+ABANDONED_AFTER = timedelta(hours=1)
+
+
+def _abandoned_runs_fail(destination: Destination) -> None:
+    cutoff = timezone.now() - ABANDONED_AFTER
+    ExportRun.objects.filter(destination=destination, status__in=ACTIVE_RUN_STATUSES).filter(
+        Q(started_at__lt=cutoff) | Q(started_at__isnull=True, created_at__lt=cutoff)
+    ).update(
+        status=RunStatus.FAILED,
+        error="abandoned: still active after an hour (worker lost)",
+        finished_at=timezone.now(),
+    )
 
 
 def _previous_outbox_id(destination: Destination) -> int:

@@ -291,3 +291,25 @@ def test_people_without_the_destinations_identifier_are_counted_not_sent(
     run = run_now(optimizely)
     assert files_of(run)["optimizely_shoes.txt"].decode().split() == ["ada@example.com"]
     assert run.skipped_no_identifier == 1
+
+
+def test_a_run_abandoned_by_a_lost_worker_does_not_block_the_destination(
+    person: Any, audience: Any, destination: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # given: a run that started two hours ago and never finished
+    shoes = audience("shoes", [person("ada")])
+    optimizely, _ = destination("optimizely", [shoes])
+    stuck = export_run_start(destination=optimizely)
+    ExportRun.objects.filter(pk=stuck.pk).update(
+        status="running", started_at=timezone.now() - timedelta(hours=2)
+    )
+    # when: a new run is asked for
+    fresh = export_run_start(destination=optimizely)
+    # then: the old one is failed with the reason, the new one goes ahead
+    stuck.refresh_from_db()
+    assert stuck.status == "failed" and "abandoned" in stuck.error
+    assert export_run_execute(fresh.pk).status == "succeeded"
