@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import CharField, Exists, Min, OuterRef, QuerySet, Subquery, TextField
+from django.db.models import Exists, F, Min, OuterRef, QuerySet, Subquery, TextField
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Coalesce
 
 from apps.consent.selectors import profiles_for_use, profiles_with_consent
 from apps.identity.models import Identifier, Profile
@@ -63,7 +63,9 @@ def _identifier(kind: str) -> Subquery:
 
 def identifier_expression(identifier_type: str) -> Any:
     if identifier_type == IdentifierChoice.PROFILE_ID:
-        return Cast("pk", output_field=CharField())
+        # The UUID itself (SQLite would cast it to hex without dashes); written as
+        # its canonical text by whoever writes it.
+        return F("pk")
     return _identifier(identifier_type)
 
 

@@ -305,12 +305,13 @@ def _run_dir(run: ExportRun) -> Path:
     return exports_dir() / run.destination.key / f"run-{run.pk}"
 
 
-def hashed(destination: Destination, value: str) -> str:
+def hashed(destination: Destination, value: Any) -> str:
     """The identifier as the destination receives it. Emails are stored
     normalized (lowercase); other ids are hashed exactly as stored."""
+    text = str(value)
     if destination.hashing == Hashing.SHA256:
-        return matching.sha256_hex(value)
-    return value
+        return matching.sha256_hex(text)
+    return text
 
 
 def _execute(run: ExportRun, destination: Destination, segments: list[Segment]) -> Counts:

@@ -313,3 +313,13 @@ def test_a_run_abandoned_by_a_lost_worker_does_not_block_the_destination(
     stuck.refresh_from_db()
     assert stuck.status == "failed" and "abandoned" in stuck.error
     assert export_run_execute(fresh.pk).status == "succeeded"
+
+
+def test_the_profile_id_is_sent_in_its_canonical_form(
+    person: Any, audience: Any, destination: Any
+) -> None:
+    ada = person("ada")
+    shoes = audience("shoes", [ada])
+    optimizely, _ = destination("optimizely", [shoes], identifier_type="id")
+    run = run_now(optimizely)
+    assert files_of(run)["optimizely_shoes.txt"].decode().split() == [str(ada.pk)]
