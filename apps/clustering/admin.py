@@ -107,6 +107,13 @@ class ClusteringConfigAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         for config in queryset:
             config_delete(config=config)
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """A config's runs and clusters go with it (config_delete), although
+        neither is deleted on its own in admin: no permission of theirs is needed."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        own = {str(m._meta.verbose_name) for m in (ClusteringRun, Cluster)}
+        return deleted, counts, set(perms_needed) - own, protected
+
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: Any = None
     ) -> HttpResponse:

@@ -448,3 +448,36 @@ def test_a_density_run_reports_its_sample_and_noise(make_config, admin_client):
     assert "Fitted on a sample of 300; the rest assigned to the nearest cluster." in html
     (scatter,) = _svgs(html)
     assert len(_circles(scatter, "point")) == len(run.scatter["points"])
+
+
+def test_a_config_with_a_run_in_progress_is_not_deleted(make_config, admin_client):
+    # given a config whose run is queued
+    config = make_config()
+    queued = ClusteringRun.objects.create(config=config, status=RunStatus.QUEUED)
+
+    # when a marketer confirms its deletion
+    response = admin_client.post(
+        f"/admin/clustering/clusteringconfig/{config.pk}/delete/", {"post": "yes"}, follow=True
+    )
+
+    # then it stays, and the page says which run holds it
+    assert ClusteringConfig.objects.filter(pk=config.pk).exists()
+    assert f"Not deleted: run {queued.pk} is queued." in response.content.decode()
+
+
+def test_a_config_is_deleted_with_its_runs_and_its_segments_emptied(clustered, admin_client):
+    # given a config with a succeeded run and its cluster segments
+    config, run = clustered
+    segments = list(run.clusters.values_list("segment_id", flat=True))
+
+    # when a marketer confirms its deletion
+    response = admin_client.post(
+        f"/admin/clustering/clusteringconfig/{config.pk}/delete/", {"post": "yes"}
+    )
+
+    # then the config and its runs are gone, and its segments stay, emptied and disabled
+    assert response.status_code == 302
+    assert not ClusteringConfig.objects.exists() and not ClusteringRun.objects.exists()
+    kept = Segment.objects.filter(pk__in=segments)
+    assert kept.count() == 5 and not kept.filter(enabled=True).exists()
+    assert not kept.filter(memberships__exited_at__isnull=True).exists()
