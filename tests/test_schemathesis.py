@@ -266,6 +266,9 @@ def known_ids(cdp_data: dict[str, Any]) -> Iterator[None]:
         if case.operation.label.split(" ")[1].startswith("/api/v1/segments"):
             _segment_body_usable(case, body)
             return
+        if case.operation.label.split(" ")[1].startswith("/api/v1/clustering"):
+            _clustering_body_usable(case, body)
+            return
         if case.operation.label != "POST /api/v1/privacy-requests":
             return
         subject = body.get("subject")
@@ -318,6 +321,53 @@ def _segment_body_usable(case: Any, body: dict[str, Any]) -> None:
         case.body = body = {**body, "condition": USABLE_CONDITION}
     if case.operation.method.upper() == "PATCH" and "key" in body:
         case.body = {k: v for k, v in body.items() if k != "key"}
+
+
+USABLE_SCHEDULE = "0 3 * * *"
+
+
+def _clustering_body_usable(case: Any, body: dict[str, Any]) -> None:
+    """A clustering config names each feature once, has k_max at least k_min (with
+    the config's own value where a PATCH names one of them), a population segment
+    that exists and a schedule that is a cron line; a PATCH names no other key:
+    rules the schema says in words (refusals are tested in tests/clustering)."""
+    from apps.clustering.models import ClusteringConfig
+    from apps.clustering.services import cron_problem
+    from apps.segments.models import Segment
+
+    body = dict(body)
+    features = body.get("features")
+    if isinstance(features, list):
+        seen: set[Any] = set()
+        once = []
+        for item in features:
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str):
+                if name in seen:
+                    continue
+                seen.add(name)
+            once.append(item)
+        body["features"] = once
+    config = None
+    if case.operation.method.upper() == "PATCH":
+        key = (case.path_parameters or {}).get("key")
+        config = ClusteringConfig.objects.filter(key=key).first()
+        if "key" in body:
+            del body["key"]
+    k_min = body.get("k_min", config.k_min if config else 2)
+    k_max = body.get("k_max", config.k_max if config else 8)
+    if isinstance(k_min, int) and isinstance(k_max, int) and k_min > k_max:
+        if "k_max" in body:
+            body["k_max"] = k_min
+        else:
+            body["k_min"] = k_max
+    segment = body.get("population_segment")
+    if isinstance(segment, str) and not Segment.objects.filter(key=segment).exists():
+        body["population_segment"] = None
+    schedule = body.get("schedule")
+    if isinstance(schedule, str) and cron_problem(schedule):
+        body["schedule"] = USABLE_SCHEDULE
+    case.body = body
 
 
 @pytest.fixture
