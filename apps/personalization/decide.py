@@ -14,15 +14,21 @@ in now, wins; a held-out profile (holdouts.py) gets the default with
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from apps.consent.selectors import may_use
+from apps.identity.models import Identifier
+from apps.identity.selectors import parse_external_id, profile_get_by_external_id
+from apps.identity.services import IdentityRules, identity_rules_load
 from apps.segments.models import Membership
 
 from .exposures import PendingExposure, exposures_record
@@ -71,6 +77,52 @@ def _default(entry: PlacementEntry, **kwargs: Any) -> Decision:
         payload=default.payload if default else None,
         **kwargs,
     )
+
+
+_rules_lock = threading.Lock()
+_rules: tuple[float, IdentityRules] | None = None
+
+
+def _identity_rules() -> IdentityRules:
+    """The identity rules (identifier types, normalization), kept per process for
+    DECIDE_MAPPING_CHECK_MS: loading them is three queries, more than the decision."""
+    global _rules
+    ttl = float(settings.CDP.get("DECIDE_MAPPING_CHECK_MS", 500)) / 1000.0
+    now = time.monotonic()
+    cached = _rules
+    if cached is not None and now - cached[0] < ttl:
+        return cached[1]
+    with _rules_lock:
+        rules = identity_rules_load()
+        _rules = (now, rules)
+        return rules
+
+
+def profile_id_for(external_id: str) -> uuid.UUID | None:
+    """The live profile an external id names, or None (raises ExternalIdError).
+
+    What ``profile_get_by_external_id`` answers, in one query on the identifier
+    index (profile id and whether it was merged) rather than fetching the profile;
+    a merged one is followed through the selector (rare)."""
+    rules = _identity_rules()
+    kind, value = parse_external_id(external_id, rules)
+    if kind == "id":
+        profile = profile_get_by_external_id(external_id=external_id)
+        return profile.pk if profile else None
+    normalized = rules.normalize(kind, value)
+    if normalized is None:
+        return None
+    row = (
+        Identifier.objects.filter(type=kind, value=normalized)
+        .values_list("profile_id", "profile__merged_into_id")
+        .first()
+    )
+    if row is None:
+        return None
+    if row[1] is None:
+        return row[0]
+    profile = profile_get_by_external_id(external_id=f"id:{row[0]}")
+    return profile.pk if profile else None
 
 
 def profile_segment_ids(profile_id: uuid.UUID) -> set[int]:

@@ -17,9 +17,9 @@ from rest_framework.views import APIView
 
 from apps.api_auth.authentication import BearerTokenAuthentication
 from apps.common.openapi import error_responses
-from apps.identity.selectors import ExternalIdError, profile_get_by_external_id
+from apps.identity.selectors import ExternalIdError
 from apps.personalization import services
-from apps.personalization.decide import decide
+from apps.personalization.decide import decide, profile_id_for
 from apps.personalization.keys import PUBLIC_ID_TYPES, PublishableKeyAuthentication
 from apps.personalization.models import ContentVariant, Placement, PublishableKey, Rule
 from apps.segments.models import Segment
@@ -348,10 +348,8 @@ class DecideApi(APIView):
                 raise ExternalIdError(
                     "A publishable key decides for anonymous_id:<id> or user_id:<id> only."
                 )
-            profile = profile_get_by_external_id(external_id=v["profile"])
+            profile_id = profile_id_for(v["profile"])
         except ExternalIdError as exc:
             raise ValidationError({"profile": [str(exc)]}) from exc
-        decisions = decide(
-            profile_id=profile.pk if profile is not None else None, placements=v["placements"]
-        )
+        decisions = decide(profile_id=profile_id, placements=v["placements"])
         return Response({"decisions": {k: d.as_json(public=public) for k, d in decisions.items()}})
