@@ -184,6 +184,7 @@ def cdp_data(live_server: Any) -> Iterator[dict[str, Any]]:
     # A segment of every live profile: members to page through.
     everyone = {"type": "not", "child": {"type": "trait", "path": "no_such_trait", "op": "exists"}}
     segment_save(key="everyone", name="Everyone", condition=everyone)
+    _mapping()
     requests = []
     for kind, subject, status in [
         ("access", "email:ada@example.com", "verified"),
@@ -213,7 +214,7 @@ def cdp_data(live_server: Any) -> Iterator[dict[str, Any]]:
             "email:new-person@example.com",
         ],
         "id": requests,
-        "key": ["everyone"],
+        "key": ["everyone", "home_hero", "hero-shoes"],
         "cursor": _cursors(),
     }
     consent_config_clear()
@@ -269,6 +270,9 @@ def known_ids(cdp_data: dict[str, Any]) -> Iterator[None]:
         if case.operation.label.split(" ")[1].startswith("/api/v1/clustering"):
             _clustering_body_usable(case, body)
             return
+        if case.operation.label.split(" ")[1].startswith(MAPPING_PATHS):
+            _mapping_body_usable(case, body)
+            return
         if case.operation.label != "POST /api/v1/privacy-requests":
             return
         subject = body.get("subject")
@@ -321,6 +325,109 @@ def _segment_body_usable(case: Any, body: dict[str, Any]) -> None:
         case.body = body = {**body, "condition": USABLE_CONDITION}
     if case.operation.method.upper() == "PATCH" and "key" in body:
         case.body = {k: v for k, v in body.items() if k != "key"}
+
+
+MAPPING_PATHS = ("/api/v1/placements", "/api/v1/variants", "/api/v1/rules", "/api/v1/decide")
+USABLE_URL = "https://cdn.example.com/a.jpg"
+
+
+def _mapping() -> None:
+    """A placement with a default and a second variant, and a rule showing it to
+    everyone (apps/personalization)."""
+    from apps.personalization import services
+    from apps.segments.models import Segment
+
+    hero = services.placement_create(
+        key="home_hero",
+        name="Home hero",
+        default_variant={"key": "hero-default", "name": "Default", "payload": {"headline": "Hi"}},
+    )
+    shoes = services.variant_create(
+        placement=hero, key="hero-shoes", name="Shoes", payload={"headline": "Shoes"}
+    )
+    services.rule_create(placement=hero, segment=Segment.objects.get(key="everyone"), variant=shoes)
+
+
+def _payload_usable(payload: Any) -> Any:
+    from apps.personalization.payload import URL_KEYS, payload_errors
+
+    if not isinstance(payload, dict):
+        return payload
+    # "format: uri" takes any scheme; a variant's links are http(s) (a javascript:
+    # URL in a banner is refused): the schema says it in words.
+    fixed = {
+        k: USABLE_URL if k in URL_KEYS and k in payload_errors(payload) else v
+        for k, v in payload.items()
+    }
+    return fixed
+
+
+def _mapping_body_usable(case: Any, body: dict[str, Any]) -> None:
+    """Placements, variants and rules name rows that exist (a rule's variant one of
+    its placement's), and a rule's window ends after it starts; a default variant
+    set with PATCH is one of the placement's own: rules of the database the schema
+    says in words (refusals are tested in tests/personalization)."""
+    from apps.personalization.models import ContentVariant, Placement, Rule
+    from apps.segments.models import Segment
+
+    method = case.operation.method.upper()
+    path = case.operation.path
+    body = dict(body)
+    rule = None
+    if path.startswith("/api/v1/rules/") and method == "PATCH":
+        rule_id = str((case.path_parameters or {}).get("id"))
+        if rule_id.isascii() and rule_id.isdigit() and 0 < int(rule_id) < 2**63:
+            rule = Rule.objects.filter(pk=int(rule_id)).first()
+    if path.startswith("/api/v1/rules"):
+        placement = rule.placement if rule else Placement.objects.filter(key="home_hero").first()
+        if placement is None:
+            return
+        if isinstance(body.get("placement"), str):
+            body["placement"] = placement.key
+        if (
+            isinstance(body.get("segment"), str)
+            and not Segment.objects.filter(key=body["segment"]).exists()
+        ):
+            body["segment"] = "everyone"
+        own = ContentVariant.objects.filter(placement=placement).order_by("id").first()
+        if (
+            isinstance(body.get("variant"), str)
+            and own is not None
+            and not (
+                ContentVariant.objects.filter(key=body["variant"], placement=placement).exists()
+            )
+        ):
+            body["variant"] = own.key
+        starts = body.get(
+            "starts_at", rule.starts_at.isoformat() if rule and rule.starts_at else None
+        )
+        ends = body.get("ends_at", rule.ends_at.isoformat() if rule and rule.ends_at else None)
+        if isinstance(starts, str) and isinstance(ends, str):
+            try:
+                bad = datetime.fromisoformat(ends) <= datetime.fromisoformat(starts)
+            except ValueError:
+                bad = False
+            if bad:
+                body["ends_at"] = None
+    elif path.startswith("/api/v1/variants"):
+        if "payload" in body:
+            body["payload"] = _payload_usable(body["payload"])
+        if (
+            isinstance(body.get("placement"), str)
+            and not Placement.objects.filter(key=body["placement"]).exists()
+        ):
+            body["placement"] = "home_hero"
+    elif path.startswith("/api/v1/placements"):
+        default = body.get("default_variant")
+        if isinstance(default, dict) and "payload" in default:
+            body["default_variant"] = {**default, "payload": _payload_usable(default["payload"])}
+        if method == "PATCH" and isinstance(default, str):
+            placement = Placement.objects.filter(
+                key=(case.path_parameters or {}).get("key")
+            ).first()
+            mine = placement.variants.order_by("id").first() if placement else None
+            body["default_variant"] = mine.key if mine is not None else None
+    case.body = body
 
 
 USABLE_SCHEDULE = "0 3 * * *"
