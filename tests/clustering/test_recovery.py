@@ -32,10 +32,10 @@ def labels_of(run: ClusteringRun, profile_ids: Sequence[uuid.UUID]) -> np.ndarra
     return np.array([by_segment.get(current.get(pid), -1) for pid in profile_ids])
 
 
-@pytest.mark.parametrize("k_selection", ["silhouette", "calinski_harabasz", "davies_bouldin"])
+@pytest.mark.parametrize("k_selection", ["silhouette", "calinski_harabasz"])
 def test_five_archetypes_are_recovered_with_the_right_k(make_config, k_selection):
     # given profiles of five archetypes
-    population = archetype_population(300)
+    population = archetype_population(200)
     config = make_config(k_selection=k_selection, k_max=7)
 
     # when the config runs
@@ -52,15 +52,15 @@ def test_five_archetypes_are_recovered_with_the_right_k(make_config, k_selection
     names = [c.persona_name for c in clusters]
     assert len(set(names)) == 5
     assert all(c.segment.kind == "cluster" and c.segment.name == c.persona_name for c in clusters)
-    assert sorted(c.size for c in clusters) == [300] * 5
-    assert sum(c.segment.size for c in clusters) == 1500
-    assert run.population_size == 1500
+    assert sorted(c.size for c in clusters) == [200] * 5
+    assert sum(c.segment.size for c in clusters) == 1000
+    assert run.population_size == 1000
     assert set(run.timings) >= {"extract", "fit", "choose", "assign", "write"}
 
 
 def test_personas_say_what_sets_each_archetype_apart(make_config):
     # given the five archetypes, clustered
-    population = archetype_population(300)
+    population = archetype_population(200)
     run = recluster(config_id=make_config(k_max=6).pk)
     assert run is not None and run.status == RunStatus.SUCCEEDED
     labels = labels_of(run, population.profile_ids)
@@ -83,7 +83,7 @@ def test_personas_say_what_sets_each_archetype_apart(make_config):
 
 def test_a_second_run_on_changed_data_keeps_names_and_segments(make_config):
     # given a first run over the archetypes, and one persona renamed by a marketer
-    population = archetype_population(300)
+    population = archetype_population(200)
     config = make_config(k_max=7)
     first = recluster(config_id=config.pk)
     assert first is not None and first.status == RunStatus.SUCCEEDED
@@ -97,7 +97,7 @@ def test_a_second_run_on_changed_data_keeps_names_and_segments(make_config):
     # when the data changes a little (a tenth spend more, some new customers) and
     # it runs again
     rng = np.random.default_rng(3)
-    chosen = rng.choice(len(population.profile_ids), 150, replace=False)
+    chosen = rng.choice(len(population.profile_ids), 100, replace=False)
     for i in chosen:
         row = ProfileFeatures.objects.get(profile_id=population.profile_ids[i])
         row.revenue_total = row.revenue_total * Decimal("1.1")
@@ -116,7 +116,7 @@ def test_a_second_run_on_changed_data_keeps_names_and_segments(make_config):
     # and the run records how stable it was
     assert second.previous_run_id == first.pk
     assert second.stability_ari is not None and second.stability_ari >= 0.95
-    assert second.stability_shared == 1500
+    assert second.stability_shared == 1000
     # and nobody of the old population moved
     second_labels = labels_of(second, population.profile_ids)
     assert adjusted_rand_score(first_labels, second_labels) >= 0.95
