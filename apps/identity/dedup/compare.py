@@ -660,13 +660,17 @@ def _email_mirrors_names(
     e, f = names.index("email"), names.index("first_name")
     if records.specs[e].comparator != Comparator.EMAIL:
         return out
-    rows = np.flatnonzero((level[:, e] == 2) & (level[:, f] < 3))
+    la = names.index("last_name") if "last_name" in names else f
+    rows = np.flatnonzero((level[:, e] == 2) & ((level[:, f] < 3) | (level[:, la] < 3)))
     email, first = records.columns["email"], records.columns["first_name"]
     last = records.columns.get("last_name", first)
     for k in rows.tolist():
         i, j = left[k], right[k]
-        first_j = last[j] if swapped[k] else first[j]
-        out[k] = email_mirrors_names(email[i], email[j], first[i], first_j)
+        first_j, last_j = (last[j], first[j]) if swapped[k] else (first[j], last[j])
+        # The first names, or the last ones (smith@, smyth@), written into the mailbox.
+        out[k] = email_mirrors_names(email[i], email[j], first[i], first_j) or (
+            bool(last[i]) and email_mirrors_names(email[i], email[j], last[i], last_j)
+        )
     return out
 
 

@@ -49,6 +49,14 @@ def levels(*values: int) -> dict[str, int]:
         (levels(0, 3, 0, 2, -1, 3), {}, [FIRST_NAMES_AND_CONTACT_DIFFER]),
         # ... but the phone and the birthday together: a nickname we do not know.
         (levels(0, 3, 0, 2, 2, 3), {}, []),
+        # An email "typo" that differs as the names do (jon.smith@, john.smith@)
+        # is two people's mailboxes, not contact.
+        (
+            levels(2, 3, 2, -1, -1, 0),
+            {"email_mirrors_names": True},
+            [FIRST_NAMES_AND_CONTACT_DIFFER, CONTACT_DIFFERS],
+        ),
+        (levels(2, 3, 2, -1, -1, 0), {}, []),
         # No contact that differs: the weights decide (a CRM record).
         (levels(0, 3, -1, -1, 2, 3), {}, []),
         (levels(0, 3, 3, -1, 2, 3), {}, []),
@@ -96,6 +104,13 @@ def test_first_names_and_contact_differ(
         (levels(3, 3, 2, 0, -1, 0), {"merged_profile": True}, [CONTACT_DIFFERS]),
         # A shared phone is contact whatever the emails.
         (levels(3, 3, 0, 2, -1, 0), {}, []),
+        # Smith and Smyth with smith@ and smyth@: another person's mailbox.
+        (
+            levels(3, 2, 2, 0, -1, 0),
+            {"last_name_slip": True, "email_mirrors_names": True},
+            [CONTACT_DIFFERS],
+        ),
+        (levels(3, 2, 2, 0, -1, 0), {"last_name_slip": True}, []),
     ],
 )
 def test_contact_differs(level: dict[str, int], flags: dict[str, Any], expected: list[str]) -> None:

@@ -64,12 +64,16 @@ def vetoes(
     # An email a typo apart is contact, unless a profile was merged from others: it
     # may hold a duplicate's mistyped email, and emails are made of names, so a
     # relative's may be a typo away from it.
-    email_typo = at("email") == 2 and not merged_profile
+    email_typo = at("email") == 2 and not merged_profile and not email_mirrors_names
     contact = at("email") == 3 or email_typo or at("phone") >= 1
     same_contact = at("email") == 3 or at("phone") >= 1
     # Another mailbox (level 1 is the same mailbox name at another provider: made
-    # of the names, so it says again what they said) or another number.
-    contradicted = at("email") in (0, 1) or at("phone") == 0
+    # of the names, so it says again what they said; an email "typo" that differs
+    # just as the names do, jon.smith@ and john.smith@, is two people's) or another
+    # number.
+    contradicted = (
+        at("email") in (0, 1) or (at("email") == 2 and email_mirrors_names) or at("phone") == 0
+    )
     if not contradicted:
         return reasons
     written_other = not (first_name_slip or first_name_nickname or first_name_nickname_typo)
