@@ -27,6 +27,12 @@ SCATTER_POINTS = 1500
 # k-means restarts per k: one k-means++ start (scikit-learn's "auto") often
 # merges two true clusters and splits a third; three rarely do.
 KMEANS_INITS = 3
+# k-means searches k on at most this many profiles (every candidate, three starts
+# each), then fits the chosen k on everyone from the sample's centroids (one
+# start, a few Lloyd iterations): choosing k needs no more, and the search costs
+# the same at 1M profiles as at 50,000. At 200,000 profiles and k from 2 to 10 the
+# search on everyone took 44 s of 69 s on this machine.
+KSEARCH_SAMPLE = 50_000
 
 
 class DataProblem(Exception):
@@ -358,7 +364,9 @@ def fit_candidates(x: np.ndarray, s: FitSettings) -> Fit:
         if s.algorithm == "agglomerative":
             bound = min(bound, AGGLOMERATIVE_MAX_SAMPLE)
         sample_index = _sample(n, bound, s.random_state)
-    xf = x if sample_index is None else x[sample_index]
+    search_index = None if s.sampled else _sample(n, KSEARCH_SAMPLE, s.random_state)
+    index = sample_index if search_index is None else search_index
+    xf = x if index is None else x[index]
     candidates: list[Candidate] = []
     if s.density:
         candidates.append(_fit_density(xf, s, n))
@@ -378,7 +386,43 @@ def fit_candidates(x: np.ndarray, s: FitSettings) -> Fit:
     clock = time.monotonic()
     chosen = _choose(candidates, s)
     timings["choose"] = time.monotonic() - clock
+    if chosen is not None and search_index is not None:
+        clock = time.monotonic()
+        _check_deadline(s)
+        chosen = _refit(x, chosen, s)
+        notes.append(
+            f"k searched on a sample of {len(xf):,} profiles; k={chosen.k} fitted on all {n:,}"
+        )
+        timings["fit"] += time.monotonic() - clock
     return Fit(candidates, chosen, sample_index, notes, timings)
+
+
+def _refit(x: np.ndarray, chosen: Candidate, s: FitSettings) -> Candidate:
+    """The chosen k fitted on everyone, started from the sample's centroids."""
+    import warnings
+
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if s.algorithm == "minibatch_kmeans":
+            model: Any = MiniBatchKMeans(
+                n_clusters=chosen.k, init=chosen.centroids, n_init=1, batch_size=4096,
+                random_state=s.random_state,
+            )  # fmt: skip
+        else:
+            model = KMeans(
+                n_clusters=chosen.k, init=chosen.centroids, n_init=1, random_state=s.random_state
+            )
+        model.fit(x)
+    labels = model.labels_.astype(np.int64)
+    sizes = np.bincount(labels, minlength=chosen.k).tolist()
+    refit = Candidate(
+        chosen.k, labels, np.asarray(model.cluster_centers_, dtype=np.float64),
+        chosen.metrics, sizes,
+    )  # fmt: skip
+    return refit
 
 
 def _fit_ks(x: np.ndarray, s: FitSettings, ks: range) -> list[Candidate]:

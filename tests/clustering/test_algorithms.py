@@ -123,3 +123,23 @@ def test_matching_recovers_a_permutation_of_moved_centroids(k, seed):
 
     # then each new one is paired with the one it came from
     assert sorted((n, o) for n, o, _ in pairs) == sorted(enumerate(order.tolist()))
+
+
+def test_kmeans_searches_k_on_a_sample_and_fits_everyone(make_config, monkeypatch):
+    # given the archetypes, and a k search bounded to 400 profiles
+    from apps.clustering import fitting
+
+    monkeypatch.setattr(fitting, "KSEARCH_SAMPLE", 400)
+    population = archetype_population(200)
+    config = make_config(k_max=7)
+
+    # when it runs
+    run = recluster(config_id=config.pk)
+
+    # then k was chosen on the sample, and the chosen k fitted on all of them
+    assert run is not None and run.status == RunStatus.SUCCEEDED, run and run.error
+    assert run.chosen_k == 5
+    assert "k searched on a sample of 400 profiles; k=5 fitted on all 1,000" in run.notes
+    assert sum(run.candidates[0]["sizes"]) == 400
+    assert sorted(c.size for c in run.clusters.all()) == [200] * 5
+    assert adjusted_rand_score(population.labels, labels_of(run, population.profile_ids)) >= 0.9
