@@ -280,6 +280,9 @@ def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_event
         "ids_scrubbed": 0,  # no one else carries her ids
         "profile_features": 1,  # segments' row of her (merged) profile
         "segment_memberships": 0,  # no segment is defined here
+        "personalization_exposures": 0,  # no decision was asked for her
+        "personalization_holdout_keys": 1,  # the key her merge kept for the survivor
+        "export_webhook_deliveries": 0,  # no destination is configured
     }
     # the anonymized event is kept: it holds nothing of her
     kept = Event.objects.get(message_id="e7")
@@ -294,6 +297,8 @@ def test_erasure_leaves_nothing_of_the_person_anywhere(erin: Profile, post_event
     ) == {
         "test-destination": "ok",
         "test-broken": "failed",
+        # exports' own hook: no webhook destination is configured here
+        "exports.webhooks": "not_applicable",
     }
     assert ("email", ERIN["email_raw"]) in calls[0] or ("email", ERIN["email"]) in calls[0]
     # and suppression keeps her out: her next events are dropped

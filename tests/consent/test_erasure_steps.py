@@ -179,7 +179,7 @@ def test_a_failed_deletion_hook_is_retried_with_backoff(
     request = _started()
     # when: the first attempt fails
     assert erasure_run(request_id=request.id) is False
-    outcome = ErasureHookOutcome.objects.get(request=request)
+    outcome = ErasureHookOutcome.objects.get(request=request, hook="flaky")
     assert (outcome.outcome, outcome.attempts) == ("failed", 1)
     assert outcome.next_attempt_at is not None
     assert 59 <= (outcome.next_attempt_at - timezone.now()).total_seconds() <= 60
@@ -215,7 +215,7 @@ def test_a_hook_that_keeps_failing_completes_the_request_with_failures(
     # when: every attempt fails (test settings retry at once, twice)
     assert erasure_run(request_id=request.id) is True
     # then: the local erasure is complete, and the request says what failed
-    outcome = ErasureHookOutcome.objects.get(request=request)
+    outcome = ErasureHookOutcome.objects.get(request=request, hook="broken")
     assert (outcome.outcome, outcome.attempts, outcome.next_attempt_at) == ("failed", 3, None)
     request.refresh_from_db()
     assert request.status == "completed"
