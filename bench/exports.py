@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--database", default="cdp_bench_exports")
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--kinds", default="", help="comma-separated kinds (default: all)")
     args = parser.parse_args()
 
     ensure_database(args.database, fresh=args.fresh)
@@ -198,6 +199,9 @@ def main() -> None:
         ("google_customer_match", {}),
         ("meta_custom_audience", {}),
     ]
+    if args.kinds:
+        wanted = set(args.kinds.split(","))
+        kinds = [(k, f) for k, f in kinds if k in wanted]
     say(f"{'kind':<24}{'seconds':>9}{'x baseline':>12}{'rows':>11}{'files':>7}  target")
     misses = []
     for kind, fields in kinds:

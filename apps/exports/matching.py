@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 import unicodedata
 from functools import lru_cache
 from typing import Any
 
 import phonenumbers
 
+_ASCII_PUNCTUATION = str.maketrans("", "", string.punctuation)
+_ASCII_PUNCTUATION_AND_SPACE = str.maketrans("", "", string.punctuation + string.whitespace)
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 GOOGLE_HEADER = ("Email", "Phone", "First Name", "Last Name", "Country", "Zip")
 META_HEADER = ("EMAIL", "PHONE", "FN", "LN", "ZIP", "CT", "ST", "COUNTRY")
@@ -76,7 +79,13 @@ def _common(value: str) -> str:
 @lru_cache(maxsize=65536)
 def _letters(value: str, *, keep_spaces: bool) -> str:
     # Punctuation and symbols go (Unicode categories P* and S*); letters of any
-    # script and digits stay.
+    # script and digits stay. ASCII text (most of it) takes the C-speed path:
+    # string.punctuation is exactly ASCII's P* and S* characters.
+    if value.isascii():
+        low = value.lower()
+        if keep_spaces:
+            return " ".join(low.translate(_ASCII_PUNCTUATION).split())
+        return low.translate(_ASCII_PUNCTUATION_AND_SPACE)
     out = []
     for ch in unicodedata.normalize("NFC", value.lower()):
         category = unicodedata.category(ch)
@@ -100,6 +109,16 @@ def country_code(value: Any) -> str:
     return text.upper() if len(text) == 2 and text.isalpha() and text.isascii() else ""
 
 
+def _key(value: Any) -> str:
+    # A hashable, cacheable form of a trait (traits are JSON: any type).
+    return value if isinstance(value, str) else _text(value)
+
+
+@lru_cache(maxsize=65536)
+def _google_name(value: str) -> str:
+    return _common(" ".join(value.strip().lower().split()))
+
+
 def google_row(traits: dict[str, Any], email: Any, phone: Any, *, region: str) -> list[str]:
     """A row under ``GOOGLE_HEADER``."""
     address = _address(traits)
@@ -107,8 +126,8 @@ def google_row(traits: dict[str, Any], email: Any, phone: Any, *, region: str) -
     return [
         _hashed(email_normalized(email)),
         _hashed(phone_e164(phone, region=country or region)),
-        _common(" ".join(_text(traits.get("firstName")).lower().split())),
-        _common(" ".join(_text(traits.get("lastName")).lower().split())),
+        _google_name(_key(traits.get("firstName"))),
+        _google_name(_key(traits.get("lastName"))),
         country,
         _text(address.get("postalCode")),
     ]
@@ -121,21 +140,45 @@ def meta_zip(value: Any, country: str) -> str:
     return text
 
 
+@lru_cache(maxsize=65536)
+def _meta_name(value: str) -> str:
+    return _common(_letters(value.strip(), keep_spaces=False))
+
+
+@lru_cache(maxsize=65536)
+def _meta_place(postal_code: str, city: str, state: str, raw_country: str) -> tuple[str, ...]:
+    # Zip, town, state and country repeat across people: normalized and hashed
+    # once per combination (the row's cost at a million rows was in these calls).
+    country = country_code(raw_country)
+    state_letters = _letters(state.strip(), keep_spaces=False)
+    if country == "US":
+        state_letters = state_letters[:2]
+    return (
+        _common(meta_zip(postal_code, country)),
+        _common(_letters(city.strip(), keep_spaces=False)),
+        _common(state_letters),
+        _common(country.lower()),
+        country,
+    )
+
+
 def meta_row(traits: dict[str, Any], email: Any, phone: Any, *, region: str) -> list[str]:
     """A row under ``META_HEADER``."""
     address = _address(traits)
-    country = country_code(address.get("country"))
+    zip_, city, state, country_hash, country = _meta_place(
+        _key(address.get("postalCode")),
+        _key(address.get("city")),
+        _key(address.get("state")),
+        _key(address.get("country")),
+    )
     e164 = phone_e164(phone, region=country or region)
-    state = _letters(_text(address.get("state")), keep_spaces=False)
-    if country == "US":
-        state = state[:2]
     return [
         _hashed(email_normalized(email)),
         _hashed(e164.lstrip("+")),
-        _common(_letters(_text(traits.get("firstName")), keep_spaces=False)),
-        _common(_letters(_text(traits.get("lastName")), keep_spaces=False)),
-        _common(meta_zip(address.get("postalCode"), country)),
-        _common(_letters(_text(address.get("city")), keep_spaces=False)),
-        _common(state),
-        _common(country.lower()),
+        _meta_name(_key(traits.get("firstName"))),
+        _meta_name(_key(traits.get("lastName"))),
+        zip_,
+        city,
+        state,
+        country_hash,
     ]

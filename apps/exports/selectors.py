@@ -8,6 +8,9 @@ server-side cursor (``.iterator``) in chunks of ``CHUNK`` rows.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -145,12 +148,15 @@ def memberships_of(
     return out
 
 
-def chunked(queryset: QuerySet[Any], *fields: str) -> Iterator[list[tuple[Any, ...]]]:
+def chunked(
+    queryset: QuerySet[Any], *fields: str, prefetch: bool = False
+) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of ``values_list(*fields)`` in lists of ``CHUNK``, streamed.
 
     On PostgreSQL through a server-side cursor of the compiled query, as the
     database sends them (uuid as UUID, jsonb as text): Django's per-row
-    conversion cost more than the query itself at a million rows."""
+    conversion cost more than the query itself at a million rows. With
+    ``prefetch``, the caller must not use the database until the stream ends."""
     values = queryset.values_list(*fields)
     if connection.vendor != "postgresql":
         chunk: list[tuple[Any, ...]] = []
@@ -165,8 +171,47 @@ def chunked(queryset: QuerySet[Any], *fields: str) -> Iterator[list[tuple[Any, .
     sql, params = values.query.sql_with_params()
     with connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)
-        while rows := cursor.fetchmany(CHUNK):
-            yield rows
+        if not prefetch:
+            while rows := cursor.fetchmany(CHUNK):
+                yield rows
+            return
+        yield from _prefetched(cursor)
+
+
+def _prefetched(cursor: Any) -> Iterator[list[tuple[Any, ...]]]:
+    # The next chunk is fetched in a thread while the caller works on this one:
+    # the database computes and sends rows (the GIL released while waiting)
+    # during the caller's hashing and writing, instead of in turns. The cursor
+    # is used by that thread alone until the stream ends.
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                rows = cursor.fetchmany(CHUNK)
+                ahead.put(rows)
+                if not rows:
+                    return
+        except BaseException as exc:  # handed to the caller, raised there
+            ahead.put(exc)
+
+    thread = threading.Thread(target=fetch, name="exports-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ahead.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                ahead.get(timeout=0.1)
+        thread.join()
 
 
 def outbox_last_id() -> int:

@@ -359,7 +359,7 @@ def _attribute_file(run: ExportRun, destination: Destination, segments: list[Seg
     if ids:
         queryset = audience_profiles(destination, ids, touched=_touched(run), flags=True)
         fields = ["ident", *(f"in_{sid}" for sid in ids)]
-        for chunk in chunked(queryset, *fields):
+        for chunk in chunked(queryset, *fields, prefetch=True):
             for ident, *flags in chunk:
                 if not ident:
                     counts.skipped_no_identifier += 1
@@ -425,7 +425,7 @@ def _list_files(run: ExportRun, destination: Destination, segments: list[Segment
         fields = ["pk", "traits", "email", "phone"] if contact else ["pk", "ident"]
         if incremental:
             fields.append("member")
-        for chunk in chunked(queryset, *fields):
+        for chunk in chunked(queryset, *fields, prefetch=True):
             for row in chunk:
                 member = bool(row[-1]) if incremental else True
                 if contact:
