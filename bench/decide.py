@@ -24,6 +24,8 @@ placements.
    (``/api/v1/placements/<key>``: the token check and one row by key), at the same
    rate, alternated with decide in ``--rounds`` rounds so that the machine's noise
    falls on both; printed as ratios.
+   Before the open loop, the service time: 3 x 200 requests of each, one at a time
+   (each sent when the last is answered), alternating.
 5. **Highest rate** with p99 under 10 ms: rates from ``--rate`` up in steps of
    ``--step``, ``--step-seconds`` each, until p99 reaches 10 ms or the server falls
    behind (less than 97 % of the requests answered within the step).
@@ -383,6 +385,23 @@ def open_loop(
     }
 
 
+def one_at_a_time(port: int, token: str, make: Any, n: int) -> dict[str, float]:
+    """Service time: ``n`` requests in turn, each sent when the last is answered."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    times = []
+    for _ in range(n):
+        method, path, body = make()
+        t = time.perf_counter()
+        conn = http.client.HTTPConnection(HOST, port, timeout=10)
+        conn.request(method, path, body, headers)
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        if response.status == 200:
+            times.append((time.perf_counter() - t) * 1000)
+    return {"p50": pct(times, 50), "p99": pct(times, 99), "n": len(times)}
+
+
 def fmt(r: dict[str, Any]) -> str:
     return (
         f"{r['rate']:>6.0f}/s  p50 {r['p50']:6.2f} ms  p90 {r['p90']:6.2f}  "
@@ -403,6 +422,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--step", type=float, default=250)
+    parser.add_argument("--step-from", type=float, default=0, help="first rate (default --rate)")
     parser.add_argument("--step-seconds", type=float, default=6)
     parser.add_argument("--max-rate", type=float, default=4000)
     parser.add_argument("--unknown-share", type=float, default=0.1)
@@ -474,6 +494,19 @@ def main() -> None:
         say(f"[check] a decision: {json.dumps(decided)[:240]}...")
         open_loop(server.port, token, decide_request, args.rate, 2)
         say(f"[load] {wait_for_quiet(args.quiet_wait)}")
+        d1, b1 = [], []
+        for _ in range(3):  # alternating, so that noise falls on both
+            d1.append(one_at_a_time(server.port, token, decide_request, 200))
+            b1.append(one_at_a_time(server.port, token, baseline_request, 200))
+        sd = sorted(d1, key=lambda r: r["p99"])[1]
+        sb = sorted(b1, key=lambda r: r["p99"])[1]
+        say(
+            f"[result] one request at a time (service time, 3 x 200 each, median run): "
+            f"decide p50 {sd['p50']:.2f} ms p99 {sd['p99']:.2f} ms; baseline p50 "
+            f"{sb['p50']:.2f} ms p99 {sb['p99']:.2f} ms; ratio p50 x{sd['p50'] / sb['p50']:.2f}, "
+            f"p99 x{sd['p99'] / sb['p99']:.2f}"
+        )
+        say(f"[load] {wait_for_quiet(args.quiet_wait)}")
         say(
             f"[load] steady {args.rate:.0f} requests/s, {args.rounds} rounds of "
             f"{args.seconds:.0f} s each, decide and baseline alternating"
@@ -506,7 +539,7 @@ def main() -> None:
         say(f"[load] {wait_for_quiet(args.quiet_wait)}")
         say("[load] stepping the rate up until p99 >= 10 ms or the server falls behind")
         best: dict[str, Any] | None = None
-        rate = args.rate
+        rate = args.step_from or args.rate
         while rate <= args.max_rate:
             r = open_loop(server.port, token, decide_request, rate, args.step_seconds)
             ok = r["p99"] < TARGET_P99_MS and r["answered_share"] >= 0.97 and r["error_count"] == 0
