@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, status, viewsets
@@ -311,13 +313,32 @@ class RuleViewSet(_MappingViewSet):
         return Response(status=204)
 
 
+_may_decide: dict[int, tuple[float, bool]] = {}
+
+
 class DecidePermission(permissions.BasePermission):
+    """A publishable key, or a user with the view permission on placements. The
+    answer is kept per process and user for DECIDE_MAPPING_CHECK_MS: Django's
+    permission check is two queries a request, as many as the decision's own."""
+
     message = "Deciding needs a publishable key or the view_placement permission."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if isinstance(request.auth, PublishableKey):
             return True
-        return bool(request.user and request.user.has_perm("personalization.view_placement"))
+        user = request.user
+        if not user or not user.is_authenticated:
+            return False
+        ttl = float(settings.CDP.get("DECIDE_MAPPING_CHECK_MS", 500)) / 1000.0
+        now = time.monotonic()
+        cached = _may_decide.get(user.pk)
+        if cached is not None and now - cached[0] < ttl:
+            return cached[1]
+        allowed = bool(user.has_perm("personalization.view_placement"))
+        if len(_may_decide) > 10_000:
+            _may_decide.clear()
+        _may_decide[user.pk] = (now, allowed)
+        return allowed
 
 
 class DecideApi(APIView):
