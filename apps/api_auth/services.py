@@ -15,7 +15,7 @@ from .models import ApiToken
 
 TOKEN_PREFIX = "cdp_"
 # Apps whose models API tokens may touch through the service groups below.
-CDP_APP_LABELS = ("identity", "events", "consent", "segments", "personalization")
+CDP_APP_LABELS = ("identity", "events", "consent", "segments", "clustering", "personalization")
 FULL_ACCESS_GROUP = "API full access"
 READ_ONLY_GROUP = "API read-only"
 # Overriding the identity safety rules joins people the rules keep apart: never

@@ -36,7 +36,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, ProtectedError, QuerySet
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
@@ -129,9 +129,21 @@ def _active(segment_ids: Iterable[int] | None = None) -> list[Active]:
 
 
 class SegmentInUse(Exception):
-    def __init__(self, keys: list[str]) -> None:
-        super().__init__("referred to by " + ", ".join(keys))
+    """The segment cannot go: other segments refer to it (``keys``), or what other
+    apps keep of it does (``users``, described: a clustering config's population)."""
+
+    def __init__(self, keys: list[str], users: Sequence[str] = ()) -> None:
         self.keys = keys
+        self.users = list(users)
+        if keys:
+            self.message = (
+                "Other segments refer to this one: "
+                + ", ".join(keys)
+                + ". Change their conditions first."
+            )
+        else:
+            self.message = "This segment is in use by " + "; ".join(self.users) + "."
+        super().__init__(self.message)
 
 
 def _dependants(key: str) -> list[Segment]:
@@ -189,7 +201,14 @@ def segment_delete(segment: Segment) -> None:
     users = sorted(s.key for s in Segment.objects.exclude(pk=segment.pk) if segment.key in s.refs)
     if users:
         raise SegmentInUse(users)
-    segment.delete()
+    try:
+        with transaction.atomic():
+            segment.delete()
+    except ProtectedError as exc:
+        described = sorted(
+            f"{obj._meta.verbose_name} {str(obj)!r}" for obj in exc.protected_objects
+        )
+        raise SegmentInUse([], described) from exc
 
 
 # -- facts ------------------------------------------------------------------------

@@ -404,6 +404,29 @@ def test_delete_of_a_segment_others_refer_to_is_409_naming_them(writer, people):
     assert Membership.objects.filter(segment__key="pro").count() == 2
 
 
+def test_delete_of_a_segment_a_clustering_config_clusters_is_409_naming_it(writer, people):
+    # given a segment whose members a clustering config clusters
+    from apps.clustering.models import ClusteringConfig
+
+    _create(writer, "pro", PRO)
+    ClusteringConfig.objects.create(
+        key="pro-personas",
+        name="Pro personas",
+        features=[{"name": "orders_count", "transform": "log1p"}],
+        population_segment=Segment.objects.get(key="pro"),
+    )
+
+    # when
+    response = writer.delete("/api/v1/segments/pro")
+
+    # then refused, naming the config, and nothing is gone
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "This segment is in use by clustering config 'Pro personas'.",
+    }
+    assert Membership.objects.filter(segment__key="pro").count() == 2
+
+
 # --- Members ---------------------------------------------------------------------------
 
 

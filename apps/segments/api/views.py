@@ -184,7 +184,7 @@ class SegmentViewSet(viewsets.GenericViewSet[Segment]):
 
     @extend_schema(
         description="Delete a segment and its membership history; refused (409) while "
-        "other segments' conditions refer to it.",
+        "other segments' conditions refer to it, or a clustering config clusters its members.",
         parameters=[KEY],
         responses={204: None, **error_responses(404, 409)},
     )
@@ -194,11 +194,7 @@ class SegmentViewSet(viewsets.GenericViewSet[Segment]):
         try:
             segment_delete(segment)
         except SegmentInUse as exc:
-            raise Conflict(
-                "Other segments refer to this one: "
-                + ", ".join(exc.keys)
-                + ". Change their conditions first."
-            ) from exc
+            raise Conflict(exc.message) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
