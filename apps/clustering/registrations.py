@@ -10,6 +10,7 @@ from __future__ import annotations
 from apps.events.pipeline import stages
 from apps.identity.hooks import ProfilesMerged, ProfileSplit, merged, split
 
+from . import demo  # noqa: F401  (load_demo's step: customer personas)
 from .assign import clustering_assign, profiles_assign
 
 stages.register("clustering.assign", clustering_assign, order=30)

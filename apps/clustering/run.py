@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from threadpoolctl import threadpool_limits
 
 from apps.segments.written import (
     WrittenMembers,
@@ -98,7 +100,8 @@ def recluster(
         run.previous_run = config.current_run
         run.save()
         try:
-            _run(config, run, progress or (lambda phase: None))
+            with threadpool_limits(limits=settings.CDP["CLUSTERING_THREADS"]):
+                _run(config, run, progress or (lambda phase: None))
         except DataProblem as exc:
             _finish(run, RunStatus.FAILED, str(exc))
         except (RunTimeout, SoftTimeLimitExceeded):

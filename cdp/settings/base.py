@@ -352,4 +352,9 @@ CDP = {
     # Steps (event batches of 5000...) one erasure task runs before it enqueues
     # the rest, well inside the task time limit.
     "ERASURE_STEPS_PER_TASK": env.int("CDP_ERASURE_STEPS_PER_TASK", default=40),
+    # BLAS/OpenMP threads a clustering fit may use. A worker process shares its
+    # node with the other workers: with one thread per core in every process,
+    # threads outnumber the cores (bench/recluster.py: a fit 8x slower on two
+    # busy cores). Raise it on a node that runs nothing but the one fit.
+    "CLUSTERING_THREADS": env.int("CDP_CLUSTERING_THREADS", default=1),
 }
