@@ -96,9 +96,6 @@ class DestinationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if saved.secret:
             self._show_secret(request, obj, saved.secret)
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-
     def _show_secret(self, request: HttpRequest, obj: Destination, secret: str) -> None:
         what = "signing secret" if obj.kind == DestinationKind.WEBHOOK else "feed token"
         messages.warning(
