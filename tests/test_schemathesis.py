@@ -348,6 +348,20 @@ def _mapping() -> None:
     services.rule_create(placement=hero, segment=Segment.objects.get(key="everyone"), variant=shoes)
 
 
+def _a_segment_key() -> str:
+    from apps.segments.memberships import segment_save
+    from apps.segments.models import Segment
+
+    key = Segment.objects.order_by("id").values_list("key", flat=True).first()
+    if key is None:  # every one deleted by the scenarios so far: one again
+        everyone = {
+            "type": "not",
+            "child": {"type": "trait", "path": "no_such_trait", "op": "exists"},
+        }
+        key = segment_save(key="everyone", name="Everyone", condition=everyone).key
+    return key
+
+
 def _payload_usable(payload: Any) -> Any:
     from apps.personalization.payload import URL_KEYS, payload_errors
 
@@ -388,7 +402,8 @@ def _mapping_body_usable(case: Any, body: dict[str, Any]) -> None:
             isinstance(body.get("segment"), str)
             and not Segment.objects.filter(key=body["segment"]).exists()
         ):
-            body["segment"] = "everyone"
+            # Any segment there is: a stateful scenario may have deleted "everyone".
+            body["segment"] = _a_segment_key()
         own = ContentVariant.objects.filter(placement=placement).order_by("id").first()
         if (
             isinstance(body.get("variant"), str)
