@@ -1,7 +1,7 @@
 """What personalization plugs into: the mapping cache's invalidation (Django
 signals on placements, variants and rules, mapping.py), the publishable keys'
-CORS check (django-cors-headers), merge and split handlers for holdout keys and
-exposures, and the erasers of a person's exposures and holdout key."""
+CORS check (django-cors-headers), merge handlers for holdout keys and exposures, the
+erasers of a person's exposures and holdout key, and the demo's content step."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from django.db.models.signals import post_delete, post_save
 from apps.consent.registry import ErasedPerson, PersonalDataEraser, personal_data_erasers
 from apps.identity.hooks import ProfilesMerged, merged
 
+from . import demo  # noqa: F401  (the "personalization.content" demo step)
 from .holdouts import holdout_keys_keep
 from .keys import cors_allowed, origins_cache_clear
 from .mapping import mapping_version_bump
