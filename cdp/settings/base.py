@@ -357,4 +357,7 @@ CDP = {
     # threads outnumber the cores (bench/recluster.py: a fit 8x slower on two
     # busy cores). Raise it on a node that runs nothing but the one fit.
     "CLUSTERING_THREADS": env.int("CDP_CLUSTERING_THREADS", default=1),
+    # How stale a web process's copy of the content mapping (placements, variants,
+    # rules) may be: it checks the database's mapping version at most this often.
+    "DECIDE_MAPPING_CHECK_MS": env.int("CDP_DECIDE_MAPPING_CHECK_MS", default=500),
 }
