@@ -83,7 +83,9 @@ class Rule(models.Model):
     profile's holdout key) see the default instead, to measure lift."""
 
     placement = models.ForeignKey(Placement, on_delete=models.CASCADE, related_name="rules")
-    segment = models.ForeignKey("segments.Segment", on_delete=models.CASCADE, related_name="+")
+    # PROTECT: deleting a segment that content is mapped to is refused (the API's
+    # 409 names the rules), rather than dropping the mapping without a word.
+    segment = models.ForeignKey("segments.Segment", on_delete=models.PROTECT, related_name="+")
     variant = models.ForeignKey(ContentVariant, on_delete=models.PROTECT, related_name="rules")
     priority = models.IntegerField(default=0, help_text="Higher wins.")
     starts_at = models.DateTimeField(null=True, blank=True)

@@ -205,10 +205,12 @@ def segment_delete(segment: Segment) -> None:
         with transaction.atomic():
             segment.delete()
     except ProtectedError as exc:
-        described = sorted(
-            f"{obj._meta.verbose_name} {str(obj)!r}" for obj in exc.protected_objects
-        )
-        raise SegmentInUse([], described) from exc
+        raise SegmentInUse([], sorted(_described(obj) for obj in exc.protected_objects)) from exc
+
+
+def _described(obj: Any) -> str:
+    text, kind = str(obj), str(obj._meta.verbose_name)
+    return text if text.startswith(kind) else f"{kind} {text!r}"
 
 
 # -- facts ------------------------------------------------------------------------

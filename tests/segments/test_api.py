@@ -427,6 +427,31 @@ def test_delete_of_a_segment_a_clustering_config_clusters_is_409_naming_it(write
     assert Membership.objects.filter(segment__key="pro").count() == 2
 
 
+def test_delete_of_a_segment_content_is_mapped_to_is_409_naming_the_rule(writer, people):
+    # given a rule showing a banner to the segment's members
+    from apps.personalization import services
+
+    _create(writer, "pro", PRO)
+    hero = services.placement_create(
+        key="home_hero",
+        name="Home hero",
+        default_variant={"key": "hero-default", "name": "Default", "payload": {"headline": "Hi"}},
+    )
+    vip = services.variant_create(
+        placement=hero, key="hero-vip", name="VIP", payload={"headline": "VIP"}
+    )
+    rule = services.rule_create(placement=hero, segment=Segment.objects.get(key="pro"), variant=vip)
+
+    # when
+    response = writer.delete("/api/v1/segments/pro")
+
+    # then refused, naming the rule, and the mapping stays
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith(f"This segment is in use by rule {rule.pk}")
+    assert Segment.objects.filter(key="pro").exists()
+    assert rule.__class__.objects.filter(pk=rule.pk).exists()
+
+
 # --- Members ---------------------------------------------------------------------------
 
 
