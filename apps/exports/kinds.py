@@ -3,9 +3,12 @@ value is checked (the admin form and the service call ``settings_validate``)."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from django.conf import settings as django_settings
 
 from .models import DestinationKind
 
@@ -95,9 +98,15 @@ def settings_validate(kind: str, value: Any) -> dict[str, Any]:
             continue
         out[name] = given
     if kind == DestinationKind.WEBHOOK and "url" not in errors:
-        parts = urlsplit(out["url"])
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            errors["url"] = "must be an http or https URL with a host"
+        problem = webhook_url_problem(out["url"])
+        if problem:
+            errors["url"] = problem
+    if (
+        kind == DestinationKind.WEBHOOK
+        and isinstance(out.get("timeout_seconds"), int)
+        and out["timeout_seconds"] > WEBHOOK_MAX_TIMEOUT
+    ):
+        errors["timeout_seconds"] = f"must be at most {WEBHOOK_MAX_TIMEOUT}"
     if kind == DestinationKind.ADOBE_TARGET:
         if out.get("id_column") not in ("thirdPartyId", "pcId"):
             errors["id_column"] = "must be thirdPartyId or pcId"
@@ -111,3 +120,46 @@ def settings_validate(kind: str, value: Any) -> dict[str, Any]:
     if errors:
         raise SettingsError(errors)
     return out
+
+
+# Below the delivery task's time limit, so that an attempt ends as a failure.
+WEBHOOK_MAX_TIMEOUT = 30
+
+
+def address_is_public(address: str) -> bool:
+    """Whether a webhook may be sent to this address: a global unicast one, unless
+    CDP_EXPORT_WEBHOOK_PRIVATE_NETWORKS allows the private networks too (a receiver
+    inside one's own network, and the tests' loopback receiver)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if django_settings.CDP.get("EXPORT_WEBHOOK_PRIVATE_NETWORKS"):
+        return not (ip.is_multicast or ip.is_unspecified)
+    return ip.is_global
+
+
+def webhook_url_problem(url: str) -> str:
+    """What is wrong with a webhook URL, or "" (the address it names is checked
+    again, resolved, at each delivery)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = parts.hostname
+    except ValueError:
+        return "must be an http or https URL with a host (and a port from 1 to 65535)"
+    if parts.scheme not in ("http", "https") or not host:
+        return "must be an http or https URL with a host"
+    if port == 0:
+        return "must be an http or https URL with a host (and a port from 1 to 65535)"
+    literal = True
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        literal = False
+    if (literal and not address_is_public(host)) or (
+        host.rstrip(".").lower() in ("localhost", "localhost.localdomain")
+        and not django_settings.CDP.get("EXPORT_WEBHOOK_PRIVATE_NETWORKS")
+    ):
+        return "must not name a private, loopback or link-local address"
+    return ""

@@ -24,6 +24,7 @@ import http.client
 import logging
 import random
 import secrets
+import socket
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ from django.utils import timezone
 
 from apps.segments.models import Segment
 
+from .kinds import WEBHOOK_MAX_TIMEOUT, address_is_public, webhook_url_problem
 from .models import DeliveryStatus, Destination, DestinationKind, ExportRun, WebhookDelivery
 from .selectors import (
     audience_profiles,
@@ -290,7 +292,29 @@ def _lease(limit: int) -> list[int]:
     return due
 
 
+class AddressRefused(OSError):
+    """The webhook's host resolves to an address deliveries may not go to."""
+
+
+def _checked_host(url: str) -> None:
+    """Refuse a host that resolves to a private, loopback or link-local address
+    (kinds.address_is_public): a webhook must not reach into our own network.
+    Checked at each attempt, since what a name resolves to can change."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise AddressRefused(f"cannot resolve the host: {exc}") from exc
+    for info in infos:
+        if not address_is_public(str(info[4][0])):
+            raise AddressRefused("the host resolves to a private or loopback address")
+
+
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    problem = webhook_url_problem(url)
+    if problem:
+        raise AddressRefused(f"url {problem}")
+    _checked_host(url)
     parts = urlsplit(url)
     connection_class = (
         http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -329,9 +353,9 @@ def delivery_attempt(delivery_id: int) -> str:
             destination.settings["url"],
             body,
             headers,
-            destination.settings.get("timeout_seconds", 10),
+            min(destination.settings.get("timeout_seconds", 10), WEBHOOK_MAX_TIMEOUT),
         )
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     now = timezone.now()
     delivery.attempts += 1

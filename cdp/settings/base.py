@@ -360,4 +360,10 @@ CDP = {
     # How stale a web process's copy of the content mapping (placements, variants,
     # rules) may be: it checks the database's mapping version at most this often.
     "DECIDE_MAPPING_CHECK_MS": env.int("CDP_DECIDE_MAPPING_CHECK_MS", default=500),
+    # Webhook destinations may name private, loopback and link-local addresses
+    # (a receiver inside one's own network). Off: a webhook URL is a way into the
+    # network the CDP runs in (its database, its cloud's metadata service).
+    "EXPORT_WEBHOOK_PRIVATE_NETWORKS": env.bool(
+        "CDP_EXPORT_WEBHOOK_PRIVATE_NETWORKS", default=False
+    ),
 }

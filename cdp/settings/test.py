@@ -40,6 +40,8 @@ CDP = {
     "ERASURE_HOOK_RETRY_DELAYS": [0, 0],
     # A task per request, at once (tests/events/test_tasks.py tests the gathering).
     "PROCESS_COALESCE_MS": 0,
+    # The webhook tests' receiver listens on loopback (tests/exports test the refusal).
+    "EXPORT_WEBHOOK_PRIVATE_NETWORKS": True,
 }
 # The in-test worker must leave pytest's log capture alone.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

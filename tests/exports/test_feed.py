@@ -11,6 +11,7 @@ from django.test import Client
 
 from apps.exports.models import Destination
 from apps.exports.services import destination_secret_rotate
+from apps.personalization.models import ContentVariant, Placement
 from apps.personalization.services import placement_create, rule_create, variant_create
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +101,21 @@ def test_a_disabled_feed_is_a_403_and_a_rotated_token_stops_the_old_one(
     # and the token is stored hashed only
     target.refresh_from_db()
     assert new not in (target.feed_token_hash, target.feed_token_prefix)
+
+
+def test_the_feed_holds_no_rule_of_a_segment_it_was_not_given(
+    feed: tuple[Destination, str], person: Any, audience: Any
+) -> None:
+    # given a rule of another activated segment, not the feed's
+    other = audience("pregnancy", [person("cy")])
+    hero = Placement.objects.get(key="home_hero")
+    variant = ContentVariant.objects.get(key="hero-shoes")
+    rule_create(placement=hero, segment=other, variant=variant, priority=20)
+    _, token = feed
+
+    # when
+    body = orjson.loads(_get(token).content)
+
+    # then neither its rule nor its key leaves
+    assert [r["segment"] for r in body["rules"]] == ["shoes"]
+    assert "pregnancy" not in orjson.dumps(body).decode()

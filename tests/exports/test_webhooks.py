@@ -13,6 +13,7 @@ import pytest
 
 from apps.consent.services.dsr import dsr_create, dsr_transition
 from apps.consent.services.erasure import erasure_run, erasure_start
+from apps.exports.kinds import SettingsError
 from apps.exports.models import Destination, ExportRun, WebhookDelivery
 from apps.exports.services import webhooks_push_all
 from apps.exports.webhooks import (
@@ -287,3 +288,59 @@ def test_the_default_retry_schedule_lasts_more_than_a_day_even_with_the_least_ji
     assert delays == sorted(delays)  # backing off
     assert sum(d * 0.75 for d in delays) > 24 * 3600
     assert all(0.75 * d <= jittered(d) <= 1.25 * d for d in delays)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.5:9200/_bulk",
+        "http://[::1]/hook",
+        "http://localhost/hook",
+    ],
+)
+def test_a_webhook_into_the_private_network_is_refused(
+    url: str, settings: Any, destination: Any, audience: Any
+) -> None:
+    # given production's default: no private networks
+    settings.CDP = {**settings.CDP, "EXPORT_WEBHOOK_PRIVATE_NETWORKS": False}
+
+    # then the URL is refused when the destination is saved
+    with pytest.raises(SettingsError) as refused:
+        destination("webhook", [audience("shoes", [])], settings={"url": url})
+    assert "url" in refused.value.errors
+
+
+@pytest.mark.parametrize("url", ["http://h:99999/", "http://h:abc/", "http://[::1"])
+def test_a_malformed_webhook_url_is_refused_with_its_field(
+    url: str, destination: Any, audience: Any
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        destination("webhook", [audience("shoes", [])], settings={"url": url})
+    assert "url" in refused.value.errors
+
+
+def test_a_host_that_resolves_into_the_private_network_fails_its_attempt(
+    person: Any, audience: Any, hook: Any, receiver: Receiver, settings: Any
+) -> None:
+    # given a webhook saved while private networks were allowed, to a name that
+    # resolves to loopback (checked again at each attempt: what a name resolves
+    # to can change, and "0x7f000001" is a name to the URL parser)
+    ada = person("ada")
+    shoes = audience("shoes", [])
+    target = hook([shoes])
+    target.settings = {**target.settings, "url": receiver.url.replace("127.0.0.1", "0x7f000001")}
+    target.save(update_fields=["settings"])
+    members_set(shoes, [ada])
+    webhooks_push_all()
+
+    # when private networks are off at delivery
+    settings.CDP = {**settings.CDP, "EXPORT_WEBHOOK_PRIVATE_NETWORKS": False}
+    webhooks_deliver_due()
+
+    # then nothing reached the receiver, and the attempt is a recorded failure
+    assert receiver.received == []
+    delivery = WebhookDelivery.objects.get(destination=target)
+    assert delivery.attempts >= 1 and delivery.status in ("pending", "dead")
+    assert delivery.last_error.startswith("AddressRefused")

@@ -52,7 +52,9 @@ class FeedSerializer(serializers.Serializer):  # type: ignore[type-arg]
     )
     placements = FeedPlacementSerializer(many=True)
     variants = FeedVariantSerializer(many=True)
-    rules = FeedRuleSerializer(many=True, help_text="Enabled rules of activated segments.")
+    rules = FeedRuleSerializer(
+        many=True, help_text="Enabled rules of the destination's activated segments."
+    )
     audiences = FeedAudienceSerializer(
         many=True,
         help_text="The destination's segments that are activated (at least their "

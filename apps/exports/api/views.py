@@ -26,8 +26,10 @@ def feed_build(destination: Destination) -> dict[str, Any]:
     allowed = profiles_allowed(destination)
     placements = Placement.objects.select_related("default_variant").order_by("key")
     variants = ContentVariant.objects.select_related("placement").order_by("key")
+    # Only the destination's own (activated) segments: another segment's rule
+    # would tell the vendor that segment's key and targeting.
     rules = (
-        Rule.objects.filter(enabled=True)
+        Rule.objects.filter(enabled=True, segment_id__in=activated)
         .select_related("placement", "segment", "variant")
         .order_by("placement__key", "-priority", "id")
     )
@@ -61,7 +63,6 @@ def feed_build(destination: Destination) -> dict[str, Any]:
                 "holdout_percent": r.holdout_percent,
             }
             for r in rules
-            if r.segment.activated
         ],
         "audiences": [
             {
