@@ -222,7 +222,8 @@ def mapping_view(request: HttpRequest) -> HttpResponse:
                 raw = request.POST[name]
                 current = cells.get((segment.id, placement.id), [])
                 now = current[0].variant_id if current else None
-                wanted = int(raw) if raw.isdigit() else None
+                # ASCII digits only: "²" passes isdigit() and int() refuses it.
+                wanted = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
                 if wanted == now:
                     continue
                 variant = by_id.get(wanted) if wanted is not None else None
@@ -286,6 +287,11 @@ def mapping_view(request: HttpRequest) -> HttpResponse:
 
     lookup: dict[str, Any] = {}
     profile_q = request.GET.get("profile", "").strip()
+    # Looking a person up shows their segments: it needs the view permission on
+    # memberships too, as the segments admin does.
+    if profile_q and not request.user.has_perm("segments.view_membership"):
+        lookup = {"query": profile_q, "error": "You may not look up people's segments."}
+        profile_q = ""
     if profile_q:
         lookup["query"] = profile_q
         try:

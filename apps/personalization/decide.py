@@ -51,12 +51,14 @@ class Decision:
 
     def as_json(self, *, public: bool = False) -> dict[str, Any]:
         """The API's entry; ``public`` (publishable keys) leaves out which segment
-        matched: a browser learns its content, not how it is classified."""
+        matched and whether consent was missing: a browser learns its content, not
+        how it is classified."""
         if self.error is not None:
             return {"error": self.error}
         reason: Any
         if self.rule is None:
-            reason = self.reason
+            # A browser's key may not tell whether someone consented either.
+            reason = FALLBACK if public else self.reason
         elif public:
             reason = {"rule": self.rule.id}
         else:

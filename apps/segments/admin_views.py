@@ -55,6 +55,8 @@ def preview_view(request: HttpRequest) -> JsonResponse | HttpResponseNotAllowed:
         body = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError):
         return _errors(['body: must be JSON, {"condition": {...}}'])
+    except RecursionError:
+        return _errors(["body: nested too deeply"])
     if not isinstance(body, dict) or "condition" not in body:
         return _errors(['body: must be a JSON object with a condition, {"condition": {...}}'])
     condition, key = body["condition"], body.get("key")

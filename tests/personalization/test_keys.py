@@ -130,4 +130,37 @@ def test_server_token_needs_the_permission(hero: Placement, client: Client) -> N
     raw = api_token_create(name="t", user=user)[1]
     r = _decide(raw, "user_id:ada")
     assert r.status_code == 403
-    assert "view_placement" in r.json()["detail"]
+    assert "placements and on segment memberships" in r.json()["detail"]
+
+
+def test_a_token_that_may_see_placements_but_not_memberships_may_not_decide(
+    hero: Placement, client: Client
+) -> None:
+    # a decision tells which segments a person is in: placements alone are not enough
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    from apps.api_auth.services import api_token_create
+
+    user = get_user_model().objects.create_user(username="content-only")
+    user.user_permissions.add(Permission.objects.get(codename="view_placement"))
+    raw = api_token_create(name="t", user=user)[1]
+    assert _decide(raw, "user_id:ada").status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="view_membership"))
+    user = get_user_model().objects.get(pk=user.pk)  # permissions are cached per object
+    from apps.personalization.api import views
+
+    views._may_decide.clear()
+    assert _decide(raw, "user_id:ada").status_code == 200
+
+
+def test_a_body_nested_too_deeply_is_a_400_not_a_500(
+    pk: tuple[PublishableKey, str], reader: Client
+) -> None:
+    # a hundred thousand "[" is a 100 KB body anyone with the public key may send
+    _, raw = pk
+    deep = b"[" * 100_000
+    for client in (Client(HTTP_AUTHORIZATION=f"Bearer {raw}", HTTP_ORIGIN=SHOP), reader):
+        r = client.post("/api/v1/decide", deep, content_type="application/json")
+        assert r.status_code == 400
+        assert "nested too deeply" in r.json()["detail"]

@@ -12,12 +12,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.openapi import error_responses
+from apps.common.parsers import DepthSafeJSONParser as JSONParser
 
 from ..models import ClusteringConfig, ClusteringRun
 from ..services import RunInProgress, config_delete, config_save, run_start

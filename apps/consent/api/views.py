@@ -12,12 +12,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.openapi import error_responses
+from apps.common.parsers import DepthSafeJSONParser as JSONParser
 from apps.common.queue import task_send
 from apps.consent.models import ConsentRecord, DataSubjectRequest, Purpose, RequestEvent
 from apps.consent.selectors import (

@@ -6,13 +6,13 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.openapi import error_responses
 from apps.common.pagination import CursorPagination
+from apps.common.parsers import DepthSafeJSONParser as JSONParser
 from apps.identity.models import Profile, ProfileMerge
 from apps.identity.selectors import ExternalIdError, profile_get_by_external_id, profile_list
 from apps.identity.services import MergeRefused, profile_merge, profile_split

@@ -12,13 +12,13 @@ from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api_auth.authentication import BearerTokenAuthentication
 from apps.common.openapi import error_responses
+from apps.common.parsers import DepthSafeJSONParser as JSONParser
 from apps.identity.selectors import ExternalIdError
 from apps.personalization import services
 from apps.personalization.decide import decide, profile_id_for
@@ -321,7 +321,10 @@ class DecidePermission(permissions.BasePermission):
     answer is kept per process and user for DECIDE_MAPPING_CHECK_MS: Django's
     permission check is two queries a request, as many as the decision's own."""
 
-    message = "Deciding needs a publishable key or the view_placement permission."
+    message = (
+        "Deciding needs a publishable key, or the view permissions on placements and "
+        "on segment memberships."
+    )
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if isinstance(request.auth, PublishableKey):
@@ -334,7 +337,12 @@ class DecidePermission(permissions.BasePermission):
         cached = _may_decide.get(user.pk)
         if cached is not None and now - cached[0] < ttl:
             return cached[1]
-        allowed = bool(user.has_perm("personalization.view_placement"))
+        # A decision tells which segments a person (named by email, phone, ...) is
+        # in: reading memberships is the caller's right, not only placements.
+        allowed = bool(
+            user.has_perm("personalization.view_placement")
+            and user.has_perm("segments.view_membership")
+        )
         if len(_may_decide) > 10_000:
             _may_decide.clear()
         _may_decide[user.pk] = (now, allowed)

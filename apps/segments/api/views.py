@@ -11,7 +11,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status, viewsets
 from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +18,7 @@ from rest_framework.views import APIView
 from apps.api_auth.permissions import ModelPermissions
 from apps.common.openapi import error_responses
 from apps.common.pagination import CursorPagination
+from apps.common.parsers import DepthSafeJSONParser as JSONParser
 from apps.identity.api.views import EXTERNAL_ID, profile_from_path
 from apps.segments.conditions import ConditionInvalid
 from apps.segments.memberships import (
