@@ -344,6 +344,17 @@ def delivery_attempt(delivery_id: int) -> str:
     if not destination.enabled:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.CANCELLED)
         return DeliveryStatus.CANCELLED
+    if (
+        delivery.profile_id is not None
+        and not profiles_allowed(destination).filter(pk=delivery.profile_id).exists()
+    ):
+        # Consent is checked again at each attempt: a message queued before the
+        # person withdrew (retried for a day, or retried from the dead letters)
+        # does not leave after it.
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.CANCELLED, body=""
+        )
+        return DeliveryStatus.CANCELLED
     body = delivery.body.encode()
     headers = signed_headers(destination.webhook_secret, delivery.message_id, body)
     status_code: int | None = None

@@ -344,3 +344,26 @@ def test_a_host_that_resolves_into_the_private_network_fails_its_attempt(
     delivery = WebhookDelivery.objects.get(destination=target)
     assert delivery.attempts >= 1 and delivery.status in ("pending", "dead")
     assert delivery.last_error.startswith("AddressRefused")
+
+
+def test_a_message_queued_before_consent_was_withdrawn_does_not_leave(
+    person: Any, audience: Any, hook: Any, receiver: Receiver, ads: Any
+) -> None:
+    # given a membership change queued for ada
+    from apps.consent.services.consent import consent_withdraw
+
+    ada = person("ada")
+    shoes = audience("shoes", [])
+    target = hook([shoes])
+    members_set(shoes, [ada])
+    webhooks_push_all()
+    queued = WebhookDelivery.objects.get(destination=target, profile_id=ada.pk)
+
+    # when she withdraws before it is delivered
+    consent_withdraw(profile_id=ada.pk, purpose=ads.key, source="test")
+    webhooks_deliver_due()
+
+    # then it is cancelled, its body dropped, and the receiver got nothing of hers
+    queued.refresh_from_db()
+    assert (queued.status, queued.body) == ("cancelled", "")
+    assert receiver.received == []
