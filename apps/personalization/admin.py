@@ -116,12 +116,12 @@ class PublishableKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def save_model(
         self, request: HttpRequest, obj: PublishableKey, form: Any, change: bool
     ) -> None:
+        obj.allowed_origins = [str(o).rstrip("/") for o in obj.allowed_origins or []]
         if change:
             super().save_model(request, obj, form, change)
             return
         raw = PUBLISHABLE_PREFIX + secrets.token_urlsafe(32)
         obj.prefix = raw[: len(PUBLISHABLE_PREFIX) + 6]
         obj.key_hash = sha256_hex(raw)
-        obj.allowed_origins = [str(o).rstrip("/") for o in obj.allowed_origins or []]
         super().save_model(request, obj, form, change)
         messages.warning(request, f"The key (shown once, copy it now): {raw}")

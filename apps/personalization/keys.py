@@ -86,7 +86,9 @@ class PublishableKeyAuthentication(authentication.BaseAuthentication):
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked publishable key.")
         origin = request.headers.get("Origin")
-        if origin is not None and origin.rstrip("/") not in key.allowed_origins:
+        allowed = {o.rstrip("/") for o in key.allowed_origins or () if isinstance(o, str)}
+        # A set of whole origins: never a substring of a string that slipped in.
+        if origin is not None and origin.rstrip("/") not in allowed:
             raise exceptions.PermissionDenied(
                 "This publishable key is not allowed from this origin."
             )

@@ -9,6 +9,9 @@ saved or deleted placement, variant or rule (apps/personalization/mapping.py).
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import models
@@ -171,6 +174,20 @@ class HoldoutKey(models.Model):
         return f"holdout key of {self.profile_id}"
 
 
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def origins_validate(value: Any) -> None:
+    """A list of origins as browsers send them: scheme://host[:port], no path."""
+    if not isinstance(value, list) or not all(
+        isinstance(o, str) and _ORIGIN.fullmatch(o.rstrip("/")) for o in value
+    ):
+        raise ValidationError(
+            'A list of origins such as ["https://shop.example.com"] (scheme, host and '
+            "port, no path)."
+        )
+
+
 class PublishableKey(models.Model):
     """A key a browser may hold: it may only call decide, for the caller's own
     anonymous or user id, from its allowed origins (CORS). Stored as a SHA-256,
@@ -182,6 +199,7 @@ class PublishableKey(models.Model):
     allowed_origins = models.JSONField(
         default=list,
         blank=True,
+        validators=[origins_validate],
         help_text='Origins browsers may call decide from, e.g. ["https://shop.example.com"].',
     )
     created_at = models.DateTimeField(auto_now_add=True)

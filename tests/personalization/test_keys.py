@@ -164,3 +164,33 @@ def test_a_body_nested_too_deeply_is_a_400_not_a_500(
         r = client.post("/api/v1/decide", deep, content_type="application/json")
         assert r.status_code == 400
         assert "nested too deeply" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [
+        '"https://shop.example.com"',
+        ["https://shop.example.com/checkout"],
+        ["shop.example.com"],
+        [5],
+    ],
+)
+def test_origins_that_are_not_a_list_of_origins_are_refused(origins: Any) -> None:
+    # a string would be read as a substring match, a path or a bare host never matches
+    from django.core.exceptions import ValidationError
+
+    key = PublishableKey(name="shop", prefix="pk_x", key_hash="0" * 64, allowed_origins=origins)
+    with pytest.raises(ValidationError):
+        key.full_clean()
+
+
+def test_a_string_of_origins_that_slipped_in_is_no_substring_match(
+    pk: tuple[PublishableKey, str],
+) -> None:
+    # given a key whose origins were stored as one string
+    key, raw = pk
+    PublishableKey.objects.filter(pk=key.pk).update(allowed_origins="https://shop.example.com")
+
+    # then an origin that is a substring of it is refused
+    r = _decide(raw, "anonymous_id:a-1", HTTP_ORIGIN="https://shop.example.co")
+    assert r.status_code == 403
