@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 
 if not os.path.exists("/usr/bin/chromium"):
     pytest.skip(
@@ -24,45 +23,27 @@ if not os.path.exists("/usr/bin/chromium"):
         allow_module_level=True,
     )
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from apps.clustering.models import ClusteringRun, RunStatus
 from apps.clustering.run import recluster
+from tests.browser import admin_page
 
 from .archetypes import archetype_population
 
 # live_server needs data committed where its thread can see it.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-USERNAME, PASSWORD = "marketing-admin", "correct-horse-battery"
-TIMEOUT_MS = 10_000
+USERNAME = "marketing-admin"
 
 
 @pytest.fixture
 def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
-    """A logged-in admin's browser page.
+    """A logged-in admin's page (tests/browser.py); nothing may be fetched from
+    elsewhere at page load."""
+    outside: list[str] = []
 
-    Playwright's sync API keeps an asyncio event loop registered as running in
-    this thread while it is open, and Django then refuses ORM calls here
-    (SynchronousOnlyOperation) although nothing runs concurrently: the test
-    drives the browser and queries the database strictly in turn, and the live
-    server answers from its own thread. DJANGO_ALLOW_ASYNC_UNSAFE lifts the check
-    for this test only (monkeypatch restores the environment afterwards).
-    """
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    get_user_model().objects.create_superuser(USERNAME, "admin@example.com", PASSWORD)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-        )
-        context = browser.new_context(
-            base_url=live_server.url, locale="en-US", viewport={"width": 1440, "height": 900}
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        # Nothing may be fetched from elsewhere at page load.
-        outside: list[str] = []
+    def watch(context: Any) -> None:
         context.on(
             "request",
             lambda request: (
@@ -71,18 +52,10 @@ def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
                 else None
             ),
         )
-        tab = context.new_page()
-        tab.goto("/admin/login/?next=/admin/")
-        tab.fill("#id_username", USERNAME)
-        tab.fill("#id_password", PASSWORD)
-        tab.click("input[type=submit]")
-        expect(tab.locator("#user-tools")).to_contain_text(USERNAME.upper(), ignore_case=True)
-        try:
-            yield tab
-        finally:
-            context.close()
-            browser.close()
-        assert outside == []
+
+    with admin_page(live_server, monkeypatch, USERNAME, on_context=watch) as tab:
+        yield tab
+    assert outside == []
 
 
 def _clustered(make_config: Any) -> ClusteringRun:

@@ -20,7 +20,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import formats, timezone
 
 if not os.path.exists("/usr/bin/chromium"):
@@ -29,7 +28,7 @@ if not os.path.exists("/usr/bin/chromium"):
         allow_module_level=True,
     )
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from apps.consent.deadlines import due_date
 from apps.consent.models import ConsentRecord, DataSubjectRequest, Purpose
@@ -37,50 +36,20 @@ from apps.consent.services import consent_grant, consent_withdraw
 from apps.consent.services.dsr import dsr_create, dsr_transition
 from apps.identity.models import Profile
 from apps.identity.services import IdentityClaim, profiles_resolve
+from tests.browser import admin_page
 
 # live_server needs data committed where its thread can see it.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-USERNAME, PASSWORD = "privacy-admin", "correct-horse-battery"
+USERNAME = "privacy-admin"
 UA = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 ConsentTest"
-TIMEOUT_MS = 10_000
 
 
 @pytest.fixture
 def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
-    """A logged-in admin's browser page.
-
-    Playwright's sync API keeps an asyncio event loop registered as running in this
-    thread while it is open, and Django then refuses ORM calls here
-    (SynchronousOnlyOperation) although nothing runs concurrently: the test drives
-    the browser and queries the database strictly in turn, and the live server
-    answers from its own thread. DJANGO_ALLOW_ASYNC_UNSAFE lifts the check for this
-    test only (monkeypatch restores the environment afterwards, so the rest of the
-    suite keeps the guard).
-    """
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    get_user_model().objects.create_superuser(USERNAME, "admin@example.com", PASSWORD)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-        )
-        context = browser.new_context(
-            base_url=live_server.url, locale="en-US", viewport={"width": 1440, "height": 900}
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        tab = context.new_page()
-        tab.goto("/admin/login/?next=/admin/")
-        tab.fill("#id_username", USERNAME)
-        tab.fill("#id_password", PASSWORD)
-        tab.click("input[type=submit]")
-        expect(tab.locator("#user-tools")).to_contain_text(USERNAME.upper(), ignore_case=True)
-        try:
-            yield tab
-        finally:
-            context.close()
-            browser.close()
+    """A logged-in admin's page (tests/browser.py)."""
+    with admin_page(live_server, monkeypatch, USERNAME) as tab:
+        yield tab
 
 
 def _ada() -> Profile:

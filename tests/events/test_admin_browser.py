@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 if not os.path.exists("/usr/bin/chromium"):
@@ -18,16 +17,17 @@ if not os.path.exists("/usr/bin/chromium"):
         allow_module_level=True,
     )
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from apps.events.models import Source
 from apps.events.parsing import BatchDefaults
 from apps.events.services import event_ingest, events_process
+from tests.browser import admin_page
 
 # live_server needs data committed where its thread can see it.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-USERNAME, PASSWORD = "cdp-admin", "correct-horse-battery"
+USERNAME = "cdp-admin"
 WINDOW = 1440
 LONG_NAME = "Maximiliane Alexandra Konstanze von Hohenzollern-Sigmaringen-Wittelsbach"
 LONG_EMAIL = "maximiliane.alexandra.konstanze.von.hohenzollern.sigmaringen@example-mail.com"
@@ -37,30 +37,9 @@ LONG_EVENT = "Product Added To Wishlist From The Recommendation Carousel On The 
 
 @pytest.fixture
 def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
-    """A logged-in admin's page in a 1440 x 900 window (see the consent browser test
-    for DJANGO_ALLOW_ASYNC_UNSAFE: the test and the browser take turns)."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    get_user_model().objects.create_superuser(USERNAME, "admin@example.com", PASSWORD)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-        )
-        context = browser.new_context(
-            base_url=live_server.url, locale="en-US", viewport={"width": WINDOW, "height": 900}
-        )
-        context.set_default_timeout(10_000)
-        tab = context.new_page()
-        tab.goto("/admin/login/?next=/admin/")
-        tab.fill("#id_username", USERNAME)
-        tab.fill("#id_password", PASSWORD)
-        tab.click("input[type=submit]")
-        expect(tab.locator("#user-tools")).to_contain_text(USERNAME.upper(), ignore_case=True)
-        try:
-            yield tab
-        finally:
-            browser.close()
+    """A logged-in admin's page (tests/browser.py)."""
+    with admin_page(live_server, monkeypatch, USERNAME, width=WINDOW) as tab:
+        yield tab
 
 
 @pytest.fixture

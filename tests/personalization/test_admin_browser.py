@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 if not os.path.exists("/usr/bin/chromium"):
@@ -18,47 +17,25 @@ if not os.path.exists("/usr/bin/chromium"):
         allow_module_level=True,
     )
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from apps.identity.models import Profile
 from apps.personalization.models import Placement, Rule
+from tests.browser import admin_page
 
 from .conftest import variant
 
 # live_server needs data committed where its thread can see it.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-USERNAME, PASSWORD = "marketer", "correct-horse-battery"
-TIMEOUT_MS = 10_000
+USERNAME = "marketer"
 
 
 @pytest.fixture
 def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
-    """A logged-in admin's page (DJANGO_ALLOW_ASYNC_UNSAFE: see
-    tests/consent/test_admin_browser.py, whose fixture this follows)."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    get_user_model().objects.create_superuser(USERNAME, "m@example.com", PASSWORD)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-        )
-        context = browser.new_context(
-            base_url=live_server.url, locale="en-US", viewport={"width": 1440, "height": 900}
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        tab = context.new_page()
-        tab.goto("/admin/login/?next=/admin/")
-        tab.fill("#id_username", USERNAME)
-        tab.fill("#id_password", PASSWORD)
-        tab.click("input[type=submit]")
-        expect(tab.locator("#user-tools")).to_contain_text(USERNAME.upper(), ignore_case=True)
-        try:
-            yield tab
-        finally:
-            context.close()
-            browser.close()
+    """A logged-in admin's page (tests/browser.py)."""
+    with admin_page(live_server, monkeypatch, USERNAME) as tab:
+        yield tab
 
 
 def test_assign_in_the_grid_and_decide(

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 
 if not os.path.exists("/usr/bin/chromium"):
     pytest.skip(
@@ -22,47 +21,25 @@ if not os.path.exists("/usr/bin/chromium"):
         allow_module_level=True,
     )
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from apps.consent.models import Purpose
 from apps.identity.models import Profile
 from apps.segments.models import Membership, ProfileFeatures, Segment
+from tests.browser import admin_page
 from tests.identity.factories import ProfileFactory
 
 # live_server needs data committed where its thread can see it.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-USERNAME, PASSWORD = "marketer-admin", "correct-horse-battery"
-TIMEOUT_MS = 10_000
+USERNAME = "marketer-admin"
 
 
 @pytest.fixture
 def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
-    """A logged-in admin's browser page (tests/consent/test_admin_browser.py says
-    why DJANGO_ALLOW_ASYNC_UNSAFE is lifted for the test only)."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    get_user_model().objects.create_superuser(USERNAME, "admin@example.com", PASSWORD)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-        )
-        context = browser.new_context(
-            base_url=live_server.url, locale="en-US", viewport={"width": 1440, "height": 900}
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        tab = context.new_page()
-        tab.goto("/admin/login/?next=/admin/")
-        tab.fill("#id_username", USERNAME)
-        tab.fill("#id_password", PASSWORD)
-        tab.click("input[type=submit]")
-        expect(tab.locator("#user-tools")).to_contain_text(USERNAME.upper(), ignore_case=True)
-        try:
-            yield tab
-        finally:
-            context.close()
-            browser.close()
+    """A logged-in admin's page (tests/browser.py)."""
+    with admin_page(live_server, monkeypatch, USERNAME) as tab:
+        yield tab
 
 
 def _customers(orders: list[int]) -> list[Profile]:
