@@ -10,6 +10,10 @@
   default about 33 hours in all) and dead-lettered after the last attempt
   (admin lists them, with a retry action);
 * a 410 Gone disables the destination and cancels what is still queued for it;
+* each attempt resolves the host once, refuses it if any address is private
+  (unless allowed), and connects to those checked addresses themselves (the
+  Host header, SNI and certificate check still name the host): a rebinding DNS
+  cannot answer a public address to the check and 127.0.0.1 to the connection;
 * redirects are not followed (a 3xx is a failed attempt): a message must never
   reach a host the destination does not name;
 * nothing of a body is logged (it names people), only ids and status codes.
@@ -25,6 +29,7 @@ import logging
 import random
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -296,30 +301,88 @@ class AddressRefused(OSError):
     """The webhook's host resolves to an address deliveries may not go to."""
 
 
-def _checked_host(url: str) -> None:
-    """Refuse a host that resolves to a private, loopback or link-local address
-    (kinds.address_is_public): a webhook must not reach into our own network.
-    Checked at each attempt, since what a name resolves to can change."""
-    host = urlsplit(url).hostname or ""
+def checked_addresses(host: str, port: int) -> list[tuple[Any, ...]]:
+    """The host resolved once: its (family, type, proto, sockaddr) entries, each
+    allowed (kinds.address_is_public), or ``AddressRefused`` if any one is not
+    (a name that points into our network at all is refused). Done at each
+    attempt, since what a name resolves to can change; the attempt then connects
+    to these very addresses (``PinnedHTTPConnection``), never resolving again, so
+    a rebinding DNS cannot send the connection elsewhere than what was checked."""
     try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
         raise AddressRefused(f"cannot resolve the host: {exc}") from exc
+    if not infos:
+        raise AddressRefused("the host resolves to no address")
     for info in infos:
         if not address_is_public(str(info[4][0])):
             raise AddressRefused("the host resolves to a private or loopback address")
+    return [(family, kind, proto, sockaddr) for family, kind, proto, _, sockaddr in infos]
+
+
+def _connect_pinned(addresses: Sequence[tuple[Any, ...]], timeout: float | None) -> socket.socket:
+    # Each checked address in turn (as socket.create_connection tries each one
+    # it resolved), never a name.
+    last: OSError | None = None
+    for family, kind, proto, sockaddr in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise last or OSError("no address to connect to")
+
+
+class PinnedHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection to ``host`` (its Host header) made to the addresses
+    checked for it, not to whatever the host resolves to when connecting."""
+
+    def __init__(
+        self, host: str, port: int, *, addresses: Sequence[tuple[Any, ...]], timeout: float
+    ) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.addresses = list(addresses)
+
+    def connect(self) -> None:
+        self.sock = _connect_pinned(self.addresses, self.timeout)
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """As ``PinnedHTTPConnection``, in TLS: SNI and the certificate are checked
+    against the host's name (the system's trusted roots), not the address."""
+
+    def __init__(
+        self, host: str, port: int, *, addresses: Sequence[tuple[Any, ...]], timeout: float
+    ) -> None:
+        self.tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.tls)
+        self.addresses = list(addresses)
+
+    def connect(self) -> None:
+        sock = _connect_pinned(self.addresses, self.timeout)
+        try:
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
     problem = webhook_url_problem(url)
     if problem:
         raise AddressRefused(f"url {problem}")
-    _checked_host(url)
     parts = urlsplit(url)
-    connection_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    connection = connection_class(parts.hostname or "", parts.port, timeout=timeout)
+    host = parts.hostname or ""
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    addresses = checked_addresses(host, port)
+    connection_class = PinnedHTTPSConnection if https else PinnedHTTPConnection
+    connection = connection_class(host, port, addresses=addresses, timeout=timeout)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         connection.request(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ class Receiver:
     # Seconds the receiver's clock is ahead of the sender's (to replay later).
     clock_offset: float = 0.0
     received: list[Received] = field(default_factory=list)
+    port: int = 0
 
     def verify(self, headers: dict[str, str], body: bytes) -> tuple[bool, str]:
         msg_id = headers.get("webhook-id")
@@ -70,7 +72,16 @@ class Receiver:
 
 
 @contextmanager
-def receiver_running(**options: Any) -> Iterator[Receiver]:
+def receiver_running(
+    *,
+    bind: str = "127.0.0.1",
+    port: int = 0,
+    tls: ssl.SSLContext | None = None,
+    **options: Any,
+) -> Iterator[Receiver]:
+    """A receiver listening on ``bind`` (any loopback address) and ``port`` (0:
+    any free one), in TLS with the
+    ``tls`` server context if given; each request's Host header is kept too."""
     receiver = Receiver(**options)
 
     class Handler(BaseHTTPRequestHandler):
@@ -85,10 +96,14 @@ def receiver_running(**options: Any) -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((bind, port), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/cdp"
+    receiver.port = server.server_address[1]
+    scheme = "https" if tls is not None else "http"
+    receiver.url = f"{scheme}://{bind}:{receiver.port}/hooks/cdp"
     try:
         yield receiver
     finally:
