@@ -13,11 +13,13 @@ import csv
 import hashlib
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+
+FLUSH_BYTES = 1 << 20
 
 
 def exports_dir() -> Path:
@@ -63,6 +65,8 @@ class SplitWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._file: io.BufferedWriter | None = None
         self._hash = hashlib.sha256()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator=self.line_end)
         self._header = b"".join((h + self.line_end).encode(self.encoding) for h in self.header)
@@ -81,38 +85,70 @@ class SplitWriter:
             self._write(self._header)
 
     def _write(self, data: bytes) -> None:
+        # Buffered here in blocks of about a megabyte: a write and a hash update
+        # per row cost more than the row at a million rows.
         assert self._file is not None
-        self._file.write(data)
-        self._hash.update(data)
+        self._pending.append(data)
+        self._pending_size += len(data)
         self.parts[-1].size += len(data)
+        if self._pending_size >= FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            assert self._file is not None
+            block = b"".join(self._pending)
+            self._file.write(block)
+            self._hash.update(block)
+            self._pending = []
+            self._pending_size = 0
 
     def _close_part(self) -> None:
         if self._file is not None:
+            self._flush()
             self._file.close()
             self._file = None
             self.parts[-1].sha256 = self._hash.hexdigest()
 
+    def format_row(self, row: Sequence[str] | str) -> str:
+        """The row as ``write`` would write it, without its line end."""
+        if not self.csv_rows:
+            return str(row)
+        self._csv.writerow(row)
+        line = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return line[: -len(self.line_end)]
+
     def write(self, row: Sequence[str] | str) -> None:
-        if self.csv_rows:
-            self._csv.writerow(row)
-            line = self._buffer.getvalue()
-            self._buffer.seek(0)
-            self._buffer.truncate()
-        else:
-            line = f"{row}{self.line_end}"
-        data = line.encode(self.encoding)
-        if len(self._header) + len(data) > self.max_bytes:
-            raise ValueError("one row exceeds the file size limit")
-        part = self.parts[-1] if self.parts else None
-        if (
-            part is None
-            or self._file is None
-            or part.rows >= self.max_rows
-            or part.size + len(data) > self.max_bytes
-        ):
-            self._open()
-        self._write(data)
-        self.parts[-1].rows += 1
+        self.write_lines([self.format_row(row)])
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """Rows already formatted (``format_row``, or CSV quoted where needed
+        by whoever made them), without their line ends."""
+        end, encoding = self.line_end, self.encoding
+        max_rows, max_bytes = self.max_rows, self.max_bytes
+        room = max_bytes - len(self._header)
+        for line in lines:
+            data = (line + end).encode(encoding)
+            size = len(data)
+            if size > room:
+                raise ValueError("one row exceeds the file size limit")
+            part = self.parts[-1] if self.parts else None
+            if (
+                part is None
+                or self._file is None
+                or part.rows >= max_rows
+                or part.size + size > max_bytes
+            ):
+                self._open()
+                part = self.parts[-1]
+            self._pending.append(data)
+            self._pending_size += size
+            part.size += size
+            part.rows += 1
+            if self._pending_size >= FLUSH_BYTES:
+                self._flush()
 
     def close(self) -> list[Part]:
         """Close the last part; with no row at all, one part with just the header."""

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, QuerySet, Subquery, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce
@@ -169,12 +169,31 @@ def chunked(
             yield chunk
         return
     sql, params = values.query.sql_with_params()
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(sql, params)
-        if not prefetch:
+    yield from chunked_sql(sql, params, prefetch=prefetch)
+
+
+def chunked_sql(
+    sql: str, params: Sequence[Any], *, prefetch: bool = False
+) -> Iterator[list[tuple[Any, ...]]]:
+    """``chunked`` for a query of one's own (PostgreSQL only): its rows as the
+    database sends them, in lists of ``CHUNK``, through a server-side cursor.
+
+    With ``prefetch`` the cursor lives in a transaction of its own: outside
+    one, Django declares it WITH HOLD, and PostgreSQL then runs the whole query
+    into a temporary store at the DECLARE's commit before the first row leaves
+    (measured: the 23 s of a million-row Meta query spent before any writing),
+    where in a transaction rows are made as they are fetched, while the caller
+    writes the previous chunk. Without ``prefetch`` the caller may write to the
+    database between chunks, each in its own committed transaction, so the
+    cursor is held."""
+    if not prefetch:
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql, params)
             while rows := cursor.fetchmany(CHUNK):
                 yield rows
-            return
+        return
+    with transaction.atomic(), connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
         yield from _prefetched(cursor)
 
 
