@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponseGone
+from django.http.response import HttpResponseBase
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -146,6 +148,14 @@ class ExportFileInline(admin.TabularInline):  # type: ignore[type-arg]
 
     @admin.display(description="File")
     def download(self, obj: ExportFile) -> str:
+        if obj.expired_at is not None:
+            return format_html(
+                '{} <span class="export-file-expired">(expired {}: deleted after the'
+                " retention of {} days)</span>",
+                obj.name,
+                obj.expired_at.date().isoformat(),
+                settings.CDP.get("EXPORT_FILE_RETENTION_DAYS", 30),
+            )
         url = reverse("admin:exports_exportfile_download", args=[obj.pk])
         return format_html('<a href="{}">{}</a>', url, obj.name)
 
@@ -187,7 +197,7 @@ class ExportRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             *super().get_urls(),
         ]
 
-    def download_view(self, request: HttpRequest, file_id: int) -> FileResponse:
+    def download_view(self, request: HttpRequest, file_id: int) -> HttpResponseBase:
         # The files name people: only who may see runs and their files downloads.
         if not (
             request.user.has_perm("exports.view_exportrun")
@@ -197,6 +207,15 @@ class ExportRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         row = ExportFile.objects.filter(pk=file_id).first()
         if row is None:
             raise Http404("no such file")
+        if row.expired_at is not None:
+            return HttpResponseGone(
+                f"The file {row.name} of export run {row.run_id} expired on "
+                f"{row.expired_at.date().isoformat()}: files are deleted "
+                f"{settings.CDP.get('EXPORT_FILE_RETENTION_DAYS', 30)} days after their run "
+                "(CDP_EXPORT_FILE_RETENTION_DAYS). The run's record remains; start a new "
+                "run to export the audience again.",
+                content_type="text/plain; charset=utf-8",
+            )
         root = exports_dir().resolve()
         target = (root / row.path).resolve()
         if root not in target.parents or not target.is_file():

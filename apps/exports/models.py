@@ -168,6 +168,9 @@ class ExportFile(models.Model):
     rows = models.PositiveIntegerField(default=0)
     size = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64)
+    # When the file was deleted after CDP["EXPORT_FILE_RETENTION_DAYS"]; the row
+    # stays (the run's record), the download answers 410 Gone.
+    expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["run", "name"]

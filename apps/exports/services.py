@@ -10,7 +10,7 @@ import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -494,6 +494,58 @@ def _matched_rows(
         return
     for chunk in chunked(queryset, *fields):
         yield [(row[0], None, *row[1:]) for row in chunk]
+
+
+EXPIRE_BATCH = 500
+
+
+def export_files_expire(*, now: datetime | None = None) -> int:
+    """Delete the files of runs that finished more than
+    ``CDP["EXPORT_FILE_RETENTION_DAYS"]`` days ago (0: never), and the run
+    directories left empty; each file's row stays, with ``expired_at``, so the
+    run keeps its record and admin shows the file as expired. The number of
+    files expired. A file already missing on disk is marked expired too."""
+    from django.conf import settings
+
+    days = int(settings.CDP.get("EXPORT_FILE_RETENTION_DAYS", 30))
+    if days <= 0:
+        return 0
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=days)
+    root = exports_dir().resolve()
+    expired = 0
+    while True:
+        rows = list(
+            ExportFile.objects.filter(expired_at__isnull=True)
+            .filter(
+                Q(run__finished_at__lt=cutoff)
+                | Q(run__finished_at__isnull=True, run__created_at__lt=cutoff)
+            )
+            .exclude(run__status__in=ACTIVE_RUN_STATUSES)
+            .order_by("pk")
+            .values_list("pk", "path")[:EXPIRE_BATCH]
+        )
+        if not rows:
+            break
+        directories = set()
+        for _, relative in rows:
+            target = (root / relative).resolve()
+            if root in target.parents:
+                target.unlink(missing_ok=True)
+                directories.add(target.parent)
+        ExportFile.objects.filter(pk__in=[pk for pk, _ in rows]).update(expired_at=now)
+        expired += len(rows)
+        for directory in directories:
+            # Up to the exports directory, each directory left empty goes too.
+            while directory != root and root in directory.parents:
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break
+                directory = directory.parent
+    if expired:
+        logger.info("export files expired: %d (retention %d days)", expired, days)
+    return expired
 
 
 def export_run_scheduled(destination_id: int) -> str:

@@ -38,3 +38,11 @@ def webhooks_tick() -> int:
 
     webhooks_push_all()
     return deliver()
+
+
+@shared_task(ignore_result=True, soft_time_limit=10 * 60, time_limit=11 * 60)
+def export_files_expire() -> int:
+    """Daily (beat): delete the files of runs older than the retention."""
+    from .services import export_files_expire as expire
+
+    return expire()

@@ -264,6 +264,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=2, minute=15),
     },
     "exports-webhooks-tick": {"task": "apps.exports.tasks.webhooks_tick", "schedule": 10.0},
+    "exports-files-expire": {
+        "task": "apps.exports.tasks.export_files_expire",
+        "schedule": crontab(hour=2, minute=45),
+    },
     "identity-dedup-full-weekly": {
         "task": "apps.identity.dedup.tasks.dedup_run",
         "schedule": crontab(hour=3, minute=30, day_of_week="sun"),
@@ -372,4 +376,7 @@ CDP = {
     "EXPORT_WEBHOOK_PRIVATE_NETWORKS": env.bool(
         "CDP_EXPORT_WEBHOOK_PRIVATE_NETWORKS", default=False
     ),
+    # Export runs' files (they name people) are deleted this many days after the
+    # run finished (0 keeps them); the run and its file list stay, marked expired.
+    "EXPORT_FILE_RETENTION_DAYS": env.int("CDP_EXPORT_FILE_RETENTION_DAYS", default=30),
 }

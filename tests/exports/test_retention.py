@@ -1,0 +1,119 @@
+"""Export file retention: a daily beat task deletes the files of runs older
+than CDP["EXPORT_FILE_RETENTION_DAYS"]; the run keeps its record, admin shows
+the file as expired, and its download answers 410 Gone with a clear message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from celery import current_app
+from django.conf import settings
+from django.test import Client
+from django.utils import timezone
+
+from apps.exports.files import exports_dir
+from apps.exports.models import ExportFile, ExportRun
+from apps.exports.tasks import export_files_expire
+
+from .conftest import run_now
+
+pytestmark = pytest.mark.django_db
+
+
+def _aged(run: ExportRun, days: float) -> ExportRun:
+    ExportRun.objects.filter(pk=run.pk).update(finished_at=timezone.now() - timedelta(days=days))
+    run.refresh_from_db()
+    return run
+
+
+@pytest.fixture
+def runs(person: Any, audience: Any, destination: Any) -> tuple[ExportRun, ExportRun]:
+    """An Optimizely run finished 31 days ago and one finished 29 days ago."""
+    shoes = audience("shoes", [person("ada-lovelace"), person("bob-marley")])
+    optimizely, _ = destination("optimizely", [shoes], settings={"max_bytes": 16})
+    # (13 and 11 bytes a line, at most 16 a file: two files a run)
+    old = _aged(run_now(optimizely), 31)
+    recent = _aged(run_now(optimizely), 29)
+    return old, recent
+
+
+def _paths(run: ExportRun) -> list[Any]:
+    return [exports_dir() / f.path for f in run.export_files.all()]
+
+
+def test_files_older_than_the_retention_are_deleted_and_marked_expired(
+    runs: tuple[ExportRun, ExportRun], settings: Any
+) -> None:
+    # given the default retention of 30 days, and two runs' files on disk
+    settings.CDP = {**settings.CDP, "EXPORT_FILE_RETENTION_DAYS": 30}
+    old, recent = runs
+    assert len(_paths(old)) == 2 and all(p.is_file() for p in _paths(old) + _paths(recent))
+
+    # when beat's daily task runs
+    expired = export_files_expire.delay().get()
+
+    # then the old run's files are gone from disk (its directory too), their rows
+    # and the run remain, marked expired; the recent run's files are untouched
+    assert expired == 2
+    assert not any(p.exists() for p in _paths(old))
+    assert not _paths(old)[0].parent.exists()
+    assert ExportRun.objects.filter(pk=old.pk).exists()
+    assert all(f.expired_at is not None for f in old.export_files.all())
+    assert all(p.is_file() for p in _paths(recent))
+    assert all(f.expired_at is None for f in recent.export_files.all())
+    # and a second run of the task has nothing left to do
+    assert export_files_expire() == 0
+
+
+def test_a_retention_of_zero_keeps_files(runs: tuple[ExportRun, ExportRun], settings: Any) -> None:
+    settings.CDP = {**settings.CDP, "EXPORT_FILE_RETENTION_DAYS": 0}
+    old, _ = runs
+    assert export_files_expire() == 0
+    assert all(p.is_file() for p in _paths(old))
+
+
+def test_a_shorter_retention_expires_the_more_recent_run_too(
+    runs: tuple[ExportRun, ExportRun], settings: Any
+) -> None:
+    settings.CDP = {**settings.CDP, "EXPORT_FILE_RETENTION_DAYS": 7}
+    assert export_files_expire() == 4
+    assert ExportFile.objects.filter(expired_at__isnull=True).count() == 0
+
+
+def test_admin_shows_the_file_as_expired_and_its_download_answers_410(
+    runs: tuple[ExportRun, ExportRun], admin_client: Client
+) -> None:
+    # given the old run's files expired
+    old, recent = runs
+    export_files_expire()
+    gone = old.export_files.first()
+    assert gone is not None
+
+    # when its download is asked for
+    response = admin_client.get(f"/admin/exports/exportrun/file/{gone.pk}/download/")
+
+    # then 410 Gone, saying what happened and what to do
+    assert response.status_code == 410
+    text = response.content.decode()
+    assert gone.name in text and "expired" in text and "30 days" in text
+    assert "start a new run" in text
+    # and the run's page lists the file as expired, without a download link;
+    # the recent run's files still download
+    page = admin_client.get(f"/admin/exports/exportrun/{old.pk}/change/").content.decode()
+    assert "expired" in page and f"file/{gone.pk}/download/" not in page
+    fresh = recent.export_files.first()
+    assert fresh is not None
+    assert (
+        admin_client.get(f"/admin/exports/exportrun/file/{fresh.pk}/download/").status_code == 200
+    )
+
+
+def test_the_task_is_scheduled_daily_by_beat() -> None:
+    entry = settings.CELERY_BEAT_SCHEDULE["exports-files-expire"]
+    assert entry["task"] == "apps.exports.tasks.export_files_expire"
+    assert entry["task"] in current_app.tasks
+    # once a day: a crontab at a fixed hour and minute
+    schedule = entry["schedule"]
+    assert len(schedule.hour) == 1 and len(schedule.minute) == 1
