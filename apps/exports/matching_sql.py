@@ -143,14 +143,37 @@ def _meta_line() -> str:
     return " || ',' || ".join(fields)
 
 
+# Each profile's smallest email and phone identifier (as selectors._identifier
+# picks them), for every profile at once: one ordered pass over the identifiers'
+# (profile, type) index, merge-joined with the audience, where a correlated
+# subquery per row and type cost 2.5 us each at a million rows.
+_IDENTIFIERS = """
+SELECT profile_id,
+       min(value) FILTER (WHERE type = 'email') AS email,
+       min(value) FILTER (WHERE type = 'phone') AS phone
+FROM identity_identifier WHERE type IN ('email', 'phone') GROUP BY profile_id"""
+
+
 def rows_sql(kind: str, inner: str, columns: Sequence[str]) -> str:
     """Over ``inner`` (the audience query, its columns named ``columns``: pk,
     traits, email, phone and maybe member), rows of (pk, line, traits, email,
     phone[, member]): ``line`` the finished CSV line without its end, "" for a
     row with neither email nor phone (skipped, as Python skips it), NULL when
-    Python must do the row (then traits, email and phone are given, else NULL)."""
+    Python must do the row (then traits, email and phone are given, else NULL).
+
+    Without email and phone among ``columns`` (a full run: most profiles), they
+    are joined here from all identifiers at once, the trait where there is no
+    identifier (as selectors._contact does)."""
     line = _google_line() if kind == DestinationKind.GOOGLE_CUSTOMER_MATCH else _meta_line()
     extra = ", q.member" if "member" in columns else ""
+    source = f"({inner}) AS q({', '.join(columns)})"
+    if "email" not in columns:
+        source = f"""(
+    SELECT q0.*, coalesce(i.email, q0.traits ->> 'email') AS email,
+           coalesce(i.phone, q0.traits ->> 'phone') AS phone
+    FROM ({inner}) AS q0({", ".join(columns)})
+    LEFT JOIN ({_IDENTIFIERS}) AS i ON i.profile_id = q0.pk
+) AS q"""
     return f"""
 SELECT q.pk,
        CASE WHEN NOT r.sure THEN NULL
@@ -159,6 +182,6 @@ SELECT q.pk,
        CASE WHEN r.sure THEN NULL ELSE q.traits END,
        CASE WHEN r.sure THEN NULL ELSE q.email END,
        CASE WHEN r.sure THEN NULL ELSE q.phone END{extra}
-FROM ({inner}) AS q({", ".join(columns)})
+FROM {source}
 {_lateral(kind)}
 ORDER BY q.pk"""

@@ -436,7 +436,13 @@ def _list_files(run: ExportRun, destination: Destination, segments: list[Segment
         if incremental:
             fields.append("member")
         if contact:
-            streamed = _matched_rows(kind, queryset, fields)
+            streamed = _matched_rows(
+                kind,
+                audience_profiles(destination, [segment.pk], touched=_touched(run)),
+                queryset,
+                fields,
+                joined=not incremental,
+            )
         else:
             streamed = chunked(queryset, *fields, prefetch=True)
         make = (
@@ -483,16 +489,28 @@ def _list_files(run: ExportRun, destination: Destination, segments: list[Segment
 
 
 def _matched_rows(
-    kind: str, queryset: QuerySet[Any], fields: Sequence[str]
+    kind: str,
+    audience: QuerySet[Any],
+    with_contact: QuerySet[Any],
+    fields: Sequence[str],
+    *,
+    joined: bool,
 ) -> Iterator[list[tuple[Any, ...]]]:
     """The audience's rows as (pk, line, traits, email, phone[, member]): on
     PostgreSQL ``line`` is the finished row where matching_sql is sure to agree
-    with Python (else None, and Python does the row); elsewhere always None."""
+    with Python (else None, and Python does the row); elsewhere always None.
+    ``joined``: the identifiers are joined for all the audience at once (a full
+    run), else looked up per profile (an incremental run's few)."""
     if connection.vendor == "postgresql":
-        inner, params = queryset.values_list(*fields).query.sql_with_params()
-        yield from chunked_sql(matching_sql.rows_sql(kind, inner, fields), params, prefetch=True)
+        if joined:
+            columns = [f for f in fields if f not in ("email", "phone")]
+            inner, params = audience.values_list(*columns).query.sql_with_params()
+        else:
+            columns = list(fields)
+            inner, params = with_contact.values_list(*columns).query.sql_with_params()
+        yield from chunked_sql(matching_sql.rows_sql(kind, inner, columns), params, prefetch=True)
         return
-    for chunk in chunked(queryset, *fields):
+    for chunk in chunked(with_contact, *fields):
         yield [(row[0], None, *row[1:]) for row in chunk]
 
 

@@ -247,6 +247,8 @@ PEOPLE = [
         },
     ),
     ("nobody", None, None, {"firstName": "Nobody"}),
+    # no email or phone identifier: the traits' are used
+    ("traits", None, None, {"email": " Trait@Example.com", "phone": "+16502000003"}),
 ]
 
 
@@ -274,6 +276,8 @@ def test_an_export_of_varied_people_writes_pythons_rows_on_either_database(
         profile.refresh_from_db()
         email = profile.identifiers.filter(type="email").values_list("value", flat=True).first()
         phone = profile.identifiers.filter(type="phone").values_list("value", flat=True).first()
+        email = email or profile.traits.get("email")
+        phone = phone or profile.traits.get("phone")
         line = _python_line(kind, profile.traits, email, phone)
         if line:
             expected_lines.append(line)
