@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import secrets
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -561,9 +563,42 @@ def export_files_expire(*, now: datetime | None = None) -> int:
                 except OSError:
                     break
                 directory = directory.parent
+    _leftover_run_dirs_remove(root, cutoff)
     if expired:
         logger.info("export files expired: %d (retention %d days)", expired, days)
     return expired
+
+
+def _leftover_run_dirs_remove(root: Path, cutoff: datetime) -> None:
+    """What a run left on disk without file rows (a run that failed half-way
+    through writing, or whose record was deleted), once it is past the retention
+    too. Only directories named as ``_run_dir`` names them are looked at."""
+    found: dict[int, Path] = {}
+    if not root.is_dir():
+        return
+    for destination_dir in root.iterdir():
+        if not destination_dir.is_dir() or destination_dir.is_symlink():
+            continue
+        for run_dir in destination_dir.glob("run-*"):
+            number = run_dir.name.removeprefix("run-")
+            if number.isdigit() and run_dir.is_dir() and not run_dir.is_symlink():
+                found[int(number)] = run_dir
+    if not found:
+        return
+    keep = set(
+        ExportRun.objects.filter(pk__in=list(found))
+        .filter(
+            Q(status__in=ACTIVE_RUN_STATUSES)
+            | Q(finished_at__gte=cutoff)
+            | Q(finished_at__isnull=True, created_at__gte=cutoff)
+        )
+        .values_list("pk", flat=True)
+    )
+    for pk, run_dir in found.items():
+        if pk not in keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                run_dir.parent.rmdir()  # the destination's directory, if now empty
 
 
 def export_run_scheduled(destination_id: int) -> str:

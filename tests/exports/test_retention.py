@@ -67,6 +67,35 @@ def test_files_older_than_the_retention_are_deleted_and_marked_expired(
     assert export_files_expire() == 0
 
 
+def test_what_a_failed_run_left_on_disk_goes_after_the_retention_too(
+    runs: tuple[ExportRun, ExportRun], settings: Any
+) -> None:
+    # given a run that failed half-way through writing (a file on disk, no file
+    # rows) 31 days ago, and one that failed yesterday
+    settings.CDP = {**settings.CDP, "EXPORT_FILE_RETENTION_DAYS": 30}
+    old, recent = runs
+
+    def failed(days: float) -> Any:
+        run = ExportRun.objects.create(destination=old.destination, status="failed")
+        ExportRun.objects.filter(pk=run.pk).update(
+            finished_at=timezone.now() - timedelta(days=days)
+        )
+        leftover = exports_dir() / old.destination.key / f"run-{run.pk}" / "partial.txt"
+        leftover.parent.mkdir(parents=True)
+        leftover.write_text("ada-lovelace\n")
+        return leftover
+
+    stale, fresh = failed(31), failed(1)
+
+    # when the task runs
+    export_files_expire()
+
+    # then the old leftover is gone with its directory, yesterday's stays
+    assert not stale.parent.exists()
+    assert fresh.is_file()
+    assert all(p.is_file() for p in _paths(recent))
+
+
 def test_a_retention_of_zero_keeps_files(runs: tuple[ExportRun, ExportRun], settings: Any) -> None:
     settings.CDP = {**settings.CDP, "EXPORT_FILE_RETENTION_DAYS": 0}
     old, _ = runs
