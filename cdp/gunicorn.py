@@ -1,10 +1,19 @@
 """gunicorn settings: ``gunicorn cdp.wsgi -c cdp/gunicorn.py`` (docker-compose.yml,
 Dockerfile). Command-line options still override these.
 
+Workers are ``gthread``: each process serves ``GUNICORN_THREADS`` (4) requests at
+once on threads and keeps connections alive between requests (``keepalive``
+seconds), so a client (a site's backend calling decide, a load balancer) does not
+pay a TCP handshake and an accept per request, and a thread waiting on PostgreSQL
+leaves the process to the others. ``WEB_CONCURRENCY`` processes (default: one per
+core). Each thread holds its own persistent database connection
+(``CONN_MAX_AGE``): processes x threads connections per web container.
+
 The access log is on (stdout) and goes through the same redaction as Django's
 request log: paths name people (``/api/v1/profiles/email:...``).
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from apps.common.logging import handlers_redact
 
 accesslog = "-"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+keepalive = 5
 
 
 class RedactingLogger(Logger):
