@@ -26,9 +26,10 @@ placements.
    falls on both; printed as ratios.
    Before the open loop, the service time: 3 x 200 requests of each, one at a time
    (each sent when the last is answered), alternating.
-5. **Highest rate** with p99 under 10 ms: rates from ``--rate`` up in steps of
-   ``--step``, ``--step-seconds`` each, until p99 reaches 10 ms or the server falls
-   behind (less than 97 % of the requests answered within the step).
+5. **Highest rate** with p99 under 10 ms: rates from ``--step-from`` (default
+   ``--rate``) up in steps of ``--step``, each ``--trials`` trials of
+   ``--step-seconds``, judged by the median trial, until its p99 reaches 10 ms or
+   the server falls behind (less than 97 % of the requests answered within 1 s).
 
 Run it with the project's virtualenv:  .venv/bin/python bench/decide.py
 Only 127.0.0.1 is ever contacted.
@@ -433,14 +434,21 @@ class Conn:
             self.sock = None
 
 
-def _proc_cpu(pids: list[int]) -> float:
-    total = 0
+def _proc_cpu(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each process still there."""
+    out: dict[int, float] = {}
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
             with open(f"/proc/{pid}/stat") as fh:
                 fields = fh.read().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+            out[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return out
+
+
+def _grown(before: dict[int, float], after: dict[int, float]) -> float:
+    # A process that appeared counts from 0; one that ended (a database
+    # connection past CONN_MAX_AGE) is lost for its last moments: an undercount.
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 class CpuMeter:
@@ -467,21 +475,17 @@ class CpuMeter:
         return [r[0] for r in rows]
 
     def start(self) -> None:
-        self.pids = (self._pids_server(), self._pids_pg())
         self.t0 = (
-            _proc_cpu(self.pids[0]),
-            _proc_cpu(self.pids[1]),
+            _proc_cpu(self._pids_server()),
+            _proc_cpu(self._pids_pg()),
             time.process_time(),
             busy_cpu_seconds(),
         )
 
     def stop(self) -> tuple[float, float, float, float]:
-        # Backends opened during the run (new threads' connections) count from 0.
-        pg_pids = sorted(set(self.pids[1]) | set(self._pids_pg()))
-        new = [p for p in pg_pids if p not in self.pids[1]]
         return (
-            _proc_cpu(self.pids[0]) - self.t0[0],
-            _proc_cpu(self.pids[1]) - self.t0[1] + _proc_cpu(new),
+            _grown(self.t0[0], _proc_cpu(self._pids_server())),
+            _grown(self.t0[1], _proc_cpu(self._pids_pg())),
             time.process_time() - self.t0[2],
             busy_cpu_seconds() - self.t0[3],
         )
@@ -607,7 +611,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--step", type=float, default=250)
     parser.add_argument("--step-from", type=float, default=0, help="first rate (default --rate)")
-    parser.add_argument("--step-seconds", type=float, default=6)
+    parser.add_argument("--step-seconds", type=float, default=4)
+    parser.add_argument("--trials", type=int, default=3, help="trials per rate (median p99)")
     parser.add_argument("--max-rate", type=float, default=4000)
     parser.add_argument("--unknown-share", type=float, default=0.1)
     parser.add_argument("--regenerate", action="store_true")
@@ -734,11 +739,19 @@ def main() -> None:
         best: dict[str, Any] | None = None
         rate = args.step_from or args.rate
         while rate <= args.max_rate:
-            r = open_loop(
-                server.port, token, decide_request, rate, args.step_seconds, meter, args.clients
-            )
+            # Several short trials per rate, judged by their median p99: one burst
+            # of someone else's work on the shared machine does not end the search,
+            # a rate the server cannot hold fails most trials.
+            trials = []
+            for _ in range(args.trials):
+                r = open_loop(
+                    server.port, token, decide_request, rate, args.step_seconds, meter, args.clients
+                )
+                trials.append(r)
+                say(f"       {fmt(r)}")
+            r = sorted(trials, key=lambda t: t["p99"])[len(trials) // 2]
             ok = r["p99"] < TARGET_P99_MS and r["answered_share"] >= 0.97 and r["error_count"] == 0
-            say(f"  {'ok  ' if ok else 'over'} {fmt(r)}")
+            say(f"  {'ok  ' if ok else 'over'} {rate:.0f}/s: median trial p99 {r['p99']:.2f} ms")
             if not ok:
                 break
             best = r

@@ -13,6 +13,7 @@ The access log is on (stdout) and goes through the same redaction as Django's
 request log: paths name people (``/api/v1/profiles/email:...``).
 """
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,14 @@ worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
 keepalive = 5
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    # Django, DRF and the app's modules are loaded by now: move them out of the
+    # cyclic garbage collector's sight, so that its full collections (which stop
+    # every thread of the process) scan what requests allocate, not the whole
+    # framework again.
+    gc.freeze()
 
 
 class RedactingLogger(Logger):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection
 from django.db.models import Exists, F, OuterRef, Subquery
@@ -216,8 +217,12 @@ def _state_row(kind: str, normalized: str) -> tuple[Any, ...] | None:
     _config, sql, fixed, at_kind, at_value = template
     values = list(fixed)
     values[at_kind], values[at_value] = kind, normalized
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+    # A prepared statement (per connection: psycopg prepares it on first use), so
+    # PostgreSQL does not plan it again for every decision (0.17 ms of its CPU);
+    # Django's cursors bind on the client, which cannot prepare.
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, values, prepare=True)
         return cursor.fetchone()
 
 
