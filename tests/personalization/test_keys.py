@@ -310,3 +310,41 @@ def test_a_revoked_key_stops_in_other_processes_within_the_cache_time(
     assert _decide(raw, "anonymous_id:a").status_code == 200
     time.sleep(0.35)
     assert _decide(raw, "anonymous_id:a").status_code == 401
+
+
+def test_admin_shows_the_identity_secret_once_and_rotates_it(
+    hero: Placement, make_profile: Callable[..., Profile], caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.messages import get_messages
+
+    make_profile(("user_id", "ada"))
+    staff = Client()
+    staff.force_login(get_user_model().objects.create_superuser("admin", "a@example.com", "pw"))
+    # when a key is made in admin
+    r = staff.post(
+        "/admin/personalization/publishablekey/add/",
+        {"name": "shop", "allowed_origins": f'["{SHOP}"]', "revoked_at": ""},
+        follow=True,
+    )
+    key = PublishableKey.objects.get(name="shop")
+    shown = " ".join(str(m) for m in get_messages(r.wsgi_request))
+    # then the page shows its identity secret once, which verifies user hashes
+    secret = identity_secret(key)
+    assert secret in shown and secret.startswith("ids_")
+    page = staff.get(f"/admin/personalization/publishablekey/{key.pk}/change/")
+    assert page.status_code == 200 and secret not in page.content.decode()
+    # when it is rotated from the change list, the new one is shown and the old stops
+    r = staff.post(
+        "/admin/personalization/publishablekey/",
+        {"action": "rotate_identity_secret", "_selected_action": [key.pk]},
+        follow=True,
+    )
+    key.refresh_from_db()
+    rotated = identity_secret(key)
+    assert rotated != secret
+    assert rotated in " ".join(str(m) for m in get_messages(r.wsgi_request))
+    assert not user_hash_valid(key, "ada", user_hash_compute(secret, "ada"))
+    assert user_hash_valid(key, "ada", user_hash_compute(rotated, "ada"))
+    # and neither secret went to a log
+    assert secret not in caplog.text and rotated not in caplog.text
