@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -234,6 +236,10 @@ def test_user_id_needs_a_valid_user_hash(
         r = _decide(raw, "user_id:ada", user_hash)
         assert r.status_code == 403, user_hash
         assert "user_hash" in r.json()["detail"] and "decisions" not in r.json()
+    # and a refused user id is not looked up at all (nothing to time)
+    with CaptureQueriesContext(connection) as queries:
+        assert _decide(raw, "user_id:ada", off).status_code == 403
+    assert not [q for q in queries if "identity_identifier" in q["sql"]]
     # and what is not 64 hex digits is a 400 naming the field
     for bad in ("zz" * 32, good[:10], 12):
         r = _decide(raw, "user_id:ada", bad)  # type: ignore[arg-type]

@@ -363,15 +363,17 @@ class DecideApi(APIView):
         v = data.validated_data
         key = request.auth if isinstance(request.auth, PublishableKey) else None
         public = key is not None
-        try:
-            kind, _sep, value = v["profile"].partition(":")
-            if public and kind not in PUBLIC_ID_TYPES:
-                raise ExternalIdError(
-                    "A publishable key decides for anonymous_id:<id> or user_id:<id> only."
-                )
-            state = profile_state_for(v["profile"])
-        except ExternalIdError as exc:
-            raise ValidationError({"profile": [str(exc)]}) from exc
+        kind, _sep, value = v["profile"].partition(":")
+        if public and kind not in PUBLIC_ID_TYPES:
+            raise ValidationError(
+                {
+                    "profile": [
+                        "A publishable key decides for anonymous_id:<id> or user_id:<id> only."
+                    ]
+                }
+            )
+        # Before any lookup: a refused user id costs no query and tells nothing
+        # of whether the profile exists.
         if (
             key is not None
             and kind == "user_id"
@@ -382,5 +384,9 @@ class DecideApi(APIView):
                 "HMAC-SHA256 of the user id with the key's identity secret); without "
                 "one, use the anonymous_id."
             )
+        try:
+            state = profile_state_for(v["profile"])
+        except ExternalIdError as exc:
+            raise ValidationError({"profile": [str(exc)]}) from exc
         decisions = decide(state=state, placements=v["placements"])
         return Response({"decisions": {k: d.as_json(public=public) for k, d in decisions.items()}})
