@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from .models import ApiToken
+from .selectors import token_cache_clear
 from .services import api_token_create
 
 
@@ -27,6 +28,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            # Revoked or re-dated here: at once in this process (selectors.py).
+            token_cache_clear(obj.key_hash)
             return
         token, raw = api_token_create(name=obj.name, user=obj.user)
         token.expires_at = obj.expires_at
@@ -36,3 +39,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
             request,
             f"Token created. Copy it now, it is not stored and will not be shown again: {raw}",
         )
+
+    def delete_model(self, request: HttpRequest, obj: ApiToken) -> None:
+        super().delete_model(request, obj)
+        token_cache_clear(obj.key_hash)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        hashes = list(queryset.values_list("key_hash", flat=True))
+        super().delete_queryset(request, queryset)
+        for key_hash in hashes:
+            token_cache_clear(key_hash)

@@ -1,3 +1,6 @@
+"""``Authorization: Bearer <token>`` for the management API; the lookup and its
+per-process cache are in selectors.py."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +11,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from .models import ApiToken
-from .services import token_hash
+from .selectors import token_authenticate
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -28,17 +31,13 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode()
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid token characters.") from exc
-        token = (
-            ApiToken.objects.active()
-            .select_related("user")
-            .filter(key_hash=token_hash(raw))
-            .first()
-        )
-        if token is None or not token.user.is_active:
+        token = token_authenticate(raw)
+        if token is None:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
         now = timezone.now()
         # Coarse on purpose: one write per token per minute, not per request.
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+            token.last_used_at = now
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user, token
 

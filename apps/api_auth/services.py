@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.common.utils import sha256_hex
 
 from .models import ApiToken
+from .selectors import token_cache_clear
 
 TOKEN_PREFIX = "cdp_"
 # Apps whose models API tokens may touch through the service groups below.
@@ -46,8 +47,12 @@ def api_token_create(
 
 
 def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    """Revoke a token: at once in this process, within ``API_TOKEN_CACHE_SECONDS``
+    in the others (selectors.py)."""
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
+    transaction.on_commit(lambda: token_cache_clear(token.key_hash))
+    token_cache_clear(token.key_hash)
     return token
 
 

@@ -15,7 +15,13 @@ from django.utils.safestring import SafeString
 from apps.common.utils import sha256_hex
 
 from .admin_views import mapping_view, rule_ties, variant_preview
-from .keys import PUBLISHABLE_PREFIX
+from .keys import (
+    PUBLISHABLE_PREFIX,
+    identity_salt_new,
+    identity_secret,
+    identity_secret_rotate,
+    origins_cache_clear,
+)
 from .models import ContentVariant, Exposure, Placement, PublishableKey, Rule
 
 
@@ -112,6 +118,7 @@ class ExposureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class PublishableKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("name", "prefix", "allowed_origins", "created_at", "revoked_at")
     fields = ("name", "allowed_origins", "revoked_at")
+    actions = ["rotate_identity_secret"]
 
     def save_model(
         self, request: HttpRequest, obj: PublishableKey, form: Any, change: bool
@@ -119,9 +126,29 @@ class PublishableKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         obj.allowed_origins = [str(o).rstrip("/") for o in obj.allowed_origins or []]
         if change:
             super().save_model(request, obj, form, change)
+            origins_cache_clear()  # revoked or new origins: at once here (keys.py)
             return
         raw = PUBLISHABLE_PREFIX + secrets.token_urlsafe(32)
         obj.prefix = raw[: len(PUBLISHABLE_PREFIX) + 6]
         obj.key_hash = sha256_hex(raw)
+        obj.identity_salt = identity_salt_new()
         super().save_model(request, obj, form, change)
-        messages.warning(request, f"The key (shown once, copy it now): {raw}")
+        # On the page once, never in a log: messages are not logged.
+        messages.warning(
+            request,
+            f"The key (shown once, copy it now): {raw}. Its identity secret, for your "
+            f"backend's user_hash (shown once, keep it server-side): {identity_secret(obj)}",
+        )
+
+    @admin.action(
+        description="Rotate the identity secret (shows the new one once)",
+        permissions=["change"],
+    )
+    def rotate_identity_secret(self, request: HttpRequest, queryset: Any) -> None:
+        for key in queryset:
+            secret = identity_secret_rotate(key=key)
+            messages.warning(
+                request,
+                f"New identity secret of {key} (shown once; the old one stops "
+                f"verifying user hashes): {secret}",
+            )

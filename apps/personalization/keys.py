@@ -2,23 +2,40 @@
 
 ``Authorization: Bearer pk_...``. Such a key authenticates on the decide route
 only (every other route authenticates API tokens, and refuses it), decides only
-for an ``anonymous_id:`` or ``user_id:`` profile (the caller's own, which the
-page knows; no lookup by email, phone or internal id), and its answers leave out
-which segment matched. A request carrying an ``Origin`` must come from one of the
-key's allowed origins, and the CORS middleware (django-cors-headers) allows those
-origins on the decide route only (``cors_allowed``, registrations.py).
+for an ``anonymous_id:`` or ``user_id:`` profile (no lookup by email, phone or
+internal id), and its answers leave out which segment matched. A request carrying
+an ``Origin`` must come from one of the key's allowed origins, and the CORS
+middleware (django-cors-headers) allows those origins on the decide route only
+(``cors_allowed``, registrations.py).
+
+**A user id needs proof.** Anyone can read a publishable key from a page, so a
+``user_id:`` is only accepted with its ``user_hash``: the hex HMAC-SHA256 of the
+user id (the text after ``user_id:``) keyed with the key's *identity secret*,
+computed by the customer's backend for the signed-in user and put in the page,
+as Intercom's and Segment's identity verification work. Without it (or with a
+wrong one) only the browser's ``anonymous_id:`` may be used. The secret is never
+stored: it is derived from the server's ``CDP_PRIVACY_HASH_KEY`` and a random
+salt of the key's (``identity_secret``), shown once in admin when the key is
+made or the secret rotated (a new salt), and compared in constant time. It never
+enters a log line: it is only in admin's one-time message.
 
 Stored as a SHA-256 of the secret, like API tokens: 256-bit random values, so a
-fast hash is enough. The set of allowed origins is cached per process for
-``DECIDE_MAPPING_CHECK_MS`` (a revoked key's origins stop within that time; the
-key itself stops at once).
+fast hash is enough. A key's row is cached per process for
+``CDP["API_TOKEN_CACHE_SECONDS"]`` (1 s; like API tokens, apps/api_auth/selectors.py):
+a revoked key, new origins or a rotated identity secret take effect within that
+time everywhere, at once in the process that made the change. The set of all keys'
+allowed origins (for CORS) is cached for ``DECIDE_MAPPING_CHECK_MS``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -31,25 +48,62 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from apps.common.utils import sha256_hex
+from apps.consent.hashing import keyed_hash
 
 from .models import PublishableKey
 
 PUBLISHABLE_PREFIX = "pk_"
 PUBLIC_ID_TYPES = ("anonymous_id", "user_id")
 DECIDE_PATH = "/api/v1/decide"
+IDENTITY_SECRET_PREFIX = "ids_"
+USER_HASH_PATTERN = r"[0-9a-fA-F]{64}"
+_USER_HASH = re.compile(USER_HASH_PATTERN)
+
+
+def identity_salt_new() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def identity_secret(key: PublishableKey) -> str:
+    """The key's identity secret (derived, never stored; see the module doc)."""
+    return IDENTITY_SECRET_PREFIX + keyed_hash("publishable-identity", key.identity_salt)
+
+
+def user_hash_compute(secret: str, user_id: str) -> str:
+    """What the customer's backend computes: hex HMAC-SHA256(secret, user id)."""
+    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def user_hash_valid(key: PublishableKey, user_id: str, user_hash: str | None) -> bool:
+    """Whether ``user_hash`` proves ``user_id`` for this key (constant time)."""
+    if not user_hash or not key.identity_salt or not _USER_HASH.fullmatch(user_hash):
+        return False
+    expected = user_hash_compute(identity_secret(key), user_id)
+    return hmac.compare_digest(expected.encode(), user_hash.lower().encode())
+
+
+def identity_secret_rotate(*, key: PublishableKey) -> str:
+    """A new identity secret (the old one stops verifying); returns it, to show once."""
+    key.identity_salt = identity_salt_new()
+    key.save(update_fields=["identity_salt"])
+    _keys_forget(key.key_hash)
+    transaction.on_commit(lambda: _keys_forget(key.key_hash))
+    return identity_secret(key)
 
 
 @transaction.atomic
 def publishable_key_create(
     *, name: str, allowed_origins: list[str] | None = None
 ) -> tuple[PublishableKey, str]:
-    """A key and its secret (never stored)."""
+    """A key and its secret (never stored); ``identity_secret(key)`` is its
+    identity secret."""
     raw = PUBLISHABLE_PREFIX + secrets.token_urlsafe(32)
     key = PublishableKey(
         name=name,
         prefix=raw[: len(PUBLISHABLE_PREFIX) + 6],
         key_hash=sha256_hex(raw),
         allowed_origins=[o.rstrip("/") for o in allowed_origins or []],
+        identity_salt=identity_salt_new(),
     )
     key.full_clean()
     key.save()
@@ -59,6 +113,47 @@ def publishable_key_create(
 def publishable_key_revoke(*, key: PublishableKey) -> PublishableKey:
     key.revoked_at = timezone.now()
     key.save(update_fields=["revoked_at"])
+    _keys_forget(key.key_hash)
+    transaction.on_commit(lambda: _keys_forget(key.key_hash))
+    return key
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: PublishableKey
+    loaded_at: float
+
+
+_keys_lock = threading.Lock()
+_keys: dict[str, _Entry] = {}
+KEYS_CACHE_MAX = 10_000
+
+
+def _keys_forget(key_hash: str | None = None) -> None:
+    with _keys_lock:
+        if key_hash is None:
+            _keys.clear()
+        else:
+            _keys.pop(key_hash, None)
+
+
+def publishable_key_get(raw: str) -> PublishableKey | None:
+    """The live key this secret names, cached (see the module doc)."""
+    key_hash = sha256_hex(raw)
+    ttl = float(settings.CDP.get("API_TOKEN_CACHE_SECONDS", 1))
+    now = time.monotonic()
+    entry = _keys.get(key_hash)
+    if entry is not None and now - entry.loaded_at < ttl:
+        return entry.key
+    key = PublishableKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
+    if key is None:
+        _keys_forget(key_hash)
+        return None
+    if ttl > 0:
+        with _keys_lock:
+            if len(_keys) >= KEYS_CACHE_MAX:
+                _keys.clear()
+            _keys[key_hash] = _Entry(key=key, loaded_at=now)
     return key
 
 
@@ -80,9 +175,7 @@ class PublishableKeyAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode()
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid key characters.") from exc
-        key = PublishableKey.objects.filter(
-            key_hash=sha256_hex(raw), revoked_at__isnull=True
-        ).first()
+        key = publishable_key_get(raw)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked publishable key.")
         origin = request.headers.get("Origin")
@@ -132,8 +225,10 @@ def origins_allowed() -> frozenset[str]:
 
 
 def origins_cache_clear() -> None:
+    """Forget the cached origins and keys (this process)."""
     global _origins
     _origins = None
+    _keys_forget()
 
 
 def cors_allowed(sender: Any, request: HttpRequest, **kwargs: Any) -> bool:

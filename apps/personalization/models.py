@@ -202,6 +202,9 @@ class PublishableKey(models.Model):
         validators=[origins_validate],
         help_text='Origins browsers may call decide from, e.g. ["https://shop.example.com"].',
     )
+    # The identity secret is derived from this and the server's key, never
+    # stored (keys.py): a database dump does not let anyone forge user hashes.
+    identity_salt = models.CharField(max_length=64, blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

@@ -323,6 +323,10 @@ CDP = {
     # How long a write key lookup is cached per process; a disabled key stops
     # working within this many seconds.
     "WRITE_KEY_CACHE_SECONDS": env.int("CDP_WRITE_KEY_CACHE_SECONDS", default=5),
+    # How long an API token's or publishable key's lookup (with the user's
+    # permissions) is cached per process: a revoked token, a deactivated user or a
+    # permission change takes effect everywhere within this many seconds.
+    "API_TOKEN_CACHE_SECONDS": env.float("CDP_API_TOKEN_CACHE_SECONDS", default=1.0),
     # Events still unprocessed after this long are re-enqueued by the sweep (a
     # broker outage or a crashed worker delays processing, never loses it).
     "PENDING_SWEEP_AFTER_SECONDS": env.int("CDP_PENDING_SWEEP_AFTER_SECONDS", default=60),

@@ -36,6 +36,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 CDP = {
     **CDP,
     "WRITE_KEY_CACHE_SECONDS": 0,
+    "API_TOKEN_CACHE_SECONDS": 0,
     "CONSENT_CACHE_SECONDS": 0,
     "ERASURE_HOOK_RETRY_DELAYS": [0, 0],
     # A task per request, at once (tests/events/test_tasks.py tests the gathering).

@@ -3,6 +3,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
+import time
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.apps import apps as django_apps
@@ -10,8 +13,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 
 from apps.api_auth.models import ApiToken
+from apps.api_auth.selectors import token_cache_clear
 from apps.api_auth.services import api_token_create, api_token_revoke
 from apps.events.models import Source
 
@@ -147,3 +152,68 @@ def test_migration_takes_force_merge_from_an_existing_full_access_group() -> Non
     # then only the override is gone
     assert not group.permissions.filter(codename="force_merge_profile").exists()
     assert group.permissions.count() == before - 1
+
+
+def test_cached_tokens_follow_revocation_and_permission_changes_within_the_cache_time(
+    settings: Any,
+) -> None:
+    # given tokens cached for 0.3 s per process, and two tokens used once (cached)
+    settings.CDP = {**settings.CDP, "API_TOKEN_CACHE_SECONDS": 0.3}
+    token_cache_clear()
+    user = get_user_model().objects.create_user("reporting")
+    user.user_permissions.add(Permission.objects.get(codename="view_profile"))
+    mine, mine_raw = api_token_create(name="here", user=user)
+    theirs, theirs_raw = api_token_create(name="there", user=user)
+    for raw in (mine_raw, theirs_raw):
+        assert Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/v1/profiles").status_code == 200
+    # when this process revokes one through the service, another process the
+    # other (a plain update nothing here hears of), and the permission is taken away
+    api_token_revoke(token=mine)
+    ApiToken.objects.filter(pk=theirs.pk).update(revoked_at=timezone.now())
+    user.user_permissions.clear()
+
+    # then the first stops at once, the second within the cache time
+    def status(raw: str) -> int:
+        return Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/v1/profiles").status_code
+
+    assert status(mine_raw) == 401
+    assert status(theirs_raw) == 200
+    time.sleep(0.35)
+    assert status(theirs_raw) == 401
+    # and a new token of the user, now without the permission, is refused (403)
+    _, fresh = api_token_create(name="fresh", user=user)
+    assert status(fresh) == 403
+    token_cache_clear()
+
+
+def test_a_permission_granted_or_a_user_deactivated_counts_within_the_cache_time(
+    settings: Any,
+) -> None:
+    settings.CDP = {**settings.CDP, "API_TOKEN_CACHE_SECONDS": 0.3}
+    token_cache_clear()
+    user = get_user_model().objects.create_user("later")
+    _, raw = api_token_create(name="t", user=user)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get("/api/v1/profiles").status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="view_profile"))
+    time.sleep(0.35)
+    assert client.get("/api/v1/profiles").status_code == 200
+    get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+    time.sleep(0.35)
+    assert client.get("/api/v1/profiles").status_code == 401
+    token_cache_clear()
+
+
+def test_an_expiry_date_passing_counts_at_once_even_when_cached(settings: Any) -> None:
+    settings.CDP = {**settings.CDP, "API_TOKEN_CACHE_SECONDS": 60}
+    token_cache_clear()
+    user = get_user_model().objects.create_superuser("root2", "r2@example.com", "pw")
+    token, raw = api_token_create(name="short", user=user)
+    ApiToken.objects.filter(pk=token.pk).update(
+        expires_at=timezone.now() + timedelta(milliseconds=300)
+    )
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get("/api/v1/profiles").status_code == 200  # cached for a minute
+    time.sleep(0.35)
+    assert client.get("/api/v1/profiles").status_code == 401
+    token_cache_clear()

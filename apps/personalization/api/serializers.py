@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from apps.common.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from apps.identity.api.schema import external_id_schema
+from apps.personalization.keys import USER_HASH_PATTERN
 from apps.personalization.models import ContentVariant, Placement, Rule
 from apps.personalization.payload import PAYLOAD_KEYS, TEXT_LIMITS, URL_MAX_LENGTH, payload_errors
 
@@ -189,6 +190,16 @@ class DecideInputSerializer(serializers.Serializer[Any]):
     )
     placements = serializers.ListField(
         child=key_field(), min_length=1, max_length=MAX_PLACEMENTS, allow_empty=False
+    )
+    user_hash = StrictCharField(
+        required=False,
+        max_length=64,
+        validators=[
+            RegexValidator(f"^{USER_HASH_PATTERN}$", "64 hexadecimal digits (HMAC-SHA256).")
+        ],
+        help_text="With a publishable key and a user_id profile: the hex HMAC-SHA256 of "
+        "the user id keyed with the key's identity secret, computed by your backend. "
+        "Without a valid one a publishable key may only use anonymous_id.",
     )
     context = serializers.DictField(  # type: ignore[assignment]
         required=False,

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, status, viewsets
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,8 +19,12 @@ from apps.common.openapi import error_responses
 from apps.common.parsers import DepthSafeJSONParser as JSONParser
 from apps.identity.selectors import ExternalIdError
 from apps.personalization import services
-from apps.personalization.decide import decide, profile_id_for
-from apps.personalization.keys import PUBLIC_ID_TYPES, PublishableKeyAuthentication
+from apps.personalization.decide import decide, profile_state_for
+from apps.personalization.keys import (
+    PUBLIC_ID_TYPES,
+    PublishableKeyAuthentication,
+    user_hash_valid,
+)
 from apps.personalization.models import ContentVariant, Placement, PublishableKey, Rule
 from apps.segments.models import Segment
 
@@ -313,13 +315,10 @@ class RuleViewSet(_MappingViewSet):
         return Response(status=204)
 
 
-_may_decide: dict[int, tuple[float, bool]] = {}
-
-
 class DecidePermission(permissions.BasePermission):
-    """A publishable key, or a user with the view permission on placements. The
-    answer is kept per process and user for DECIDE_MAPPING_CHECK_MS: Django's
-    permission check is two queries a request, as many as the decision's own."""
+    """A publishable key, or a user with the view permissions on placements and
+    memberships (the user's permissions come with the cached token, so this costs
+    no query: apps/api_auth/selectors.py)."""
 
     message = (
         "Deciding needs a publishable key, or the view permissions on placements and "
@@ -332,21 +331,12 @@ class DecidePermission(permissions.BasePermission):
         user = request.user
         if not user or not user.is_authenticated:
             return False
-        ttl = float(settings.CDP.get("DECIDE_MAPPING_CHECK_MS", 500)) / 1000.0
-        now = time.monotonic()
-        cached = _may_decide.get(user.pk)
-        if cached is not None and now - cached[0] < ttl:
-            return cached[1]
         # A decision tells which segments a person (named by email, phone, ...) is
         # in: reading memberships is the caller's right, not only placements.
-        allowed = bool(
+        return bool(
             user.has_perm("personalization.view_placement")
             and user.has_perm("segments.view_membership")
         )
-        if len(_may_decide) > 10_000:
-            _may_decide.clear()
-        _may_decide[user.pk] = (now, allowed)
-        return allowed
 
 
 class DecideApi(APIView):
@@ -362,7 +352,8 @@ class DecideApi(APIView):
         "rule and segment, `fallback` or `no_consent`) and whether the profile is held "
         "out. An unknown profile (or a first-time anonymous id) gets the defaults; an "
         "unknown placement gets an `error` in its entry. With a publishable key: only "
-        "`anonymous_id:` and `user_id:` profiles, and no segment in the reason.",
+        "`anonymous_id:` and `user_id:` profiles (a `user_id` with its `user_hash`, else "
+        "403), and no segment in the reason.",
         request=DecideInputSerializer,
         responses={200: DecideOutputSerializer, **error_responses(400)},
     )
@@ -370,15 +361,32 @@ class DecideApi(APIView):
         data = DecideInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        public = isinstance(request.auth, PublishableKey)
+        key = request.auth if isinstance(request.auth, PublishableKey) else None
+        public = key is not None
+        kind, _sep, value = v["profile"].partition(":")
+        if public and kind not in PUBLIC_ID_TYPES:
+            raise ValidationError(
+                {
+                    "profile": [
+                        "A publishable key decides for anonymous_id:<id> or user_id:<id> only."
+                    ]
+                }
+            )
+        # Before any lookup: a refused user id costs no query and tells nothing
+        # of whether the profile exists.
+        if (
+            key is not None
+            and kind == "user_id"
+            and not user_hash_valid(key, value, v.get("user_hash"))
+        ):
+            raise PermissionDenied(
+                "A publishable key decides for a user_id only with its user_hash (the "
+                "HMAC-SHA256 of the user id with the key's identity secret); without "
+                "one, use the anonymous_id."
+            )
         try:
-            kind = v["profile"].partition(":")[0]
-            if public and kind not in PUBLIC_ID_TYPES:
-                raise ExternalIdError(
-                    "A publishable key decides for anonymous_id:<id> or user_id:<id> only."
-                )
-            profile_id = profile_id_for(v["profile"])
+            state = profile_state_for(v["profile"])
         except ExternalIdError as exc:
             raise ValidationError({"profile": [str(exc)]}) from exc
-        decisions = decide(profile_id=profile_id, placements=v["placements"])
+        decisions = decide(state=state, placements=v["placements"])
         return Response({"decisions": {k: d.as_json(public=public) for k, d in decisions.items()}})
