@@ -205,7 +205,7 @@ class ClusteringRun(models.Model):
         indexes = [models.Index(fields=["config", "status"], name="clustering_run_status_idx")]
 
     def __str__(self) -> str:
-        return f"run {self.pk} of {self.config_id} ({self.status})"
+        return f"run {self.pk} of {self.config} ({self.get_status_display().lower()})"
 
 
 class Cluster(models.Model):
