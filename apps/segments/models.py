@@ -254,3 +254,24 @@ class RefreshStaging(models.Model):
 
     def __str__(self) -> str:
         return f"{self.refresh_token} {self.profile_id}"
+
+
+class WrittenStaging(models.Model):
+    """Members another app computes in chunks (each in its own transaction, on
+    any worker) and stages under one token until a single swap makes them
+    current (apps/segments/written.py). ``slot`` is the writer's own number for
+    the segment (a cluster's index); nobody reads these rows but the swap. On
+    PostgreSQL the table is unlogged: a crash loses only runs in progress."""
+
+    id = models.BigAutoField(primary_key=True)
+    token = models.BigIntegerField()
+    chunk = models.IntegerField()
+    slot = models.IntegerField()
+    profile_id = models.UUIDField()
+    distance = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["token", "chunk"], name="written_staging_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.token}/{self.chunk} {self.profile_id}"

@@ -37,6 +37,7 @@ from .models import (
     RefreshStaging,
     Segment,
     SegmentKind,
+    WrittenStaging,
 )
 
 CLUSTER = MembershipSource.CLUSTER
@@ -74,6 +75,100 @@ def written_segment_describe(
     )
 
 
+# -- staging in chunks ---------------------------------------------------------------------
+
+_STAGE_ROW = np.dtype(
+    [
+        ("n", ">i2"),
+        ("l0", ">i4"),
+        ("token", ">i8"),
+        ("l1", ">i4"),
+        ("chunk", ">i4"),
+        ("l2", ">i4"),
+        ("slot", ">i4"),
+        ("l3", ">i4"),
+        ("id", "V16"),
+        ("l4", ">i4"),
+        ("d", ">f8"),
+    ]
+)
+
+
+def written_stage_chunk(
+    *,
+    token: int,
+    chunk: int,
+    slots: np.ndarray,
+    profile_ids: np.ndarray,
+    distances: np.ndarray,
+) -> None:
+    """Stage one chunk of members under ``token`` for a later staged swap: each
+    profile (16-byte UUIDs) in ``slots`` (the writer's number of a segment) at
+    its distance. Replaces whatever this chunk staged before (a chunk done
+    twice stages its rows once). Its own transaction."""
+    with transaction.atomic():
+        WrittenStaging.objects.filter(token=token, chunk=chunk).delete()
+        if not len(profile_ids):
+            return
+        if connection.vendor == "postgresql":
+            rows = np.empty(len(profile_ids), dtype=_STAGE_ROW)
+            rows["n"], rows["l0"], rows["l1"], rows["l2"] = 5, 8, 4, 4
+            rows["l3"], rows["l4"] = 16, 8
+            rows["token"], rows["chunk"] = token, chunk
+            rows["slot"] = np.asarray(slots, dtype=np.int64)
+            rows["id"] = np.ascontiguousarray(profile_ids).view(UUID_DTYPE).reshape(-1)
+            rows["d"] = np.round(np.asarray(distances, dtype=np.float64), 4)
+            with (
+                connection.cursor() as cursor,
+                cursor.cursor.copy(  # type: ignore[attr-defined]
+                    "COPY segments_writtenstaging (token, chunk, slot, profile_id, distance) "
+                    "FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.write(_COPY_HEADER + rows.tobytes() + _COPY_TRAILER)
+            return
+        ids = uuids_unpack(profile_ids)
+        rounded = np.round(np.asarray(distances, dtype=np.float64), 4).tolist()
+        slot_list = np.asarray(slots, dtype=np.int64).tolist()
+        WrittenStaging.objects.bulk_create(
+            (
+                WrittenStaging(token=token, chunk=chunk, slot=sl, profile_id=pid, distance=d)
+                for sl, pid, d in zip(slot_list, ids, rounded, strict=True)
+            ),
+            batch_size=SQLITE_CHUNK // 6,
+        )
+
+
+def written_stage_drop(token: int) -> None:
+    """Forget everything staged under ``token`` (a run that failed or is done)."""
+    WrittenStaging.objects.filter(token=token).delete()
+
+
+def _staged_members(token: int, members: Sequence[WrittenMembers]) -> list[WrittenMembers]:
+    """SQLite: the staged rows read back as each segment's arrays."""
+    by_slot: dict[int, tuple[list[bytes], list[float]]] = {}
+    for slot, pid, d in WrittenStaging.objects.filter(token=token).values_list(
+        "slot", "profile_id", "distance"
+    ):
+        ids, ds = by_slot.setdefault(slot, ([], []))
+        ids.append(pid.bytes)
+        ds.append(d)
+    out = []
+    for m in members:
+        ids, ds = by_slot.get(m.slot if m.slot is not None else -1, ([], []))
+        packed = np.array(ids, dtype="S16").view(UUID_DTYPE) if ids else np.empty(0, UUID_DTYPE)
+        out.append(
+            WrittenMembers(
+                segment_id=m.segment_id,
+                profile_ids=packed,
+                distances=np.asarray(ds, dtype=np.float64),
+                reason=m.reason,
+                gone_text=m.gone_text,
+            )
+        )
+    return out
+
+
 # -- the swap of a whole set ------------------------------------------------------------
 
 
@@ -87,6 +182,7 @@ class WrittenMembers:
     distances: np.ndarray
     reason: dict[str, Any]
     gone_text: str = "no longer in this cluster"
+    slot: int | None = None  # with a staged swap: the staged rows of this slot
 
 
 @dataclass
@@ -140,6 +236,7 @@ def _swap_postgres(
     emptied: Sequence[int],
     emptied_text: str,
     started: datetime,
+    staged: int | None = None,
 ) -> SwapResult:
     """The whole set in a handful of set-based statements: one binary COPY of
     every member into a temporary table, one UPDATE for the exits and one INSERT
@@ -153,27 +250,37 @@ def _swap_postgres(
     now = timezone.now()
     source = str(CLUSTER)
     ids = sorted(locked)
-    segs: list[tuple[int, int, str, str]] = []
+    segs: list[tuple[int, int | None, int, str, str]] = []
     for m in members:
         version = locked[m.segment_id].version + 1
         gone = {"source": source, "version": version, "text": m.gone_text}
-        segs.append((m.segment_id, version, json.dumps(m.reason), json.dumps(gone)))
+        segs.append((m.segment_id, m.slot, version, json.dumps(m.reason), json.dumps(gone)))
     for sid in emptied:
         version = locked[sid].version + 1
         gone = {"source": source, "version": version, "text": emptied_text}
-        segs.append((sid, version, "{}", json.dumps(gone)))
+        segs.append((sid, None, version, "{}", json.dumps(gone)))
     result = SwapResult()
     with connection.cursor() as cursor:
         for table, columns in (
             ("written_stage", "segment_id bigint NOT NULL, profile_id uuid NOT NULL, "
              "distance float8 NOT NULL"),
-            ("written_segs", "segment_id bigint PRIMARY KEY, version integer NOT NULL, "
-             "reason jsonb NOT NULL, gone jsonb NOT NULL"),
+            ("written_segs", "segment_id bigint PRIMARY KEY, slot integer, "
+             "version integer NOT NULL, reason jsonb NOT NULL, gone jsonb NOT NULL"),
         ):  # fmt: skip
             cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns}) ON COMMIT DROP")
             cursor.execute(f"TRUNCATE {table}")
-        cursor.executemany("INSERT INTO written_segs VALUES (%s, %s, %s::jsonb, %s::jsonb)", segs)
-        if any(len(m.profile_ids) for m in members):
+        cursor.executemany(
+            "INSERT INTO written_segs VALUES (%s, %s, %s, %s::jsonb, %s::jsonb)", segs
+        )
+        if staged is not None:
+            cursor.execute(
+                """INSERT INTO written_stage (segment_id, profile_id, distance)
+                   SELECT g.segment_id, s.profile_id, s.distance
+                     FROM segments_writtenstaging s JOIN written_segs g ON g.slot = s.slot
+                    WHERE s.token = %s""",
+                [staged],
+            )
+        elif any(len(m.profile_ids) for m in members):
             with cursor.cursor.copy(  # type: ignore[attr-defined]
                 "COPY written_stage (segment_id, profile_id, distance) FROM STDIN (FORMAT BINARY)"
             ) as copy:
@@ -232,7 +339,7 @@ def _swap_postgres(
         sizes = {int(sid): int(n) for sid, n in cursor.fetchall()}
         cursor.execute("TRUNCATE written_stage")
     written = {m.segment_id for m in members}
-    for sid, version, _, _ in segs:
+    for sid, _, version, _, _ in segs:
         update: dict[str, Any] = {
             "version": version,
             "size": sizes.get(sid, 0),
@@ -270,6 +377,7 @@ def written_segments_swap(
     members: Sequence[WrittenMembers],
     emptied: Sequence[int] = (),
     emptied_text: str = "the cluster is gone",
+    staged: int | None = None,
 ) -> SwapResult:
     """Swap in the new members of every segment in ``members`` and empty the
     segments in ``emptied`` (their members exit, and they are disabled), as one
@@ -280,7 +388,11 @@ def written_segments_swap(
     swaps, so no real-time write or move interleaves. On PostgreSQL every
     segment is swapped by the same few set-based statements (``_swap_postgres``);
     on SQLite each goes through segments_refreshstaging and the rule segments'
-    ``_swap``."""
+    ``_swap``.
+
+    With ``staged`` (a token of ``written_stage_chunk``), each segment's members
+    are the rows staged under that token in its ``slot`` instead of its arrays;
+    the staged rows are dropped with the swap."""
     result = SwapResult()
     all_ids = sorted({m.segment_id for m in members} | set(emptied))
     with transaction.atomic():
@@ -299,7 +411,13 @@ def written_segments_swap(
         # computed from data read before it).
         started = timezone.now()
         if connection.vendor == "postgresql":
-            return _swap_postgres(locked, members, emptied, emptied_text, started)
+            swapped = _swap_postgres(locked, members, emptied, emptied_text, started, staged)
+            if staged is not None:
+                written_stage_drop(staged)
+            return swapped
+        if staged is not None:
+            members = _staged_members(staged, members)
+            written_stage_drop(staged)
         work = [(m.segment_id, m) for m in members] + [(sid, None) for sid in emptied]
         for sid, written in work:
             token = uuid.uuid4().int >> 65
@@ -458,4 +576,6 @@ __all__ = [
     "written_segment_describe",
     "written_segments_hold",
     "written_segments_swap",
+    "written_stage_chunk",
+    "written_stage_drop",
 ]
