@@ -146,7 +146,10 @@ def _running_elsewhere(config: ClusteringConfig, mine: ClusteringRun | None) -> 
         stale = ClusteringRun.objects.filter(
             config=config, status=RunStatus.RUNNING, started_at__lt=limit
         )
-    stale.exclude(pk=mine.pk if mine is not None else 0).update(
+    stale = stale.exclude(pk=mine.pk if mine is not None else 0)
+    for lost in stale.values_list("pk", flat=True):
+        written_stage_drop(lost)  # what its chunks staged before its worker stopped
+    stale.update(
         status=RunStatus.FAILED,
         error="interrupted: its worker stopped before it finished",
         finished_at=timezone.now(),
@@ -408,7 +411,7 @@ def _assign_chunked(
         planned,
         AssignModel.of_run(run),
         data,
-        dispatch=not eager and len(planned) > 1,
+        dispatch=not eager,
         local=eager or bool(cdp.get("CLUSTERING_ASSIGN_LOCAL", True)),
         deadline=deadline,
     )

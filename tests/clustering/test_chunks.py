@@ -281,3 +281,29 @@ def test_a_chunk_whose_worker_stopped_fails_the_run(make_config, monkeypatch):
     assert run is not None and run.status == RunStatus.FAILED
     assert run.error == "chunk 0: its worker stopped before it finished"
     assert not Membership.objects.exists()
+
+
+@pytest.mark.django_db
+def test_what_a_stopped_run_staged_is_dropped_by_the_next_run(make_config):
+    # given a run left "running" by a worker that stopped, with rows staged
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5, time_limit_seconds=60)
+    stopped = ClusteringRun.objects.create(config=config, status=RunStatus.RUNNING)
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    ClusteringRun.objects.filter(pk=stopped.pk).update(
+        started_at=timezone.now() - timedelta(hours=2)
+    )
+    pid = ProfileFeatures.objects.values_list("profile_id", flat=True).first()
+    WrittenStaging.objects.create(token=stopped.pk, chunk=0, slot=0, profile_id=pid, distance=1)
+
+    # when the next run of the config runs
+    run = recluster(config_id=config.pk)
+
+    # then it succeeds, the stopped one is failed, and nothing of it stays staged
+    assert run is not None and run.status == RunStatus.SUCCEEDED, run.error
+    stopped.refresh_from_db()
+    assert stopped.status == RunStatus.FAILED
+    assert not WrittenStaging.objects.exists()
