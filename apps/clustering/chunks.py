@@ -102,11 +102,11 @@ def chunks_plan(
     firsts = [uuid.UUID(int=0)] + [uuid.UUID(bytes=raw[s].tobytes()) for s in starts[1:]]
     by_chunk: list[dict[str, int]] = [{} for _ in starts]
     if kept:
-        bounds = [f.int for f in firsts[1:]]
-        for pid, label in kept.items():
-            value = int.from_bytes(pid, "big")
-            i = int(np.searchsorted(np.array(bounds, dtype=object), value, side="right"))
-            by_chunk[i][uuid.UUID(bytes=pid).hex] = int(label)
+        bounds = np.array([f.bytes for f in firsts[1:]], dtype="S16")
+        pids = list(kept)
+        at = np.searchsorted(bounds, np.array(pids, dtype="S16"), side="right")
+        for pid, i in zip(pids, at.tolist(), strict=True):
+            by_chunk[i][uuid.UUID(bytes=pid).hex] = int(kept[pid])
     planned = []
     for i, start in enumerate(starts):
         last = uuid.UUID(int=firsts[i + 1].int - 1) if i + 1 < len(starts) else _LAST_ID

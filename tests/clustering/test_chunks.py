@@ -307,3 +307,32 @@ def test_what_a_stopped_run_staged_is_dropped_by_the_next_run(make_config):
     stopped.refresh_from_db()
     assert stopped.status == RunStatus.FAILED
     assert not WrittenStaging.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("algorithm", "values"),
+    [
+        ("agglomerative", {"fit_sample_size": 300, "k_max": 7}),
+        ("dbscan", {"fit_sample_size": 600, "eps": 0.6, "min_samples": 8}),
+    ],
+)
+def test_a_sampled_fit_in_chunks_keeps_its_own_labels(make_config, monkeypatch, algorithm, values):
+    # given a fit on a sample (its profiles keep the fit's labels, noise included)
+    archetype_population(200)
+    config_one = make_config(key="one", algorithm=algorithm, min_cluster_size=20, **values)
+    config_many = make_config(key="many", algorithm=algorithm, min_cluster_size=20, **values)
+
+    # when it runs in one chunk, and in chunks of 137
+    _with_chunks(monkeypatch, 10_000)
+    one = recluster(config_id=config_one.pk)
+    _with_chunks(monkeypatch, 137)
+    many = recluster(config_id=config_many.pk)
+
+    # then both place the same profiles in the same clusters (noise in none)
+    assert one is not None and one.status == RunStatus.SUCCEEDED, one.error
+    assert many is not None and many.status == RunStatus.SUCCEEDED, many.error
+    assert many.chunks.count() == -(-1000 // 137)
+    kept = sum(len(c.kept_labels) for c in many.chunks.all())
+    assert kept == many.sample_size
+    _assert_same(_outcome(one), _outcome(many))
