@@ -392,12 +392,19 @@ def product_run(args: argparse.Namespace, config_id: int, label: str) -> dict[st
     peak_reset()
     cpu, db_cpu = time.process_time(), backend_cpu()
     seconds, run = timed(lambda: recluster(config_id=config_id, progress=progress))
+    chunks = list(run.chunks.order_by("index").values_list("seconds", flat=True)) if run else []
+    if chunks:
+        say(
+            f"  [{label}] assigned in {len(chunks)} chunks (in this process: eager Celery), "
+            + ", ".join(f"{s:.2f}" for s in chunks if s is not None)
+            + " s"
+        )
     cpu, db_cpu = time.process_time() - cpu, backend_cpu() - db_cpu
     assert run is not None
     if run.status != "succeeded":
         raise SystemExit(f"the run {run.status}: {run.error}")
-    # What the run's own timings leave out: mostly the commit of the write's
-    # transaction (the memberships' deferred foreign keys are checked then).
+    # What the run's own timings leave out (its write includes the commit of the
+    # swap, where the memberships' deferred foreign keys are checked).
     outside = seconds - sum(float(v) for v in run.timings.values())
     return {
         "seconds": seconds,
@@ -559,7 +566,7 @@ def main() -> None:
         say(
             "    phases: "
             + ", ".join(f"{n} {s:.2f} s" for n, s in run.timings.items())
-            + f", outside the phases (commit) {out['outside']:.2f} s; CPU: this process "
+            + f", outside the phases {out['outside']:.2f} s; CPU: this process "
             f"{out['cpu']:.1f} s, its PostgreSQL backend {out['db_cpu']:.1f} s"
         )
 

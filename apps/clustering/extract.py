@@ -91,6 +91,7 @@ def _query(
     population_segment_id: int | None,
     previous_segments: Sequence[int],
     profile_ids: Sequence[uuid.UUID] | None,
+    id_range: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> tuple[str, dict[str, object]]:
     exprs = _expressions(_DAYS_PG if postgres else _DAYS_SQLITE)
     unknown = [f for f in features if f not in exprs]
@@ -132,6 +133,10 @@ def _query(
                 params[f"p{i}"] = pid.hex
                 names.append(f"%(p{i})s")
             where.append(f"pf.profile_id IN ({', '.join(names) or 'NULL'})")
+    if id_range is not None:
+        where.append("pf.profile_id >= %(lo)s AND pf.profile_id <= %(hi)s")
+        lo, hi = id_range
+        params["lo"], params["hi"] = (lo, hi) if postgres else (lo.hex, hi.hex)
     sql = (
         f"SELECT pf.profile_id, {previous}, {', '.join(columns) if columns else '0'}"
         f" FROM segments_profilefeatures pf{joins}"
@@ -166,8 +171,10 @@ def features_extract(
     population_segment_id: int | None = None,
     previous_segments: Sequence[int] = (),
     profile_ids: Sequence[uuid.UUID] | None = None,
+    id_range: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> Extracted:
-    """The population's feature matrix (or these profiles' rows of it), in
+    """The population's feature matrix (or these profiles' rows of it, or the
+    rows of profile ids from ``id_range[0]`` to ``id_range[1]`` inclusive), in
     profile id order."""
     postgres = connection.vendor == "postgresql"
     sql, params = _query(
@@ -176,6 +183,7 @@ def features_extract(
         population_segment_id=population_segment_id,
         previous_segments=previous_segments,
         profile_ids=profile_ids,
+        id_range=id_range,
     )
     params["now"] = now if postgres else connection.ops.adapt_datetimefield_value(now)
     width = max(len(features), 1)

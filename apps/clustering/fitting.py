@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -516,9 +516,13 @@ def assign_all(x: np.ndarray, fit: Fit) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def scatter(
-    x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, random_state: int
+    x: np.ndarray,
+    labels: np.ndarray | Callable[[np.ndarray], np.ndarray],
+    centroids: np.ndarray,
+    random_state: int,
 ) -> dict[str, Any]:
-    """A 2-D PCA view of a sample, coloured by cluster, with the centroids."""
+    """A 2-D PCA view of a sample, coloured by cluster, with the centroids.
+    ``labels``: everyone's, or what gives the labels of the rows at an index."""
     from sklearn.decomposition import PCA
 
     rng = np.random.default_rng(random_state)
@@ -545,7 +549,12 @@ def scatter(
             else np.empty((0, 2))
         )
         explained = [1.0, 0.0]
-    chosen_labels = labels[np.sort(index)] if len(x) else np.empty(0, int)
+    if not len(x):
+        chosen_labels = np.empty(0, int)
+    elif callable(labels):
+        chosen_labels = np.asarray(labels(np.sort(index)))
+    else:
+        chosen_labels = labels[np.sort(index)]
     return {
         "axes": ["PC1", "PC2"],
         "explained_variance": explained,

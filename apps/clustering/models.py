@@ -205,7 +205,7 @@ class ClusteringRun(models.Model):
         indexes = [models.Index(fields=["config", "status"], name="clustering_run_status_idx")]
 
     def __str__(self) -> str:
-        return f"run {self.pk} of {self.config_id} ({self.status})"
+        return f"run {self.pk} of {self.config} ({self.get_status_display().lower()})"
 
 
 class Cluster(models.Model):
@@ -244,3 +244,41 @@ class Cluster(models.Model):
 
     def __str__(self) -> str:
         return f"{self.persona_name} (cluster {self.index} of run {self.run_id})"
+
+
+class ChunkStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+class RunChunk(models.Model):
+    """One chunk of a run's assignment: the profiles with ids from ``first_id``
+    to ``last_id``. Whoever claims it (a Celery worker, or the run's own
+    process) assigns them, stages their memberships under the run's token, and
+    stores its partial sums here for the run to combine."""
+
+    run = models.ForeignKey(ClusteringRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    first_id = models.UUIDField()
+    last_id = models.UUIDField()
+    status = models.CharField(
+        max_length=10, choices=ChunkStatus.choices, default=ChunkStatus.QUEUED
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.CharField(max_length=200, blank=True, default="")
+    seconds = models.FloatField(null=True, blank=True)
+    kept_labels = models.JSONField(
+        default=dict, blank=True, help_text="Profiles of the fitted sample: the fit's own label."
+    )
+    partial = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="clustering_chunk_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of run {self.run_id} ({self.status})"

@@ -59,22 +59,38 @@ def cluster_profile(
 ) -> Profiled:
     """``raw`` in the features' own units (filled), ``scaled`` as fitted; both
     one column per feature; ``members`` a boolean mask of the cluster's rows."""
+    has = bool(members.any())
+    return cluster_profile_of_means(
+        features,
+        cluster_raw=raw[members].mean(axis=0) if has else np.zeros(len(features)),
+        population_raw=raw.mean(axis=0),
+        cluster_scaled=scaled[members].mean(axis=0) if has else np.zeros(len(features)),
+        population_scaled=scaled.mean(axis=0),
+        population_scaled_sd=scaled.std(axis=0),
+        has_members=has,
+    )
+
+
+def cluster_profile_of_means(
+    features: list[str],
+    *,
+    cluster_raw: np.ndarray,
+    population_raw: np.ndarray,
+    cluster_scaled: np.ndarray,
+    population_scaled: np.ndarray,
+    population_scaled_sd: np.ndarray,
+    has_members: bool,
+) -> Profiled:
+    """The same from the means alone (what the chunks of an assignment sum up)."""
     means: dict[str, dict[str, float]] = {}
     scored: list[tuple[float, str]] = []
-    pop_scaled_mean = scaled.mean(axis=0)
-    pop_scaled_sd = scaled.std(axis=0)
     for j, name in enumerate(features):
-        cluster_raw = float(raw[members, j].mean()) if members.any() else 0.0
-        population_raw = float(raw[:, j].mean())
-        sd = float(pop_scaled_sd[j]) or 1.0
-        z = (
-            (float(scaled[members, j].mean()) - float(pop_scaled_mean[j])) / sd
-            if members.any()
-            else 0.0
-        )
+        cluster_mean = float(cluster_raw[j]) if has_members else 0.0
+        sd = float(population_scaled_sd[j]) or 1.0
+        z = (float(cluster_scaled[j]) - float(population_scaled[j])) / sd if has_members else 0.0
         means[name] = {
-            "cluster": round(cluster_raw, 4),
-            "population": round(population_raw, 4),
+            "cluster": round(cluster_mean, 4),
+            "population": round(float(population_raw[j]), 4),
             "z": round(z, 3),
         }
         scored.append((z, name))

@@ -30,17 +30,30 @@ from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
 from apps.segments.written import (
+    UUID_DTYPE,
     WrittenMembers,
     written_segment_create,
     written_segment_describe,
     written_segments_swap,
+    written_stage_drop,
 )
+from cdp.celery import app as celery_app
 
 from . import fitting
+from .chunks import (
+    CHUNK_SIZE,
+    AssignModel,
+    ChunkFailed,
+    Reduced,
+    ari_from_contingency,
+    chunks_plan,
+    chunks_reduce,
+    chunks_work,
+)
 from .extract import features_extract
 from .fitting import DataProblem, FitSettings, RunTimeout, Transformer
 from .models import SAMPLED_ALGORITHMS, Cluster, ClusteringConfig, ClusteringRun, RunStatus
-from .personas import cluster_profile, persona_description, persona_name
+from .personas import cluster_profile_of_means, persona_description, persona_name
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +115,16 @@ def recluster(
         try:
             with threadpool_limits(limits=settings.CDP["CLUSTERING_THREADS"]):
                 _run(config, run, progress or (lambda phase: None))
-        except DataProblem as exc:
+        except (DataProblem, ChunkFailed) as exc:
             _finish(run, RunStatus.FAILED, str(exc))
         except (RunTimeout, SoftTimeLimitExceeded):
             _finish(run, RunStatus.FAILED, "the run went over its time limit; nothing was written")
         except Exception as exc:
             logger.exception("clustering run %s failed", run.pk)
             _finish(run, RunStatus.FAILED, f"internal error ({type(exc).__name__}); see the logs")
+        finally:
+            if run.status != RunStatus.SUCCEEDED:
+                written_stage_drop(run.pk)  # what its chunks staged (a swap drops its own)
         return run
 
 
@@ -130,7 +146,10 @@ def _running_elsewhere(config: ClusteringConfig, mine: ClusteringRun | None) -> 
         stale = ClusteringRun.objects.filter(
             config=config, status=RunStatus.RUNNING, started_at__lt=limit
         )
-    stale.exclude(pk=mine.pk if mine is not None else 0).update(
+    stale = stale.exclude(pk=mine.pk if mine is not None else 0)
+    for lost in stale.values_list("pk", flat=True):
+        written_stage_drop(lost)  # what its chunks staged before its worker stopped
+    stale.update(
         status=RunStatus.FAILED,
         error="interrupted: its worker stopped before it finished",
         finished_at=timezone.now(),
@@ -189,7 +208,7 @@ def _run(config: ClusteringConfig, run: ClusteringRun, progress: Progress) -> No
     clock = time.monotonic()
     notes: list[str] = []
     run.notes = notes
-    transformer, scaled, x = fitting.transformer_fit(
+    transformer, _scaled, x = fitting.transformer_fit(
         data.matrix,
         names,
         logged,
@@ -224,14 +243,23 @@ def _run(config: ClusteringConfig, run: ClusteringRun, progress: Progress) -> No
     chosen = fit.chosen
     run.chosen_k = chosen.k
 
-    # assign
+    # assign: the chunked map (apps/clustering/chunks.py), then its reduce
     progress("assign")
     clock = time.monotonic()
-    labels, distances, _ = fitting.assign_all(x, fit)
     k = chosen.k
-    sizes = np.bincount(labels[labels >= 0], minlength=k)
-    final = fitting.Candidate(k, labels, chosen.centroids, {}, sizes.tolist())
-    fitting._judge(final, len(x), len(x), _settings(config, deadline))
+    run.model = {
+        "transformer": transformer.to_json(),
+        "centroids": np.round(chosen.centroids, 8).tolist(),
+        "segments": [],
+        "algorithm": config.algorithm,
+        "extracted_at": extracted_at.isoformat(),
+        "previous_segments": previous_segments,
+    }
+    run.save()
+    reduced = _assign_chunked(run, fit, data, x, deadline)
+    sizes = reduced.sizes
+    final = fitting.Candidate(k, np.empty(0, dtype=np.int64), chosen.centroids, {}, sizes.tolist())
+    fitting._judge(final, reduced.n, reduced.n, _settings(config, deadline))
     if not final.valid:
         run.timings = _rounded(timings)
         _finish(
@@ -240,18 +268,29 @@ def _run(config: ClusteringConfig, run: ClusteringRun, progress: Progress) -> No
             f"with every profile assigned, {final.why_invalid}; the previous memberships stay",
         )
         return
-    stability, shared = fitting.stability(data.previous, labels)
-    run.stability_ari, run.stability_shared = stability, shared
-    raw = _filled(transformer, data.matrix)
-    profiles = [cluster_profile(transformer.features, raw, scaled, labels == i) for i in range(k)]
-    matches = _continuity(transformer, names, x, data.previous, chosen.centroids, previous_clusters)
+    run.stability_ari, run.stability_shared = ari_from_contingency(reduced.contingency)
+    profiles = [
+        cluster_profile_of_means(
+            transformer.features,
+            cluster_raw=reduced.raw_means[i],
+            population_raw=reduced.population_raw,
+            cluster_scaled=reduced.scaled_means[i],
+            population_scaled=reduced.population_scaled,
+            population_scaled_sd=reduced.population_scaled_sd,
+            has_members=bool(sizes[i] > 0),
+        )
+        for i in range(k)
+    ]
+    matches = _continuity(
+        transformer, names, reduced.previous_means, chosen.centroids, previous_clusters
+    )
     timings["assign"] = time.monotonic() - clock
 
     # write
     progress("write")
     clock = time.monotonic()
     with transaction.atomic():
-        clusters = _clusters_build(config, run, profiles, sizes, raw, labels, matches)
+        clusters = _clusters_build(config, run, profiles, sizes, reduced.raw_means, matches)
         sampled = config.algorithm in SAMPLED_ALGORITHMS and run.fitted_on_sample
         how = (
             f"{config.get_algorithm_display()} on a sample of {run.sample_size:,}, "
@@ -259,11 +298,12 @@ def _run(config: ClusteringConfig, run: ClusteringRun, progress: Progress) -> No
             if sampled
             else "nearest centroid"
         )
+        empty_ids = np.empty(0, dtype=UUID_DTYPE)
         members = [
             WrittenMembers(
                 segment_id=int(c.segment_id),
-                profile_ids=data.profile_ids[labels == c.index],
-                distances=np.nan_to_num(distances[labels == c.index]),
+                profile_ids=empty_ids,
+                distances=np.empty(0),
                 reason={
                     "source": "cluster",
                     "text": f"cluster {c.index} of run {run.pk}: {how}",
@@ -271,6 +311,7 @@ def _run(config: ClusteringConfig, run: ClusteringRun, progress: Progress) -> No
                     "cluster": c.index,
                 },
                 gone_text=f"not in this cluster at run {run.pk}",
+                slot=c.index,
             )
             for c in clusters
             if c.segment_id is not None
@@ -281,14 +322,12 @@ def _run(config: ClusteringConfig, run: ClusteringRun, progress: Progress) -> No
             members=members,
             emptied=emptied,
             emptied_text=f"the cluster is gone at run {run.pk}",
+            staged=run.pk,
         )
-        run.model = {
-            "transformer": transformer.to_json(),
-            "centroids": np.round(chosen.centroids, 8).tolist(),
-            "segments": [c.segment_id for c in clusters],
-            "algorithm": config.algorithm,
-        }
-        run.scatter = fitting.scatter(x, labels, chosen.centroids, config.random_state)
+        run.model["segments"] = [c.segment_id for c in clusters]
+        run.scatter = fitting.scatter(
+            x, lambda index: _labels_at(x, fit, index), chosen.centroids, config.random_state
+        )
         timings["write"] = time.monotonic() - clock
         run.timings = _rounded(timings)
         _finish(run, RunStatus.SUCCEEDED)
@@ -301,6 +340,11 @@ def _run(config: ClusteringConfig, run: ClusteringRun, progress: Progress) -> No
         changed = _changed_since(extracted_at)
         if changed:
             profiles_assign(changed, configs=[config])
+    # The write's time includes its commit, where PostgreSQL checks the deferred
+    # foreign keys of every inserted membership and outbox row.
+    timings["write"] = time.monotonic() - clock
+    run.timings = _rounded(timings)
+    ClusteringRun.objects.filter(pk=run.pk).update(timings=run.timings)
 
 
 def _changed_since(at: Any) -> list[Any]:
@@ -317,38 +361,76 @@ def _rounded(timings: dict[str, float]) -> dict[str, float]:
     return {name: round(seconds, 4) for name, seconds in timings.items()}
 
 
-def _filled(transformer: Transformer, matrix: np.ndarray) -> np.ndarray:
-    """The kept features in their own units, missing values filled as the transform does."""
-    raw = np.array(matrix[:, transformer.columns], dtype=np.float64, copy=True)
-    missing = np.isnan(raw)
-    if missing.any():
-        raw[missing] = np.take(np.asarray(transformer.fill), np.nonzero(missing)[1])
-    return raw
-
-
 def _continuity(
     transformer: Transformer,
     names: list[str],
-    x: np.ndarray,
-    previous: np.ndarray,
+    previous_means: dict[int, np.ndarray],
     centroids: np.ndarray,
     previous_clusters: list[Cluster],
 ) -> dict[int, tuple[Cluster, float]]:
     """New cluster index -> the previous cluster it continues (and the distance).
-    A previous cluster sits where its members are now, in this run's space; one
-    with no member left, at its stored centroid transformed by this run."""
+    A previous cluster sits where its members are now, in this run's space (the
+    mean the chunks summed); one with no member left, at its stored centroid
+    transformed by this run."""
     usable = [c for c in previous_clusters if c.segment_id is not None]
     if not usable:
         return {}
-    old = np.zeros((len(usable), x.shape[1]))
+    old = np.zeros((len(usable), centroids.shape[1]))
     for i, cluster in enumerate(usable):
-        members = previous == cluster.segment_id
-        if members.any():
-            old[i] = x[members].mean(axis=0)
+        mean = previous_means.get(int(cluster.segment_id or 0))
+        if mean is not None:
+            old[i] = mean
         else:
             row = np.array([[cluster.centroid.get(name, np.nan) for name in names]], dtype=float)
             old[i] = transformer.apply(row)[0]
     return {new: (usable[o], d) for new, o, d in fitting.match(centroids, old)}
+
+
+def _assign_chunked(
+    run: ClusteringRun, fit: fitting.Fit, data: Any, x: np.ndarray, deadline: float
+) -> Reduced:
+    """Split the population into chunks, have them assigned (by workers and by
+    this process), and combine their partial sums."""
+    chosen = fit.chosen
+    assert chosen is not None
+    kept: dict[bytes, int] = {}
+    if fit.sample_index is not None or chosen.noise_share is not None:
+        index = fit.sample_index if fit.sample_index is not None else np.arange(len(x))
+        ids = np.ascontiguousarray(data.profile_ids).view(UUID_DTYPE).reshape(-1)
+        kept = {
+            ids[i].tobytes(): int(label)
+            for i, label in zip(index.tolist(), chosen.labels.tolist(), strict=True)
+        }
+    cdp = settings.CDP
+    planned = chunks_plan(
+        run, data.profile_ids, int(cdp.get("CLUSTERING_CHUNK_SIZE", CHUNK_SIZE)), kept
+    )
+    eager = bool(celery_app.conf.task_always_eager)
+    done = chunks_work(
+        run,
+        planned,
+        AssignModel.of_run(run),
+        data,
+        dispatch=not eager,
+        local=eager or bool(cdp.get("CLUSTERING_ASSIGN_LOCAL", True)),
+        deadline=deadline,
+    )
+    width = len(run.features_used)
+    return chunks_reduce([c.partial for c in done], chosen.k, width, x.shape[1])
+
+
+def _labels_at(x: np.ndarray, fit: fitting.Fit, index: np.ndarray) -> np.ndarray:
+    """The clusters of these rows, as the chunks assign them (for the scatter)."""
+    chosen = fit.chosen
+    assert chosen is not None
+    labels, _ = fitting.nearest(x[index], chosen.centroids)
+    if fit.sample_index is not None or chosen.noise_share is not None:
+        sample = fit.sample_index if fit.sample_index is not None else np.arange(len(x))
+        own = dict(zip(sample.tolist(), chosen.labels.tolist(), strict=True))
+        for j, i in enumerate(index.tolist()):
+            if i in own:
+                labels[j] = own[i]
+    return labels
 
 
 def _clusters_build(
@@ -356,8 +438,7 @@ def _clusters_build(
     run: ClusteringRun,
     profiles: list[Any],
     sizes: np.ndarray,
-    raw: np.ndarray,
-    labels: np.ndarray,
+    raw_means: np.ndarray,
     matches: dict[int, tuple[Cluster, float]],
 ) -> list[Cluster]:
     total = max(int(sizes.sum()), 1)
@@ -378,13 +459,9 @@ def _clusters_build(
             renamed, distance, prev = False, None, None
             segment_id = _segment_new(config, name, description).pk
         taken.append(name)
-        members = labels == i
         centroid = (
-            {
-                f: round(float(v), 4)
-                for f, v in zip(run.features_used, raw[members].mean(axis=0), strict=True)
-            }
-            if members.any()
+            {f: round(float(v), 4) for f, v in zip(run.features_used, raw_means[i], strict=True)}
+            if size > 0
             else {}
         )
         cluster = Cluster(

@@ -121,7 +121,12 @@ class Membership(models.Model):
     and why (``reason``: which conditions held, with which values)."""
 
     id = models.BigAutoField(primary_key=True)
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    # No index of its own: membership_exited_idx (segment, exited_at) serves every
+    # lookup by segment, and one index fewer is written per row (a first cluster
+    # run writes a million).
+    segment = models.ForeignKey(
+        Segment, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
     profile = models.ForeignKey(
         "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
     )
@@ -173,7 +178,8 @@ class MembershipChange(models.Model):
         EXITED = "exited"
 
     id = models.BigAutoField(primary_key=True)
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: membership_change_seg_idx (segment, id) serves it.
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+", db_index=False)
     profile = models.ForeignKey(
         "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
     )
@@ -254,3 +260,24 @@ class RefreshStaging(models.Model):
 
     def __str__(self) -> str:
         return f"{self.refresh_token} {self.profile_id}"
+
+
+class WrittenStaging(models.Model):
+    """Members another app computes in chunks (each in its own transaction, on
+    any worker) and stages under one token until a single swap makes them
+    current (apps/segments/written.py). ``slot`` is the writer's own number for
+    the segment (a cluster's index); nobody reads these rows but the swap. On
+    PostgreSQL the table is unlogged: a crash loses only runs in progress."""
+
+    id = models.BigAutoField(primary_key=True)
+    token = models.BigIntegerField()
+    chunk = models.IntegerField()
+    slot = models.IntegerField()
+    profile_id = models.UUIDField()
+    distance = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["token", "chunk"], name="written_staging_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.token}/{self.chunk} {self.profile_id}"

@@ -37,6 +37,7 @@ from .models import (
     RefreshStaging,
     Segment,
     SegmentKind,
+    WrittenStaging,
 )
 
 CLUSTER = MembershipSource.CLUSTER
@@ -74,6 +75,100 @@ def written_segment_describe(
     )
 
 
+# -- staging in chunks ---------------------------------------------------------------------
+
+_STAGE_ROW = np.dtype(
+    [
+        ("n", ">i2"),
+        ("l0", ">i4"),
+        ("token", ">i8"),
+        ("l1", ">i4"),
+        ("chunk", ">i4"),
+        ("l2", ">i4"),
+        ("slot", ">i4"),
+        ("l3", ">i4"),
+        ("id", "V16"),
+        ("l4", ">i4"),
+        ("d", ">f8"),
+    ]
+)
+
+
+def written_stage_chunk(
+    *,
+    token: int,
+    chunk: int,
+    slots: np.ndarray,
+    profile_ids: np.ndarray,
+    distances: np.ndarray,
+) -> None:
+    """Stage one chunk of members under ``token`` for a later staged swap: each
+    profile (16-byte UUIDs) in ``slots`` (the writer's number of a segment) at
+    its distance. Replaces whatever this chunk staged before (a chunk done
+    twice stages its rows once). Its own transaction."""
+    with transaction.atomic():
+        WrittenStaging.objects.filter(token=token, chunk=chunk).delete()
+        if not len(profile_ids):
+            return
+        if connection.vendor == "postgresql":
+            rows = np.empty(len(profile_ids), dtype=_STAGE_ROW)
+            rows["n"], rows["l0"], rows["l1"], rows["l2"] = 5, 8, 4, 4
+            rows["l3"], rows["l4"] = 16, 8
+            rows["token"], rows["chunk"] = token, chunk
+            rows["slot"] = np.asarray(slots, dtype=np.int64)
+            rows["id"] = np.ascontiguousarray(profile_ids).view(UUID_DTYPE).reshape(-1)
+            rows["d"] = np.round(np.asarray(distances, dtype=np.float64), 4)
+            with (
+                connection.cursor() as cursor,
+                cursor.cursor.copy(  # type: ignore[attr-defined]
+                    "COPY segments_writtenstaging (token, chunk, slot, profile_id, distance) "
+                    "FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.write(_COPY_HEADER + rows.tobytes() + _COPY_TRAILER)
+            return
+        ids = uuids_unpack(profile_ids)
+        rounded = np.round(np.asarray(distances, dtype=np.float64), 4).tolist()
+        slot_list = np.asarray(slots, dtype=np.int64).tolist()
+        WrittenStaging.objects.bulk_create(
+            (
+                WrittenStaging(token=token, chunk=chunk, slot=sl, profile_id=pid, distance=d)
+                for sl, pid, d in zip(slot_list, ids, rounded, strict=True)
+            ),
+            batch_size=SQLITE_CHUNK // 6,
+        )
+
+
+def written_stage_drop(token: int) -> None:
+    """Forget everything staged under ``token`` (a run that failed or is done)."""
+    WrittenStaging.objects.filter(token=token).delete()
+
+
+def _staged_members(token: int, members: Sequence[WrittenMembers]) -> list[WrittenMembers]:
+    """SQLite: the staged rows read back as each segment's arrays."""
+    by_slot: dict[int, tuple[list[bytes], list[float]]] = {}
+    for slot, pid, d in WrittenStaging.objects.filter(token=token).values_list(
+        "slot", "profile_id", "distance"
+    ):
+        ids, ds = by_slot.setdefault(slot, ([], []))
+        ids.append(pid.bytes)
+        ds.append(d)
+    out = []
+    for m in members:
+        ids, ds = by_slot.get(m.slot if m.slot is not None else -1, ([], []))
+        packed = np.array(ids, dtype="S16").view(UUID_DTYPE) if ids else np.empty(0, UUID_DTYPE)
+        out.append(
+            WrittenMembers(
+                segment_id=m.segment_id,
+                profile_ids=packed,
+                distances=np.asarray(ds, dtype=np.float64),
+                reason=m.reason,
+                gone_text=m.gone_text,
+            )
+        )
+    return out
+
+
 # -- the swap of a whole set ------------------------------------------------------------
 
 
@@ -87,6 +182,7 @@ class WrittenMembers:
     distances: np.ndarray
     reason: dict[str, Any]
     gone_text: str = "no longer in this cluster"
+    slot: int | None = None  # with a staged swap: the staged rows of this slot
 
 
 @dataclass
@@ -99,30 +195,163 @@ class SwapResult:
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
-_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("id", "V16"), ("l2", ">i4"), ("d", ">f8")])
+_ROW = np.dtype(
+    [
+        ("n", ">i2"),
+        ("l0", ">i4"),
+        ("segment", ">i8"),
+        ("l1", ">i4"),
+        ("id", "V16"),
+        ("l2", ">i4"),
+        ("d", ">f8"),
+    ]
+)
+_OUTBOX = (
+    "INSERT INTO segments_membershipchange (segment_id, profile_id, kind, at, source, version)"
+)
 
 
-def _stage_postgres(token: int, members: WrittenMembers) -> None:
-    rows = np.empty(len(members.profile_ids), dtype=_ROW)
-    rows["n"], rows["l1"], rows["l2"] = 2, 16, 8
-    rows["id"] = np.ascontiguousarray(members.profile_ids).view(UUID_DTYPE)
-    rows["d"] = np.round(np.asarray(members.distances, dtype=np.float64), 4)
+def _copy_rows(members: Sequence[WrittenMembers]) -> bytes:
+    """Every segment's members as one binary COPY of (segment, profile, distance)."""
+    parts = [_COPY_HEADER]
+    for m in members:
+        rows = np.empty(len(m.profile_ids), dtype=_ROW)
+        rows["n"], rows["l0"], rows["l1"], rows["l2"] = 3, 8, 16, 8
+        rows["segment"] = m.segment_id
+        rows["id"] = np.ascontiguousarray(m.profile_ids).view(UUID_DTYPE)
+        rows["d"] = np.round(np.asarray(m.distances, dtype=np.float64), 4)
+        parts.append(rows.tobytes())
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
+
+
+def _segment_written(segment_id: int, update: Mapping[str, Any]) -> None:
+    """A swapped segment's new version, size and refresh time."""
+    Segment.objects.filter(pk=segment_id).update(**update)
+
+
+def _swap_postgres(
+    locked: Mapping[int, Segment],
+    members: Sequence[WrittenMembers],
+    emptied: Sequence[int],
+    emptied_text: str,
+    started: datetime,
+    staged: int | None = None,
+) -> SwapResult:
+    """The whole set in a handful of set-based statements: one binary COPY of
+    every member into a temporary table, one UPDATE for the exits and one INSERT
+    for the entries of all the segments at once (each with its outbox rows), and
+    one grouped count for the sizes. No row goes through segments_refreshstaging.
+
+    The anti-joins are hash (or merge) joins whatever the planner believes of the
+    membership table: right after a first run its statistics may still say it is
+    empty, and a nested loop over a table "of no rows" that holds a million is
+    quadratic (measured: 240 s instead of 11 s for a million members)."""
+    now = timezone.now()
+    source = str(CLUSTER)
+    ids = sorted(locked)
+    segs: list[tuple[int, int | None, int, str, str]] = []
+    for m in members:
+        version = locked[m.segment_id].version + 1
+        gone = {"source": source, "version": version, "text": m.gone_text}
+        segs.append((m.segment_id, m.slot, version, json.dumps(m.reason), json.dumps(gone)))
+    for sid in emptied:
+        version = locked[sid].version + 1
+        gone = {"source": source, "version": version, "text": emptied_text}
+        segs.append((sid, None, version, "{}", json.dumps(gone)))
+    result = SwapResult()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS written_stage "
-            "(profile_id uuid NOT NULL, distance float8 NOT NULL) ON COMMIT DROP"
+        for table, columns in (
+            ("written_stage", "segment_id bigint NOT NULL, profile_id uuid NOT NULL, "
+             "distance float8 NOT NULL"),
+            ("written_segs", "segment_id bigint PRIMARY KEY, slot integer, "
+             "version integer NOT NULL, reason jsonb NOT NULL, gone jsonb NOT NULL"),
+        ):  # fmt: skip
+            cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns}) ON COMMIT DROP")
+            cursor.execute(f"TRUNCATE {table}")
+        cursor.executemany(
+            "INSERT INTO written_segs VALUES (%s, %s, %s, %s::jsonb, %s::jsonb)", segs
         )
+        if staged is not None:
+            cursor.execute(
+                """INSERT INTO written_stage (segment_id, profile_id, distance)
+                   SELECT g.segment_id, s.profile_id, s.distance
+                     FROM segments_writtenstaging s JOIN written_segs g ON g.slot = s.slot
+                    WHERE s.token = %s""",
+                [staged],
+            )
+        elif any(len(m.profile_ids) for m in members):
+            with cursor.cursor.copy(  # type: ignore[attr-defined]
+                "COPY written_stage (segment_id, profile_id, distance) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.write(_copy_rows(members))
+        cursor.execute("ANALYZE written_stage")
+        cursor.execute("SELECT current_setting('enable_nestloop')")
+        nestloop = cursor.fetchone()[0]
+        cursor.execute("SELECT set_config('enable_nestloop', 'off', true)")
+        cursor.execute(
+            f"""WITH gone AS (
+                  UPDATE segments_membership m
+                     SET exited_at = %s, changed_at = %s,
+                         exit_reason = (SELECT g.gone FROM written_segs g
+                                         WHERE g.segment_id = m.segment_id)
+                   WHERE m.segment_id = ANY(%s) AND m.exited_at IS NULL AND m.changed_at < %s
+                     AND NOT EXISTS (SELECT 1 FROM written_stage s
+                                      WHERE s.segment_id = m.segment_id
+                                        AND s.profile_id = m.profile_id)
+                  RETURNING m.segment_id, m.profile_id),
+                out AS (
+                  {_OUTBOX}
+                  SELECT gone.segment_id, gone.profile_id, 'exited', %s, %s, g.version
+                    FROM gone JOIN written_segs g ON g.segment_id = gone.segment_id)
+                SELECT segment_id, count(*) FROM gone GROUP BY segment_id""",
+            [now, now, ids, started, now, source],
+        )
+        result.exited = {int(sid): int(n) for sid, n in cursor.fetchall()}
+        cursor.execute(
+            f"""WITH added AS (
+                  INSERT INTO segments_membership (segment_id, profile_id, entered_at,
+                      exited_at, reason, exit_reason, source, version, changed_at)
+                  SELECT s.segment_id, s.profile_id, %s, NULL,
+                         g.reason || jsonb_build_object('distance', s.distance),
+                         '{{}}'::jsonb, %s, g.version, %s
+                    FROM written_stage s JOIN written_segs g ON g.segment_id = s.segment_id
+                   WHERE NOT EXISTS (
+                         SELECT 1 FROM segments_membership m
+                          WHERE m.segment_id = ANY(%s)
+                            AND m.segment_id = s.segment_id AND m.profile_id = s.profile_id
+                            AND (m.exited_at IS NULL OR m.changed_at >= %s))
+                  ON CONFLICT DO NOTHING
+                  RETURNING segment_id, profile_id, version),
+                out AS (
+                  {_OUTBOX}
+                  SELECT segment_id, profile_id, 'entered', %s, %s, version FROM added)
+                SELECT segment_id, count(*) FROM added GROUP BY segment_id""",
+            [now, source, now, ids, started, now, source],
+        )
+        result.entered = {int(sid): int(n) for sid, n in cursor.fetchall()}
+        cursor.execute("SELECT set_config('enable_nestloop', %s, true)", [nestloop])
+        cursor.execute(
+            """SELECT segment_id, count(*) FROM segments_membership
+                WHERE segment_id = ANY(%s) AND exited_at IS NULL GROUP BY segment_id""",
+            [ids],
+        )
+        sizes = {int(sid): int(n) for sid, n in cursor.fetchall()}
         cursor.execute("TRUNCATE written_stage")
-        with cursor.cursor.copy(  # type: ignore[attr-defined]
-            "COPY written_stage (profile_id, distance) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.write(_COPY_HEADER + rows.tobytes() + _COPY_TRAILER)
-        cursor.execute(
-            """INSERT INTO segments_refreshstaging (refresh_token, profile_id, reason)
-               SELECT %s, profile_id, %s::jsonb || jsonb_build_object('distance', distance)
-                 FROM written_stage""",
-            [token, json.dumps(members.reason)],
-        )
+    written = {m.segment_id for m in members}
+    for sid, _, version, _, _ in segs:
+        update: dict[str, Any] = {
+            "version": version,
+            "size": sizes.get(sid, 0),
+            "refreshed_at": started,
+        }
+        if sid not in written:
+            update["enabled"] = False
+        _segment_written(sid, update)
+        result.entered.setdefault(sid, 0)
+        result.exited.setdefault(sid, 0)
+        result.sizes[sid], result.versions[sid] = sizes.get(sid, 0), version
+    return result
 
 
 def _stage_sqlite(token: int, members: WrittenMembers) -> None:
@@ -148,6 +377,7 @@ def written_segments_swap(
     members: Sequence[WrittenMembers],
     emptied: Sequence[int] = (),
     emptied_text: str = "the cluster is gone",
+    staged: int | None = None,
 ) -> SwapResult:
     """Swap in the new members of every segment in ``members`` and empty the
     segments in ``emptied`` (their members exit, and they are disabled), as one
@@ -155,7 +385,14 @@ def written_segments_swap(
 
     Each segment gets a new version; entries and exits go to the outbox with
     source "cluster". Holds the segments' advisory locks exclusively while it
-    swaps, so no real-time write or move interleaves."""
+    swaps, so no real-time write or move interleaves. On PostgreSQL every
+    segment is swapped by the same few set-based statements (``_swap_postgres``);
+    on SQLite each goes through segments_refreshstaging and the rule segments'
+    ``_swap``.
+
+    With ``staged`` (a token of ``written_stage_chunk``), each segment's members
+    are the rows staged under that token in its ``slot`` instead of its arrays;
+    the staged rows are dropped with the swap."""
     result = SwapResult()
     all_ids = sorted({m.segment_id for m in members} | set(emptied))
     with transaction.atomic():
@@ -173,14 +410,19 @@ def written_segments_swap(
         # Everything written before this instant is replaced (the set was
         # computed from data read before it).
         started = timezone.now()
+        if connection.vendor == "postgresql":
+            swapped = _swap_postgres(locked, members, emptied, emptied_text, started, staged)
+            if staged is not None:
+                written_stage_drop(staged)
+            return swapped
+        if staged is not None:
+            members = _staged_members(staged, members)
+            written_stage_drop(staged)
         work = [(m.segment_id, m) for m in members] + [(sid, None) for sid in emptied]
         for sid, written in work:
             token = uuid.uuid4().int >> 65
             if written is not None and len(written.profile_ids):
-                if connection.vendor == "postgresql":
-                    _stage_postgres(token, written)
-                else:
-                    _stage_sqlite(token, written)
+                _stage_sqlite(token, written)
             version = locked[sid].version + 1
             gone = written.gone_text if written is not None else emptied_text
             entered, exited = _swap(sid, token, started, version, source=CLUSTER, gone_text=gone)
@@ -189,7 +431,7 @@ def written_segments_swap(
             update: dict[str, Any] = {"version": version, "size": size, "refreshed_at": started}
             if written is None:
                 update["enabled"] = False
-            Segment.objects.filter(pk=sid).update(**update)
+            _segment_written(sid, update)
             result.entered[sid], result.exited[sid] = entered, exited
             result.sizes[sid], result.versions[sid] = size, version
     return result
@@ -334,4 +576,6 @@ __all__ = [
     "written_segment_describe",
     "written_segments_hold",
     "written_segments_swap",
+    "written_stage_chunk",
+    "written_stage_drop",
 ]

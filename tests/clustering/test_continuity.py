@@ -63,7 +63,8 @@ def test_a_reader_never_sees_half_a_run(make_config, monkeypatch):
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL: a reader on another connection during the swap")
     # given a first run, and a second run over changed data, paused after it has
-    # swapped in its first cluster
+    # written every membership and outbox row and given its first segment its
+    # new version
     population = archetype_population(60)
     config = make_config(k_max=6, min_cluster_size=5)
     first = recluster(config_id=config.pk)
@@ -78,7 +79,7 @@ def test_a_reader_never_sees_half_a_run(make_config, monkeypatch):
 
     from apps.segments import written
 
-    original = written._swap
+    original = written._segment_written
     seen: list[set[Any]] = []
     calls: list[int] = []
 
@@ -104,7 +105,7 @@ def test_a_reader_never_sees_half_a_run(make_config, monkeypatch):
             reader.join(10)
         return result
 
-    monkeypatch.setattr(written, "_swap", swap_then_read)
+    monkeypatch.setattr(written, "_segment_written", swap_then_read)
 
     # when the second run writes
     second = recluster(config_id=config.pk)

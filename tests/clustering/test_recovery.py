@@ -144,6 +144,10 @@ def test_memberships_carry_reasons_and_outbox_rows(make_config):
     population = archetype_population(100)
     run = recluster(config_id=make_config(k_max=6, min_cluster_size=5).pk)
     assert run is not None and run.status == RunStatus.SUCCEEDED
+    # (the run reads well wherever it is named, and its write time is stored)
+    assert str(run) == f"run {run.pk} of Shoppers (succeeded)"
+    run.refresh_from_db()
+    assert run.timings["write"] > 0
 
     # when one person's membership is read
     pid = population.profile_ids[0]

@@ -1,0 +1,338 @@
+"""The assignment as a chunked map: a run split over many chunks (in process, or
+taken by a real Celery worker consuming from the broker) writes what a run in one
+chunk writes; a chunk done twice stages its rows once; a failed chunk fails the
+run and keeps the previous memberships."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from sklearn.metrics import adjusted_rand_score
+
+from apps.clustering import chunks as chunks_module
+from apps.clustering.chunks import AssignModel, ari_from_contingency, chunk_claim, chunk_run
+from apps.clustering.models import ChunkStatus, ClusteringRun, RunChunk, RunStatus
+from apps.clustering.run import recluster
+from apps.segments.models import Membership, ProfileFeatures, WrittenStaging
+from cdp.celery import app as celery_app
+
+from .archetypes import archetype_population
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.integers(0, 5)), min_size=0, max_size=60),
+)
+@hsettings(max_examples=200, deadline=None)
+def test_the_ari_of_a_contingency_table_is_scikit_learns(pairs: list[tuple[int, int]]) -> None:
+    # given two labellings of the same profiles, and their contingency table
+    a = np.array([p[0] for p in pairs], dtype=int)
+    b = np.array([p[1] for p in pairs], dtype=int)
+    table = np.zeros((5, 6), dtype=np.int64)
+    np.add.at(table, (a, b), 1)
+
+    # when the index is computed from the table alone
+    ari, shared = ari_from_contingency(table)
+
+    # then it is scikit-learn's from the labels (None under two profiles)
+    assert shared == len(pairs)
+    if len(pairs) < 2:
+        assert ari is None
+    else:
+        assert ari == pytest.approx(adjusted_rand_score(a, b), abs=1e-9)
+
+
+def _with_chunks(monkeypatch: Any, size: int, *, local: bool = True) -> None:
+    monkeypatch.setitem(settings.CDP, "CLUSTERING_CHUNK_SIZE", size)
+    monkeypatch.setitem(settings.CDP, "CLUSTERING_ASSIGN_LOCAL", local)
+
+
+def _outcome(run: ClusteringRun) -> dict[str, Any]:
+    """What a run wrote, by cluster index: its members, sizes, centroids, ARI."""
+    clusters = list(run.clusters.order_by("index"))
+    members = {
+        c.index: set(
+            Membership.objects.filter(segment_id=c.segment_id, exited_at__isnull=True).values_list(
+                "profile_id", flat=True
+            )
+        )
+        for c in clusters
+    }
+    distances = {
+        (c.index, pid): d
+        for c in clusters
+        for pid, d in Membership.objects.filter(
+            segment_id=c.segment_id, exited_at__isnull=True
+        ).values_list("profile_id", "reason__distance")
+    }
+    return {
+        "k": run.chosen_k,
+        "members": members,
+        "distances": distances,
+        "sizes": [c.size for c in clusters],
+        "centroids": [c.centroid for c in clusters],
+        "names": [c.persona_name for c in clusters],
+        "ari": run.stability_ari,
+        "shared": run.stability_shared,
+    }
+
+
+def _assert_same(one: dict[str, Any], many: dict[str, Any]) -> None:
+    assert many["k"] == one["k"]
+    assert many["members"] == one["members"]
+    assert many["sizes"] == one["sizes"]
+    assert many["names"] == one["names"]
+    assert many["shared"] == one["shared"]
+    assert many["ari"] == pytest.approx(one["ari"], abs=1e-9)
+    for a, b in zip(many["centroids"], one["centroids"], strict=True):
+        assert a == pytest.approx(b, abs=1e-3)
+    assert many["distances"].keys() == one["distances"].keys()
+    for key, d in one["distances"].items():
+        assert many["distances"][key] == pytest.approx(d, abs=1e-3)
+
+
+def _two_runs(make_config: Any, monkeypatch: Any, key: str, size: int, population: Any) -> Any:
+    """A first run, a change of data, and a second run, of a config of its own,
+    the second run's assignment in chunks of ``size``."""
+    config = make_config(key=key, k_max=6, min_cluster_size=5)
+    _with_chunks(monkeypatch, 10_000)
+    first = recluster(config_id=config.pk)
+    assert first is not None and first.status == RunStatus.SUCCEEDED
+    _with_chunks(monkeypatch, size)
+    second = recluster(config_id=config.pk)
+    assert second is not None and second.status == RunStatus.SUCCEEDED, second.error
+    return second
+
+
+def _change(population: Any) -> None:
+    for row in ProfileFeatures.objects.filter(profile_id__in=population.profile_ids[:40]):
+        row.orders_count = row.orders_count * 3 + 1
+        row.save()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", [1, 37, 100])
+def test_a_run_in_chunks_writes_what_a_run_in_one_chunk_writes(make_config, monkeypatch, size):
+    # given a population clustered once by two configs alike, then changed data
+    population = archetype_population(60)
+    config_one = make_config(key="one", k_max=6, min_cluster_size=5)
+    config_many = make_config(key="many", k_max=6, min_cluster_size=5)
+    _with_chunks(monkeypatch, 10_000)
+    for config in (config_one, config_many):
+        run = recluster(config_id=config.pk)
+        assert run is not None and run.status == RunStatus.SUCCEEDED
+    _change(population)
+
+    # when one config runs again in one chunk, and the other in many
+    _with_chunks(monkeypatch, 10_000)
+    one = recluster(config_id=config_one.pk)
+    _with_chunks(monkeypatch, size)
+    many = recluster(config_id=config_many.pk)
+
+    # then both wrote the same memberships, sizes, centroids and stability
+    assert one is not None and one.status == RunStatus.SUCCEEDED, one.error
+    assert many is not None and many.status == RunStatus.SUCCEEDED, many.error
+    assert one.chunks.count() == 1
+    assert many.chunks.count() == -(-300 // size)
+    assert set(many.chunks.values_list("status", flat=True)) == {ChunkStatus.DONE}
+    assert one.stability_ari is not None and one.stability_shared == 300
+    _assert_same(_outcome(one), _outcome(many))
+    # and nothing stays staged
+    assert not WrittenStaging.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("size", [40, 110])
+def test_a_worker_assigns_the_chunks_of_a_run(not_eager: None, make_config, monkeypatch, size):
+    # given a population clustered once by two configs alike, then changed data
+    population = archetype_population(60)
+    config_one = make_config(key="one", k_max=6, min_cluster_size=5)
+    config_many = make_config(key="many", k_max=6, min_cluster_size=5)
+    _with_chunks(monkeypatch, 10_000)
+    for config in (config_one, config_many):
+        run = recluster(config_id=config.pk)
+        assert run is not None and run.status == RunStatus.SUCCEEDED
+    _change(population)
+    _with_chunks(monkeypatch, 10_000)
+    one = recluster(config_id=config_one.pk)
+    assert one is not None and one.status == RunStatus.SUCCEEDED, one.error
+
+    # when the other runs with its chunks left to a Celery worker consuming
+    # from the broker (the run's own process assigns none of them)
+    _with_chunks(monkeypatch, size, local=False)
+    with start_worker(
+        celery_app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"
+    ):
+        many = recluster(config_id=config_many.pk)
+
+    # then the worker did every chunk, and the run wrote what one chunk writes
+    assert many is not None and many.status == RunStatus.SUCCEEDED, many.error
+    assert many.chunks.count() == -(-300 // size) > 1
+    assert set(many.chunks.values_list("status", flat=True)) == {ChunkStatus.DONE}
+    _assert_same(_outcome(one), _outcome(many))
+    assert not WrittenStaging.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_chunk_done_twice_stages_its_rows_once(make_config, monkeypatch):
+    # given a run whose swap is held back, and its chunks done
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    from apps.clustering import run as run_module
+
+    def no_swap(**kwargs: Any) -> None:
+        raise RuntimeError("held back")
+
+    monkeypatch.setattr(run_module, "written_segments_swap", no_swap)
+    monkeypatch.setattr(run_module, "written_stage_drop", lambda token: None)
+    _with_chunks(monkeypatch, 70)
+    run = recluster(config_id=config.pk)
+    assert run is not None and run.status == RunStatus.FAILED
+    staged = WrittenStaging.objects.filter(token=run.pk)
+    rows = sorted(staged.values_list("chunk", "slot", "profile_id", "distance"))
+    assert len(rows) == 200
+
+    # when a chunk is delivered again: once as a task (done: skipped), then
+    # done again by hand
+    from apps.clustering.tasks import assign_chunk
+
+    assert assign_chunk.apply(args=[run.pk, 1]).get() == "skipped"
+    chunk = RunChunk.objects.get(run=run, index=1)
+    chunk.status = ChunkStatus.QUEUED
+    chunk.save()
+    claimed = chunk_claim(run.pk, index=1)
+    assert claimed is not None and chunk_claim(run.pk, index=1) is None
+    chunk_run(claimed, AssignModel.of_run(run))
+
+    # then its rows are staged once, as before
+    assert sorted(staged.values_list("chunk", "slot", "profile_id", "distance")) == rows
+    claimed.refresh_from_db()
+    assert claimed.status == ChunkStatus.DONE
+
+
+@pytest.mark.django_db
+def test_a_failed_chunk_fails_the_run_and_keeps_the_memberships(make_config, monkeypatch):
+    # given a good run
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    good = recluster(config_id=config.pk)
+    assert good is not None and good.status == RunStatus.SUCCEEDED
+    before = set(
+        Membership.objects.filter(exited_at__isnull=True).values_list("segment_id", "profile_id")
+    )
+
+    # when a run's third chunk breaks
+    original = chunks_module.chunk_assign
+
+    def breaking(model: Any, data: Any, kept: Any) -> Any:
+        if len(data) and data.profile_ids[0].tobytes() == third:
+            raise OSError("node lost its disk")
+        return original(model, data, kept)
+
+    ids = sorted(p.bytes for p in ProfileFeatures.objects.values_list("profile_id", flat=True))
+    third = ids[100]
+    monkeypatch.setattr(chunks_module, "chunk_assign", breaking)
+    _with_chunks(monkeypatch, 50)
+    run = recluster(config_id=config.pk)
+
+    # then the run failed, saying which chunk, and the previous memberships stay
+    assert run is not None and run.status == RunStatus.FAILED
+    assert run.error.startswith("chunk 2 failed: OSError: node lost its disk")
+    assert not run.clusters.exists()
+    config.refresh_from_db()
+    assert config.current_run_id == good.pk
+    after = set(
+        Membership.objects.filter(exited_at__isnull=True).values_list("segment_id", "profile_id")
+    )
+    assert after == before
+    assert not WrittenStaging.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_chunk_whose_worker_stopped_fails_the_run(make_config, monkeypatch):
+    # given a run whose chunks no one takes but a worker that stopped long ago
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    _with_chunks(monkeypatch, 100, local=False)
+    original = chunks_module.chunks_work
+
+    def stopped_worker(run: Any, planned: Any, *args: Any, **kwargs: Any) -> Any:
+        long_ago = time.time() - chunks_module.CHUNK_TIME_LIMIT - 120
+        from datetime import UTC, datetime
+
+        RunChunk.objects.filter(run=run).update(
+            status=ChunkStatus.RUNNING, claimed_at=datetime.fromtimestamp(long_ago, UTC)
+        )
+        return original(run, planned, *args, **{**kwargs, "dispatch": False})
+
+    from apps.clustering import run as run_module
+
+    monkeypatch.setattr(run_module, "chunks_work", stopped_worker)
+    run = recluster(config_id=config.pk)
+
+    # then the run fails and says so, writing nothing
+    assert run is not None and run.status == RunStatus.FAILED
+    assert run.error == "chunk 0: its worker stopped before it finished"
+    assert not Membership.objects.exists()
+
+
+@pytest.mark.django_db
+def test_what_a_stopped_run_staged_is_dropped_by_the_next_run(make_config):
+    # given a run left "running" by a worker that stopped, with rows staged
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5, time_limit_seconds=60)
+    stopped = ClusteringRun.objects.create(config=config, status=RunStatus.RUNNING)
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    ClusteringRun.objects.filter(pk=stopped.pk).update(
+        started_at=timezone.now() - timedelta(hours=2)
+    )
+    pid = ProfileFeatures.objects.values_list("profile_id", flat=True).first()
+    WrittenStaging.objects.create(token=stopped.pk, chunk=0, slot=0, profile_id=pid, distance=1)
+
+    # when the next run of the config runs
+    run = recluster(config_id=config.pk)
+
+    # then it succeeds, the stopped one is failed, and nothing of it stays staged
+    assert run is not None and run.status == RunStatus.SUCCEEDED, run.error
+    stopped.refresh_from_db()
+    assert stopped.status == RunStatus.FAILED
+    assert not WrittenStaging.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("algorithm", "values"),
+    [
+        ("agglomerative", {"fit_sample_size": 300, "k_max": 7}),
+        ("dbscan", {"fit_sample_size": 600, "eps": 0.6, "min_samples": 8}),
+    ],
+)
+def test_a_sampled_fit_in_chunks_keeps_its_own_labels(make_config, monkeypatch, algorithm, values):
+    # given a fit on a sample (its profiles keep the fit's labels, noise included)
+    archetype_population(200)
+    config_one = make_config(key="one", algorithm=algorithm, min_cluster_size=20, **values)
+    config_many = make_config(key="many", algorithm=algorithm, min_cluster_size=20, **values)
+
+    # when it runs in one chunk, and in chunks of 137
+    _with_chunks(monkeypatch, 10_000)
+    one = recluster(config_id=config_one.pk)
+    _with_chunks(monkeypatch, 137)
+    many = recluster(config_id=config_many.pk)
+
+    # then both place the same profiles in the same clusters (noise in none)
+    assert one is not None and one.status == RunStatus.SUCCEEDED, one.error
+    assert many is not None and many.status == RunStatus.SUCCEEDED, many.error
+    assert many.chunks.count() == -(-1000 // 137)
+    kept = sum(len(c.kept_labels) for c in many.chunks.all())
+    assert kept == many.sample_size
+    _assert_same(_outcome(one), _outcome(many))
