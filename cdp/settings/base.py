@@ -371,6 +371,12 @@ CDP = {
     # threads outnumber the cores (bench/recluster.py: a fit 8x slower on two
     # busy cores). Raise it on a node that runs nothing but the one fit.
     "CLUSTERING_THREADS": env.int("CDP_CLUSTERING_THREADS", default=1),
+    # A run's assignment is a map over chunks of this many profiles (Celery tasks
+    # that workers on any node take). The run's own process takes chunks too unless
+    # CLUSTERING_ASSIGN_LOCAL is off (then only other workers do: keep a worker
+    # free for them, or the run waits for its own chunks).
+    "CLUSTERING_CHUNK_SIZE": env.int("CDP_CLUSTERING_CHUNK_SIZE", default=250_000),
+    "CLUSTERING_ASSIGN_LOCAL": env.bool("CDP_CLUSTERING_ASSIGN_LOCAL", default=True),
     # How stale a web process's copy of the content mapping (placements, variants,
     # rules) may be: it checks the database's mapping version at most this often.
     "DECIDE_MAPPING_CHECK_MS": env.int("CDP_DECIDE_MAPPING_CHECK_MS", default=500),
