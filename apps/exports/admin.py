@@ -157,6 +157,14 @@ class ExportFileInline(admin.TabularInline):  # type: ignore[type-arg]
                 settings.CDP.get("EXPORT_FILE_RETENTION_DAYS", 30),
             )
         url = reverse("admin:exports_exportfile_download", args=[obj.pk])
+        if obj.expire_error:
+            return format_html(
+                '<a href="{}">{}</a> <span class="export-file-expire-error">(past the'
+                " retention but not deleted: {}; retried daily)</span>",
+                url,
+                obj.name,
+                obj.expire_error,
+            )
         return format_html('<a href="{}">{}</a>', url, obj.name)
 
 

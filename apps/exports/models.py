@@ -171,6 +171,9 @@ class ExportFile(models.Model):
     # When the file was deleted after CDP["EXPORT_FILE_RETENTION_DAYS"]; the row
     # stays (the run's record), the download answers 410 Gone.
     expired_at = models.DateTimeField(null=True, blank=True)
+    # Why the last attempt to delete it failed (the date and the OSError's kind);
+    # empty once deleted. Retried daily.
+    expire_error = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["run", "name"]

@@ -524,7 +524,10 @@ def export_files_expire(*, now: datetime | None = None) -> int:
     ``CDP["EXPORT_FILE_RETENTION_DAYS"]`` days ago (0: never), and the run
     directories left empty; each file's row stays, with ``expired_at``, so the
     run keeps its record and admin shows the file as expired. The number of
-    files expired. A file already missing on disk is marked expired too."""
+    files expired. A file already missing on disk is marked expired too; a file
+    that cannot be deleted (an ``OSError``) is logged, keeps ``expired_at`` empty
+    and gets ``expire_error`` (shown in admin), does not stop the others, and is
+    tried again the next day."""
     from django.conf import settings
 
     days = int(settings.CDP.get("EXPORT_FILE_RETENTION_DAYS", 30))
@@ -533,10 +536,11 @@ def export_files_expire(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     cutoff = now - timedelta(days=days)
     root = exports_dir().resolve()
-    expired = 0
+    expired = failed = 0
+    last_pk = 0  # by pk past the previous batch: a file that cannot go blocks none after it
     while True:
         rows = list(
-            ExportFile.objects.filter(expired_at__isnull=True)
+            ExportFile.objects.filter(expired_at__isnull=True, pk__gt=last_pk)
             .filter(
                 Q(run__finished_at__lt=cutoff)
                 | Q(run__finished_at__isnull=True, run__created_at__lt=cutoff)
@@ -547,14 +551,28 @@ def export_files_expire(*, now: datetime | None = None) -> int:
         )
         if not rows:
             break
+        last_pk = rows[-1][0]
         directories = set()
-        for _, relative in rows:
+        gone: list[int] = []
+        errors: dict[int, str] = {}
+        for pk, relative in rows:
             target = (root / relative).resolve()
             if root in target.parents:
-                target.unlink(missing_ok=True)
+                try:
+                    target.unlink(missing_ok=True)
+                except OSError as exc:
+                    # The error's kind only: the path names the destination and run.
+                    reason = f"{type(exc).__name__} (errno {exc.errno})"
+                    logger.warning("export file %d not deleted: %s", pk, reason)
+                    errors[pk] = f"{now.date().isoformat()}: {reason}"
+                    continue
                 directories.add(target.parent)
-        ExportFile.objects.filter(pk__in=[pk for pk, _ in rows]).update(expired_at=now)
-        expired += len(rows)
+            gone.append(pk)
+        ExportFile.objects.filter(pk__in=gone).update(expired_at=now, expire_error="")
+        for pk, error in errors.items():
+            ExportFile.objects.filter(pk=pk).update(expire_error=error)
+        expired += len(gone)
+        failed += len(errors)
         for directory in directories:
             # Up to the exports directory, each directory left empty goes too.
             while directory != root and root in directory.parents:
@@ -566,13 +584,17 @@ def export_files_expire(*, now: datetime | None = None) -> int:
     _leftover_run_dirs_remove(root, cutoff)
     if expired:
         logger.info("export files expired: %d (retention %d days)", expired, days)
+    if failed:
+        logger.warning("export files past the retention not deleted: %d (see admin)", failed)
     return expired
 
 
 def _leftover_run_dirs_remove(root: Path, cutoff: datetime) -> None:
     """What a run left on disk without file rows (a run that failed half-way
     through writing, or whose record was deleted), once it is past the retention
-    too. Only directories named as ``_run_dir`` names them are looked at."""
+    too: by the run's finish (or creation) time, or, when its record is gone, by
+    the newest modification time on disk under its directory. Only directories
+    named as ``_run_dir`` names them are looked at."""
     found: dict[int, Path] = {}
     if not root.is_dir():
         return
@@ -585,20 +607,36 @@ def _leftover_run_dirs_remove(root: Path, cutoff: datetime) -> None:
                 found[int(number)] = run_dir
     if not found:
         return
+    runs = ExportRun.objects.filter(pk__in=list(found))
+    existing = set(runs.values_list("pk", flat=True))
     keep = set(
-        ExportRun.objects.filter(pk__in=list(found))
-        .filter(
+        runs.filter(
             Q(status__in=ACTIVE_RUN_STATUSES)
             | Q(finished_at__gte=cutoff)
             | Q(finished_at__isnull=True, created_at__gte=cutoff)
-        )
-        .values_list("pk", flat=True)
+        ).values_list("pk", flat=True)
     )
     for pk, run_dir in found.items():
-        if pk not in keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                run_dir.parent.rmdir()  # the destination's directory, if now empty
+        if pk in keep:
+            continue
+        if pk not in existing and not _modified_before(run_dir, cutoff):
+            continue  # no run record to date it: its last change on disk does
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            run_dir.parent.rmdir()  # the destination's directory, if now empty
+
+
+def _modified_before(path: Path, cutoff: datetime) -> bool:
+    """Whether ``path`` and everything in it were last changed before ``cutoff``
+    (a directory's own mtime moves only when its entries do, not their contents)."""
+    latest = 0.0
+    try:
+        latest = path.stat().st_mtime
+        for entry in path.rglob("*"):
+            latest = max(latest, entry.lstat().st_mtime)
+    except OSError:
+        return False  # changing under us: leave it to a later day
+    return latest < cutoff.timestamp()
 
 
 def export_run_scheduled(destination_id: int) -> str:

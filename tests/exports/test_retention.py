@@ -4,6 +4,7 @@ the file as expired, and its download answers 410 Gone with a clear message."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -146,3 +147,70 @@ def test_the_task_is_scheduled_daily_by_beat() -> None:
     # once a day: a crontab at a fixed hour and minute
     schedule = entry["schedule"]
     assert len(schedule.hour) == 1 and len(schedule.minute) == 1
+
+
+def test_a_file_that_cannot_be_deleted_blocks_none_of_the_others(
+    runs: tuple[ExportRun, ExportRun], settings: Any, monkeypatch: Any, admin_client: Client
+) -> None:
+    # given the retention of 7 days (all four files due), batches of one file, and
+    # the first file (lowest pk) replaced by a non-empty directory: unlink fails
+    settings.CDP = {**settings.CDP, "EXPORT_FILE_RETENTION_DAYS": 7}
+    monkeypatch.setattr("apps.exports.services.EXPIRE_BATCH", 1)
+    old, _ = runs
+    stuck = ExportFile.objects.order_by("pk").first()
+    assert stuck is not None
+    blocker = exports_dir() / stuck.path
+    blocker.unlink()
+    blocker.mkdir()
+    (blocker / "inside").write_text("x")
+
+    # when the task runs
+    first = export_files_expire()
+
+    # then the other three files are deleted and marked expired (the batches past
+    # the stuck file went on); the stuck one is not marked expired, says why (the
+    # error's kind, no path) and is shown so in admin
+    assert first == 3
+    others = ExportFile.objects.exclude(pk=stuck.pk)
+    assert all(f.expired_at is not None for f in others)
+    assert not any((exports_dir() / f.path).exists() for f in others)
+    stuck.refresh_from_db()
+    assert stuck.expired_at is None
+    assert "IsADirectoryError" in stuck.expire_error and stuck.path not in stuck.expire_error
+    page = admin_client.get(f"/admin/exports/exportrun/{old.pk}/change/").content.decode()
+    assert "not deleted" in page and "IsADirectoryError" in page
+
+    # and the next day's run tries it again: once it can go (here the run
+    # directory's sweep took it), it is marked expired and the error cleared
+    assert export_files_expire() == 1
+    stuck.refresh_from_db()
+    assert stuck.expired_at is not None and stuck.expire_error == ""
+    assert not blocker.exists()
+
+
+def test_a_run_directory_without_its_record_goes_only_once_past_the_retention(
+    runs: tuple[ExportRun, ExportRun], settings: Any
+) -> None:
+    # given two run directories whose ExportRun rows no longer exist: one last
+    # written 31 days ago, one written today
+    settings.CDP = {**settings.CDP, "EXPORT_FILE_RETENTION_DAYS": 30}
+    old, _ = runs
+    missing = (ExportRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
+
+    def orphan(number: int, days: float) -> Any:
+        leftover = exports_dir() / old.destination.key / f"run-{number}" / "partial.txt"
+        leftover.parent.mkdir(parents=True)
+        leftover.write_text("ada-lovelace\n")
+        stamp = (timezone.now() - timedelta(days=days)).timestamp()
+        os.utime(leftover, (stamp, stamp))
+        os.utime(leftover.parent, (stamp, stamp))
+        return leftover
+
+    stale, fresh = orphan(missing + 100, 31), orphan(missing + 101, 0)
+
+    # when the task runs
+    export_files_expire()
+
+    # then the one past the retention is gone, today's stays
+    assert not stale.parent.exists()
+    assert fresh.is_file()
