@@ -185,16 +185,26 @@ def chunked_sql(
     where in a transaction rows are made as they are fetched, while the caller
     writes the previous chunk. Without ``prefetch`` the caller may write to the
     database between chunks, each in its own committed transaction, so the
-    cursor is held."""
+    cursor is held.
+
+    That transaction lasts the whole stream (minutes at a million rows) and is
+    idle whenever the writer is slower than the database: a managed server's
+    ``idle_in_transaction_session_timeout`` would end the session half-way, so
+    it is set to 0 (off) for this transaction alone. It is one snapshot of the
+    data for the run, and holds back vacuum's removal of rows dead since it
+    began until the stream ends."""
     if not prefetch:
         with connection.chunked_cursor() as cursor:
             cursor.execute(sql, params)
             while rows := cursor.fetchmany(CHUNK):
                 yield rows
         return
-    with transaction.atomic(), connection.chunked_cursor() as cursor:
-        cursor.execute(sql, params)
-        yield from _prefetched(cursor)
+    with transaction.atomic():
+        with connection.cursor() as plain:
+            plain.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql, params)
+            yield from _prefetched(cursor)
 
 
 def _prefetched(cursor: Any) -> Iterator[list[tuple[Any, ...]]]:
