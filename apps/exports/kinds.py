@@ -126,17 +126,62 @@ def settings_validate(kind: str, value: Any) -> dict[str, Any]:
 WEBHOOK_MAX_TIMEOUT = 30
 
 
+# IPv6 ranges whose addresses carry an IPv4 address in their last 32 bits
+# (RFC 6052's well-known NAT64 prefix; the deprecated IPv4-compatible ::/96).
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# Ranges IANA's special-purpose registries list as not globally reachable that
+# Python 3.11's ``is_global`` still takes as global (3.12.4 corrected its
+# table): 192.0.0.0/24 but for two anycast addresses, RFC 8215's local-use NAT64
+# prefix (translators inside the operator's network, the IPv4 address placed as
+# that network chose, so not read back: the whole range is private), the IPv6
+# documentation range 3fff::/20, SRv6 SIDs 5f00::/16 and deprecated site-local.
+_NOT_GLOBAL = [
+    ipaddress.ip_network(n)
+    for n in ("192.0.0.0/24", "64:ff9b:1::/48", "3fff::/20", "5f00::/16", "fec0::/10")
+]
+_GLOBAL_ANYWAY = {ipaddress.ip_address("192.0.0.9"), ipaddress.ip_address("192.0.0.10")}
+
+
+def _is_global_unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if ip in _GLOBAL_ANYWAY:
+        return True
+    if ip.is_multicast or any(ip in n for n in _NOT_GLOBAL if n.version == ip.version):
+        return False
+    return ip.is_global
+
+
+def embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: IPv4-mapped, 6to4, Teredo
+    (server and client), NAT64 (64:ff9b::/96) and IPv4-compatible (::/96)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if ip in _NAT64_WELL_KNOWN or ip in _IPV4_COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
 def address_is_public(address: str) -> bool:
     """Whether a webhook may be sent to this address: a global unicast one, unless
     CDP_EXPORT_WEBHOOK_PRIVATE_NETWORKS allows the private networks too (a receiver
-    inside one's own network, and the tests' loopback receiver)."""
+    inside one's own network, and the tests' loopback receiver). An IPv6 address
+    that leads to an IPv4 one (``embedded_ipv4``) is judged by that one too:
+    ``64:ff9b::a9fe:a9fe`` reaches 169.254.169.254 through NAT64."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
+    candidates = [ip, *embedded_ipv4(ip)]
     if django_settings.CDP.get("EXPORT_WEBHOOK_PRIVATE_NETWORKS"):
-        return not (ip.is_multicast or ip.is_unspecified)
-    return ip.is_global
+        return not any(c.is_multicast or c.is_unspecified for c in candidates)
+    return all(_is_global_unicast(c) for c in candidates)
 
 
 def webhook_url_problem(url: str) -> str:
