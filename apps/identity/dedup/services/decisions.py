@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.identity.models import ProfileMerge
 
+from ..compare import ADDRESS_SAME
 from ..models import DedupRun, DuplicateCandidate
 from .candidates import candidates_write
 from .config import Progress
@@ -23,7 +24,7 @@ def _one_name_at_one_door(candidate: DuplicateCandidate) -> bool:
     fields = candidate.evidence.get("fields", {})
     exact = all(
         fields.get(name, {}).get("level") == top
-        for name, top in (("first_name", 3), ("last_name", 3), ("address", 3))
+        for name, top in (("first_name", 3), ("last_name", 3), ("address", ADDRESS_SAME))
     )
     return exact and bool(candidate.evidence.get("vetoes"))
 
