@@ -289,7 +289,10 @@ def main() -> None:
             if v
         ]
         print(f"  {true_count:5,} {false_count:6,}  {shown} {' '.join(marks)}")
-    print("levels: -1 missing, 0 different, higher is closer (3 exact; 2 for phone and birthday)")
+    print(
+        "levels: -1 missing, 0 different, higher is closer (3 exact; 2 for phone and birthday, "
+        "4 for the address)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 
 from .compare import IndexArray
 from .names import canonical_names
-from .records import Records, email_local, street_numbers
+from .records import Records, email_local, street_name, street_numbers
 
 KeyFunction = Callable[[dict[str, str]], Iterable[str]]
 
@@ -174,6 +174,33 @@ def _postal_year(v: dict[str, str]) -> list[str]:
     return [f"{postal}|{year}"] if postal and year else []
 
 
+def _number_street(v: dict[str, str]) -> list[str]:
+    # One house number and the first letters of one street name, anywhere: the town
+    # and the postal code both mistyped, missing or changed, the street name's end
+    # mistyped.
+    street = v.get("address:street", "")
+    number = street_numbers(street)
+    name = street_name(street).replace(" ", "")
+    region = v.get("address:region", "")
+    return [f"{number}|{name[:3]}|{region}"] if number and len(name) >= 3 else []
+
+
+def _street_region(v: dict[str, str]) -> list[str]:
+    # One street name in one state, whatever the house number, town and postal code.
+    name = street_name(v.get("address:street", "")).replace(" ", "")
+    region = v.get("address:region", "")
+    return [f"{name}|{region}"] if len(name) >= 4 and region else []
+
+
+def _first_number(v: dict[str, str]) -> list[str]:
+    # One first name, house number and street initial: the last name, the rest of
+    # the street, the town and the postal code changed or mistyped.
+    first = v.get("first_name", "")
+    street = v.get("address:street", "")
+    number, name = street_numbers(street), street_name(street)
+    return [f"{first}|{number}|{name[:1]}"] if first and number and name else []
+
+
 @dataclass(frozen=True)
 class BlockingPass:
     name: str
@@ -199,6 +226,9 @@ BUILTIN_PASSES: tuple[BlockingPass, ...] = (
     BlockingPass("city_sounds", ("address", "first_name", "last_name"), _city_sounds),
     BlockingPass("initials_day", ("first_name", "last_name", "birthday"), _initials_day),
     BlockingPass("postal_year", ("address", "birthday"), _postal_year),
+    BlockingPass("number_street", ("address",), _number_street),
+    BlockingPass("street_region", ("address",), _street_region),
+    BlockingPass("first_number", ("address", "first_name"), _first_number),
 )
 
 

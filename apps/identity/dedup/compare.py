@@ -49,6 +49,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
     Comparator.ADDRESS: (
         "different",
         "same city or postal code",
+        "same street there, another house number",
         "similar address",
         "same address",
     ),
@@ -59,6 +60,9 @@ LEVELS: dict[str, tuple[str, ...]] = {
     Comparator.EXACT: ("different", "exact"),
 }
 
+# The top address level: one door.
+ADDRESS_SAME = len(LEVELS[Comparator.ADDRESS]) - 1
+
 # Starting points (and the values used when weights are not estimated): P(level)
 # among pairs of one person (m) and among pairs of two random people (u).
 DEFAULT_M: dict[str, tuple[float, ...]] = {
@@ -66,7 +70,7 @@ DEFAULT_M: dict[str, tuple[float, ...]] = {
     Comparator.EMAIL: (0.25, 0.10, 0.15, 0.50),
     Comparator.PHONE: (0.35, 0.05, 0.60),
     Comparator.DATE: (0.03, 0.05, 0.92),
-    Comparator.ADDRESS: (0.25, 0.05, 0.10, 0.60),
+    Comparator.ADDRESS: (0.25, 0.04, 0.03, 0.08, 0.60),
     Comparator.STREET: (0.30, 0.05, 0.10, 0.55),
     Comparator.POSTAL_CODE: (0.30, 0.05, 0.65),
     Comparator.JARO_WINKLER: (0.25, 0.05, 0.05, 0.65),
@@ -78,7 +82,7 @@ DEFAULT_U: dict[str, tuple[float, ...]] = {
     Comparator.EMAIL: (0.998, 0.0015, 0.0004, 0.0001),
     Comparator.PHONE: (0.999, 0.0009, 0.0001),
     Comparator.DATE: (0.9995, 0.00045, 0.00005),
-    Comparator.ADDRESS: (0.975, 0.024, 0.0007, 0.0003),
+    Comparator.ADDRESS: (0.975, 0.0235, 0.0008, 0.0004, 0.0003),
     Comparator.STREET: (0.999, 0.0006, 0.0003, 0.0001),
     Comparator.POSTAL_CODE: (0.995, 0.004, 0.001),
     Comparator.JARO_WINKLER: (0.95, 0.02, 0.01, 0.02),
@@ -125,7 +129,7 @@ def _name_ids(values: ObjectArray) -> npt.NDArray[np.int64]:
 
 
 def _derive(kind: str, values: ObjectArray) -> npt.NDArray[Any]:
-    from .records import email_local, street_numbers
+    from .records import email_local, street_name, street_numbers
 
     if kind == "len":
         return np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
@@ -142,6 +146,7 @@ def _derive(kind: str, values: ObjectArray) -> npt.NDArray[Any]:
         "year": lambda v: v[:4],
         "month_day": lambda v: v[4:],
         "house_number": street_numbers,
+        "street_name": street_name,
         "ocr": ocr_read_back,
     }
     function = functions[kind]
@@ -509,13 +514,34 @@ def compare_address(
     )
     postal_result = compare_edit(*postal)
     region_a, region_b = (as_column(c).values for c in region)
+    # "country state": another region only where both say something the other
+    # contradicts; one left out (a state missing) is not another region.
     other_region = (region_a != "") & (region_b != "") & (region_a != region_b)
+    if other_region.any():
+        other_region[other_region] = [
+            not (set(x.split()) <= set(y.split()) or set(y.split()) <= set(x.split()))
+            for x, y in zip(region_a[other_region], region_b[other_region], strict=True)
+        ]
     area = ((city_result.level >= 2) | (postal_result.level == 2)) & ~other_region
     present = (street_result.level >= 0) | (city_result.level >= 0) | (postal_result.level >= 0)
-    s_level = street_result.level
+    s_level = street_result.level.copy()
+    street_a, street_b = (as_column(c) for c in street)
+    name_a, name_b = street_a.derived("street_name"), street_b.derived("street_name")
+    # A street that is only a house number ("4") names no street: as if missing.
+    s_level[(s_level >= 0) & ((name_a == "") | (name_b == ""))] = MISSING
+    # One street in one area, another house number on each side (a digit mistyped,
+    # or a move down the street): a level of its own between the area and the
+    # address, with its own m and u (EM), rather than "same area" or "different".
+    same_street = area & (s_level == 0) & (name_a != "") & (name_b != "")
+    if same_street.any():
+        same_street[same_street] = (
+            _cpdist(name_a[same_street], name_b[same_street], fuzz.token_sort_ratio)
+            >= STREET_VERY_SIMILAR
+        )
     level = _levels(
         present,
         area,
+        same_street,
         (s_level >= 2) | ((s_level == 1) & area),
         (s_level >= 2) & (area | ((city_result.level < 0) & (postal_result.level < 0))),
     )

@@ -198,6 +198,17 @@ def street_numbers(street: str) -> str:
     return next((w for w in street.split() if w[:1].isdigit()), "")
 
 
+def street_name(street: str) -> str:
+    """A normalized street without its house number: "12 main street 5" -> "main
+    street 5"."""
+    number = street_numbers(street)
+    if not number:
+        return street
+    words = street.split()
+    words.remove(number)
+    return " ".join(words)
+
+
 def normalize_postal_code(value: Any) -> str:
     return fold(_str(value)).replace(" ", "").upper()
 

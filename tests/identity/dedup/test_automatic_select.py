@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from apps.identity.dedup.compare import ADDRESS_SAME
 from apps.identity.dedup.models import DuplicateCandidate
 from apps.identity.dedup.services.decisions import FATHER_AND_SON, automatic_select
 
@@ -22,8 +23,8 @@ def pair(
     )
 
 
-ONE_NAME_ONE_DOOR = {"first_name": 3, "last_name": 3, "address": 3, "email": 0}
-TYPO_AT_THE_DOOR = {"first_name": 2, "last_name": 3, "address": 3, "email": 0}
+ONE_NAME_ONE_DOOR = {"first_name": 3, "last_name": 3, "address": ADDRESS_SAME, "email": 0}
+TYPO_AT_THE_DOOR = {"first_name": 2, "last_name": 3, "address": ADDRESS_SAME, "email": 0}
 
 
 def test_pairs_above_the_threshold_without_vetoes_best_first() -> None:

@@ -166,3 +166,68 @@ def test_crm_duplicates_with_errors_in_every_old_key_become_candidates() -> None
     assert all(pair not in set(stats.pass_codes[p].tolist()) for p in old_passes)
     assert pair in set(stats.pass_codes["postal_last_sound"].tolist())
     assert len(left) < n * (n - 1) // 2 // 100
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "found_by"),
+    [
+        # Town and postal code both mistyped, the street's end mistyped.
+        (
+            {"street": "30 Paillet Parade", "city": "Smohczykfield", "postalCode": "3259",
+             "state": "VIC"},
+            {"street": "30 Pailet Parade", "city": "Smoczykfield", "postalCode": "3529",
+             "state": "VIC"},
+            "number_street",
+        ),
+        # The house number changed too: one street name in one state.
+        (
+            {"street": "15 Missoni Way", "city": "Mari Beach", "postalCode": "2979",
+             "state": "NSW"},
+            {"street": "16 Missoni Way", "city": "West Broeshartfield", "postalCode": "2997",
+             "state": "NSW"},
+            "street_region",
+        ),
+    ],
+)  # fmt: skip
+def test_crm_duplicates_whose_town_and_postal_code_both_changed_become_candidates(
+    a: dict[str, str], b: dict[str, str], found_by: str
+) -> None:
+    # given: two records of one person whose names each carry an error of their own
+    # (no name key agrees), among others
+    people, _ = _people(300, 0)
+    rows = [{k: v for k, v in p.items() if k not in ("email", "phone")} for p in people]
+    rows += [
+        {"firstName": "Caolain", "lastName": "Der Kijnder", "address": {**a, "country": "AU"}},
+        {"firstName": "Kaolain", "lastName": "Janoszka", "address": {**b, "country": "AU"}},
+    ]
+    records = build_records([(uuid.uuid4(), p) for p in rows], BUILTIN_FIELDS)
+    n = len(records)
+
+    # when
+    left, _, stats = candidate_pairs(block_keys(records), n, max_block_size=200)
+
+    # then
+    pair = (n - 2) * n + (n - 1)
+    assert pair in set(stats.pass_codes[found_by].tolist())
+    assert len(left) < n * (n - 1) // 2 // 100
+
+
+def test_a_first_name_and_a_house_number_with_the_street_initial_are_a_key() -> None:
+    # given: the last name, the rest of the street, the town and postal code changed
+    records = build_records(
+        [
+            (uuid.UUID(int=1), {"firstName": "Juanita", "lastName": "Barreda",
+                                "address": {"street": "6 Misty Close", "postalCode": "6084"}}),
+            (uuid.UUID(int=2), {"firstName": "Juanita", "lastName": "Olivetti",
+                                "address": {"street": "6 Msty Close", "postalCode": "5084"}}),
+            (uuid.UUID(int=3), {"firstName": "Juanita", "lastName": "Olivetti",
+                                "address": {"street": "7 Msty Close", "postalCode": "5084"}}),
+        ],
+        BUILTIN_FIELDS,
+    )  # fmt: skip
+
+    # when
+    _, _, stats = candidate_pairs(block_keys(records), 3, max_block_size=200)
+
+    # then: the first two share the key, the third (another door) does not
+    assert stats.pass_codes["first_number"].tolist() == [0 * 3 + 1]

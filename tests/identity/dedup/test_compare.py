@@ -313,3 +313,43 @@ def test_emails_that_differ_as_the_first_names_do(
 ) -> None:
     assert email_mirrors_names(email_a, email_b, first_a, first_b) is expected
     assert email_mirrors_names(email_b, email_a, first_b, first_a) is expected
+
+
+def address_level(a: dict[str, str], b: dict[str, str]) -> int:
+    records = build_records(
+        [(uuid.UUID(int=1), {"address": a}), (uuid.UUID(int=2), {"address": b})], BUILTIN_FIELDS
+    )
+    result = compare_pairs(records, np.array([0]), np.array([1]))
+    return int(result.level[0, [s.name for s in BUILTIN_FIELDS].index("address")])
+
+
+WAWRZYNEK = {"street": "6 Wawrzynek Street", "city": "Mount Ward", "postalCode": "2045"}
+
+
+@pytest.mark.parametrize(
+    ("b", "expected"),
+    [
+        ({**WAWRZYNEK, "state": "NSW", "country": "AU"}, "same address"),
+        # A state left out is not another state.
+        ({**WAWRZYNEK, "country": "AU"}, "same address"),
+        ({**WAWRZYNEK, "street": "6 Wawrzynek Stret"}, "same address"),
+        ({**WAWRZYNEK, "state": "VIC", "country": "AU"}, "similar address"),
+        # The street of one town with another house number: a level of its own.
+        ({**WAWRZYNEK, "street": "3 Wawrzynek Street"}, "same street there, another house number"),
+        ({**WAWRZYNEK, "street": "3 Wawrzynek Street", "city": "Elsewhere", "postalCode": "3000"},
+         "different"),
+        ({**WAWRZYNEK, "street": "8 Rossana Street"}, "same city or postal code"),
+        # A street of only a house number names no street.
+        ({**WAWRZYNEK, "street": "6"}, "same city or postal code"),
+    ],
+)  # fmt: skip
+def test_address_levels(b: dict[str, str], expected: str) -> None:
+    a = {**WAWRZYNEK, "state": "NSW", "country": "AU"}
+    assert LEVELS[Comparator.ADDRESS][address_level(a, b)] == expected
+    assert address_level(b, a) == address_level(a, b)
+
+
+def test_streets_of_only_a_house_number_in_two_towns_are_different_addresses() -> None:
+    a = {"street": "4", "city": "Port Mastandreaton", "postalCode": "2050", "state": "NSW"}
+    b = {"street": "4", "city": "Port Abbie Bay", "postalCode": "6320", "state": "WA"}
+    assert LEVELS[Comparator.ADDRESS][address_level(a, b)] == "different"

@@ -398,7 +398,7 @@ def test_a_son_joins_neither_his_father_nor_the_fathers_duplicate_with_a_typo(
     from apps.identity.dedup.services import dedup_config_ensure
 
     dedup_config_ensure()
-    DedupConfig.objects.get().fields.filter(name="address").update(weights=[0, 1, 5, 20])
+    DedupConfig.objects.get().fields.filter(name="address").update(weights=[0, 1, 1, 5, 20])
     father = make_profile(traits=ROBERT)
     typo = make_profile(
         traits=variant(

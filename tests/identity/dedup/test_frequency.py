@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from apps.identity.dedup.compare import compare_pairs
+from apps.identity.dedup.compare import ADDRESS_SAME, compare_pairs
 from apps.identity.dedup.fellegi_sunter import initial_model
 from apps.identity.dedup.frequency import (
     MIN_PROFILES,
@@ -176,6 +176,6 @@ def test_a_surname_shared_at_one_door_weighs_as_it_does_among_people_at_one_door
     parameters = model.fields[last]
     usual = float(parameters.weights()[-1])
     at_door = math.log2(float(parameters.m[-1]) / 0.05)
-    assert comparison.level[0, [f.name for f in model.fields].index("address")] == 3
+    assert comparison.level[0, [f.name for f in model.fields].index("address")] == ADDRESS_SAME
     assert adjustments[0, last] == pytest.approx(at_door - usual)
     assert adjustments[1, last] > 0

@@ -18,10 +18,15 @@ from typing import Any
 
 import pytest
 
+from apps.identity.dedup.compare import ADDRESS_SAME
 from apps.identity.dedup.services import vetoes
 from apps.identity.dedup.services.scoring import CONTACT_DIFFERS, FIRST_NAMES_AND_CONTACT_DIFFER
 
 FIELDS = ("first_name", "last_name", "email", "phone", "birthday", "address")
+
+
+# The address level of one door.
+DOOR = ADDRESS_SAME
 
 
 def levels(*values: int) -> dict[str, int]:
@@ -38,19 +43,19 @@ def levels(*values: int) -> dict[str, int]:
     [
         # Twins: same last name, birthday and door, their own first names, mailboxes
         # and numbers.
-        (levels(0, 3, 0, 0, 2, 3), {}, [FIRST_NAMES_AND_CONTACT_DIFFER]),
+        (levels(0, 3, 0, 0, 2, DOOR), {}, [FIRST_NAMES_AND_CONTACT_DIFFER]),
         # ... named alike (Aidan, Aiden), not a slip or a nickname.
-        (levels(2, 3, 0, -1, 2, 3), {}, [FIRST_NAMES_AND_CONTACT_DIFFER]),
-        (levels(1, 3, -1, 0, 2, 3), {}, [FIRST_NAMES_AND_CONTACT_DIFFER]),
+        (levels(2, 3, 0, -1, 2, DOOR), {}, [FIRST_NAMES_AND_CONTACT_DIFFER]),
+        (levels(1, 3, -1, 0, 2, DOOR), {}, [FIRST_NAMES_AND_CONTACT_DIFFER]),
         # A slip of the keyboard (Howard, Howrd) or a nickname (Jeff, Jeffrey) is
         # one person's name written another way.
-        (levels(2, 3, 0, -1, 2, 3), {"first_name_slip": True}, []),
-        (levels(2, 3, 0, -1, 2, 3), {"first_name_nickname": True}, []),
-        (levels(0, 3, 0, 2, -1, 3), {"first_name_nickname_typo": True}, []),
+        (levels(2, 3, 0, -1, 2, DOOR), {"first_name_slip": True}, []),
+        (levels(2, 3, 0, -1, 2, DOOR), {"first_name_nickname": True}, []),
+        (levels(0, 3, 0, 2, -1, DOOR), {"first_name_nickname_typo": True}, []),
         # A household sharing a landline: the phone agrees, the emails differ.
-        (levels(0, 3, 0, 2, -1, 3), {}, [FIRST_NAMES_AND_CONTACT_DIFFER]),
+        (levels(0, 3, 0, 2, -1, DOOR), {}, [FIRST_NAMES_AND_CONTACT_DIFFER]),
         # ... but the phone and the birthday together: a nickname we do not know.
-        (levels(0, 3, 0, 2, 2, 3), {}, []),
+        (levels(0, 3, 0, 2, 2, DOOR), {}, []),
         # An email "typo" that differs as the names do (jon.smith@, john.smith@)
         # is two people's mailboxes, not contact.
         (
@@ -60,8 +65,8 @@ def levels(*values: int) -> dict[str, int]:
         ),
         (levels(2, 3, 2, -1, -1, 0), {}, []),
         # No contact that differs: the weights decide (a CRM record).
-        (levels(0, 3, -1, -1, 2, 3), {}, []),
-        (levels(0, 3, 3, -1, 2, 3), {}, []),
+        (levels(0, 3, -1, -1, 2, DOOR), {}, []),
+        (levels(0, 3, 3, -1, 2, DOOR), {}, []),
     ],
 )
 def test_first_names_and_contact_differ(
@@ -82,24 +87,24 @@ def test_first_names_and_contact_differ(
     ("level", "flags", "expected"),
     [
         # A son of his father's name at his door: his own email, no birthday.
-        (levels(3, 3, 0, -1, -1, 3), {}, [CONTACT_DIFFERS]),
+        (levels(3, 3, 0, -1, -1, DOOR), {}, [CONTACT_DIFFERS]),
         # ... or the same mailbox name at another provider (made of the names).
-        (levels(3, 3, 1, -1, -1, 3), {}, [CONTACT_DIFFERS]),
+        (levels(3, 3, 1, -1, -1, DOOR), {}, [CONTACT_DIFFERS]),
         # ... or his own phone.
-        (levels(3, 3, -1, 0, -1, 3), {}, [CONTACT_DIFFERS]),
+        (levels(3, 3, -1, 0, -1, DOOR), {}, [CONTACT_DIFFERS]),
         # One name, one door, no contact to contradict it: the weights decide.
-        (levels(3, 3, -1, -1, -1, 3), {}, []),
+        (levels(3, 3, -1, -1, -1, DOOR), {}, []),
         # The birthday agrees, or is one slip apart (fathers and sons are not born
         # on one day).
-        (levels(3, 3, 0, -1, 2, 3), {}, []),
-        (levels(3, 3, 0, -1, 1, 3), {}, []),
-        (levels(3, 3, -1, 0, 1, 3), {}, [CONTACT_DIFFERS]),
+        (levels(3, 3, 0, -1, 2, DOOR), {}, []),
+        (levels(3, 3, 0, -1, 1, DOOR), {}, []),
+        (levels(3, 3, -1, 0, 1, DOOR), {}, [CONTACT_DIFFERS]),
         # A slip in a name at one door: copying one person's record makes slips,
         # a son is spelt as his father is; not for a merged profile (its name may
         # be a duplicate's typo).
-        (levels(2, 3, 0, -1, -1, 3), {"first_name_slip": True}, []),
+        (levels(2, 3, 0, -1, -1, DOOR), {"first_name_slip": True}, []),
         (
-            levels(2, 3, 0, -1, -1, 3),
+            levels(2, 3, 0, -1, -1, DOOR),
             {"first_name_slip": True, "merged_profile": True},
             [CONTACT_DIFFERS],
         ),
@@ -129,7 +134,7 @@ def test_records_without_contact_fields_are_never_vetoed() -> None:
         for f in (-1, 0, 1, 2, 3)
         for la in (-1, 0, 1, 2, 3)
         for b in (-1, 0, 1, 2)
-        for a in (-1, 0, 1, 2, 3)
+        for a in range(-1, ADDRESS_SAME + 1)
     ]
 
     # when / then: the model's weights decide alone

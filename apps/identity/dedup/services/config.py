@@ -25,7 +25,9 @@ class DedupSettings:
 
     def fingerprint(self) -> str:
         """Changes whenever a run with this configuration could find other pairs."""
-        data = json.dumps(asdict(self), sort_keys=True, default=str)
+        # The comparators' levels too: a model saved with other levels is stale.
+        levels = {spec.comparator: LEVELS[spec.comparator] for spec in self.specs}
+        data = json.dumps({**asdict(self), "levels": levels}, sort_keys=True, default=str)
         return hashlib.sha256(data.encode()).hexdigest()
 
 

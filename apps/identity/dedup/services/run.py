@@ -52,7 +52,7 @@ from .candidates import (
     stale_pending_delete,
 )
 from .config import DedupSettings, Progress, dedup_settings_load
-from .decisions import auto_merge, automatic_select
+from .decisions import auto_merge, automatic_select, review_select
 from .frequencies import frequencies_load, frequencies_rebuild
 from .index import index_insert, index_rebuild
 from .scoring import EM_MIN_PAIRS, compare_all, estimate_model, pairs_score, review_order
@@ -61,8 +61,6 @@ logger = logging.getLogger(__name__)
 
 LOAD_CHUNK = 5_000
 _RUN_LOCK_KEY = 0x6465647570  # "dedup": one run at a time (PostgreSQL advisory lock)
-# Pairs with more vetoes than this are not even queued for review.
-QUEUE_MAX_VETOES = 1
 
 
 @dataclass
@@ -378,18 +376,7 @@ def _score_and_decide(
             run, records, left[order], right[order], scores[order], model, adjustments[order]
         )
         auto = automatic_select(candidates, settings.auto_merge_threshold)
-        # Two or more vetoes: different people (households, namesakes), nearly
-        # always; they would only crowd the review queue. So are vetoed pairs below
-        # the auto-merge threshold: the veto did not hold back a merge, and what it
-        # says (another mailbox or number) is evidence against. On bench/dedup.py's
-        # own generator (10,000 records) they were 123 of the 293 queued pairs, 5 of
-        # them true; the CRM generator has none (no vetoes without contact fields).
-        candidates = [
-            c
-            for c in candidates
-            if len(c.evidence["vetoes"]) <= QUEUE_MAX_VETOES
-            and (not c.evidence["vetoes"] or c.score >= settings.auto_merge_threshold)
-        ]
+        candidates = review_select(candidates, settings.auto_merge_threshold)
     with clock.stage("merge"):
         outcome.merged, outcome.refused = auto_merge(run, auto, progress)
     with clock.stage("save"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..blocking import BlockingStats
-from ..compare import LEVELS, Comparator, IndexArray, compare_pairs
+from ..compare import ADDRESS_SAME, Comparator, IndexArray, compare_pairs
 from ..fellegi_sunter import EPS, Model, estimate_lambda, estimate_sessions, estimate_u
 from ..frequency import ValueFrequencies, frequency_adjustments
 from ..records import Records
@@ -91,13 +91,17 @@ def vetoes(
     one_name = first_written_so and (at("last_name") == 3 or last_name_slip)
     slipped = first_name_slip or (last_name_slip and at("first_name") == 3)
     typo_at_door = (
-        slipped and one_name and at("address") == 3 and at("phone") != 0 and not merged_profile
+        slipped
+        and one_name
+        and at("address") == ADDRESS_SAME
+        and at("phone") != 0
+        and not merged_profile
     )
     near_birthday = (
         one_name
         and at("birthday") == 1
         and at("phone") != 0
-        and (at("email") in (-1, 3) or at("address") == 3)
+        and (at("email") in (-1, 3) or at("address") == ADDRESS_SAME)
     )
     if not (contact or at("birthday") == 2 or near_birthday or typo_at_door):
         # A son of his father's name at his father's door, with a mailbox and a
@@ -154,7 +158,8 @@ def pairs_score(
     if "last_name" in names and door:
         at_door = np.zeros(len(left), dtype=bool)
         for k in door:
-            at_door |= level[:, k] == len(LEVELS[Comparator.ADDRESS]) - 1
+            # One door: the same address, or a similar one (a slip in one record).
+            at_door |= level[:, k] >= ADDRESS_SAME - 1
         last = names.index("last_name")
         adjustments[at_door, last] = 0.0
         parameters = model.fields[last]
