@@ -6,8 +6,14 @@ once on threads and keeps connections alive between requests (``keepalive``
 seconds), so a client (a site's backend calling decide, a load balancer) does not
 pay a TCP handshake and an accept per request, and a thread waiting on PostgreSQL
 leaves the process to the others. ``WEB_CONCURRENCY`` processes (default: one per
-core). Each thread holds its own persistent database connection
-(``CONN_MAX_AGE``): processes x threads connections per web container.
+core this process may run on, ``sched_getaffinity``, so a container's cpuset and
+not the host's core count; at most ``WORKERS_DEFAULT_MAX``). Each thread holds its
+own persistent database connection (``CONN_MAX_AGE``): processes x threads
+connections per web container, which must stay under PostgreSQL's
+``max_connections`` (or PgBouncer's pool) with every container and worker counted.
+``GUNICORN_KEEPALIVE`` (5 s): set it above the load balancer's idle timeout (75
+behind an AWS ALB, whose default is 60 s), or the balancer may reuse a connection
+gunicorn has just closed (a 502).
 
 The access log is on (stdout) and goes through the same redaction as Django's
 request log: paths name people (``/api/v1/profiles/email:...``).
@@ -25,11 +31,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from apps.common.logging import handlers_redact
 
+WORKERS_DEFAULT_MAX = 8
+
+
+def workers_default() -> int:
+    """One process per core this process may use (a container's cpuset, not the
+    host's cores), at most WORKERS_DEFAULT_MAX."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, WORKERS_DEFAULT_MAX))
+
+
 accesslog = "-"
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+workers = int(os.environ.get("WEB_CONCURRENCY") or workers_default())
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
-keepalive = 5
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE") or 5)
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import secrets
 import subprocess
@@ -285,3 +287,38 @@ def test_admin_login_and_api_docs_are_served_by_gunicorn_after_collectstatic(
         assert docs.status_code == 200
         assert css, "the login page names the hashed stylesheet"
         assert requests.get(f"{base}{css.group(1)}", timeout=10).status_code == 200
+
+
+def _gunicorn_config(env: dict[str, str], cores: set[int] | None = None) -> dict[str, Any]:
+    pin = f"import os; os.sched_setaffinity(0, {sorted(cores)!r}); " if cores else ""
+    code = (
+        pin + "import json, runpy; c = runpy.run_path('cdp/gunicorn.py'); "
+        "print(json.dumps({k: c[k] for k in ('workers', 'threads', 'keepalive')}))"
+    )
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"WEB_CONCURRENCY", "GUNICORN_KEEPALIVE"}
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**clean, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux's CPU affinity")
+def test_gunicorn_processes_follow_the_cores_this_process_may_use_not_the_hosts() -> None:
+    # given a process allowed on one core only (as a container's cpuset does)
+    # when gunicorn's config is read without WEB_CONCURRENCY
+    config = _gunicorn_config({}, cores={min(os.sched_getaffinity(0))})
+    # then one process, not one per host core
+    assert config["workers"] == 1
+    assert config["keepalive"] == 5
+
+
+def test_gunicorn_processes_and_keepalive_come_from_the_environment() -> None:
+    config = _gunicorn_config({"WEB_CONCURRENCY": "12", "GUNICORN_KEEPALIVE": "75"})
+    assert config == {"workers": 12, "threads": 4, "keepalive": 75}

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from .models import ApiToken
-from .selectors import token_cache_clear
+from .selectors import token_cache_clear_on_commit
 from .services import api_token_create
 
 
@@ -28,8 +28,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
-            # Revoked or re-dated here: at once in this process (selectors.py).
-            token_cache_clear(obj.key_hash)
+            # Revoked or re-dated here: at once in this process, and again at the
+            # commit (admin saves in a transaction: selectors.py).
+            token_cache_clear_on_commit(obj.key_hash)
             return
         token, raw = api_token_create(name=obj.name, user=obj.user)
         token.expires_at = obj.expires_at
@@ -42,10 +43,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: ApiToken) -> None:
         super().delete_model(request, obj)
-        token_cache_clear(obj.key_hash)
+        token_cache_clear_on_commit(obj.key_hash)
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         hashes = list(queryset.values_list("key_hash", flat=True))
         super().delete_queryset(request, queryset)
         for key_hash in hashes:
-            token_cache_clear(key_hash)
+            token_cache_clear_on_commit(key_hash)

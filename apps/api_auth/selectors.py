@@ -12,7 +12,11 @@ an edit of its date or deleted, a user deactivated or deleted, and a permission
 or group change all take effect in every process within that time. A token's
 own expiry date is compared with the clock on every request, and revoking
 through ``api_token_revoke`` (or admin) drops the entry at once in the process
-that did it. Unknown tokens are not cached (a new token works at once).
+that did it, and again when its transaction commits (``token_cache_clear_on_commit``:
+until then another thread still reads the old row, and would cache it). Every
+clear bumps a generation: a load that started before a clear does not put what it
+read in the cache (it may be the row as it was). Unknown tokens are not cached (a
+new token works at once).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from apps.common.utils import sha256_hex
@@ -39,6 +44,7 @@ class _Entry:
 
 _lock = threading.Lock()
 _cache: dict[str, _Entry] = {}
+_generation = 0  # bumped (under _lock) by every clear
 
 
 def token_cache_seconds() -> float:
@@ -46,12 +52,23 @@ def token_cache_seconds() -> float:
 
 
 def token_cache_clear(key_hash: str | None = None) -> None:
-    """Forget one token (by its hash) or every token, in this process."""
+    """Forget one token (by its hash) or every token, in this process; loads in
+    flight do not cache what they read."""
+    global _generation
     with _lock:
+        _generation += 1
         if key_hash is None:
             _cache.clear()
         else:
             _cache.pop(key_hash, None)
+
+
+def token_cache_clear_on_commit(key_hash: str | None = None) -> None:
+    """Forget now and again when the current transaction commits (at once outside
+    one): between the two, other threads still read the row as it was."""
+    token_cache_clear(key_hash)
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: token_cache_clear(key_hash))
 
 
 def _load(key_hash: str) -> ApiToken | None:
@@ -74,15 +91,19 @@ def token_authenticate(raw: str) -> ApiToken | None:
     now = time.monotonic()
     entry = _cache.get(key_hash)
     if entry is None or now - entry.loaded_at >= ttl:
+        generation = _generation
         token = _load(key_hash)
         if token is None:
-            token_cache_clear(key_hash)
+            with _lock:
+                _cache.pop(key_hash, None)
             return None
         if ttl > 0:
             with _lock:
-                if len(_cache) >= TOKEN_CACHE_MAX:
-                    _cache.clear()
-                _cache[key_hash] = _Entry(token=token, loaded_at=now)
+                # A clear since the load began: what it read may be the old row.
+                if generation == _generation:
+                    if len(_cache) >= TOKEN_CACHE_MAX:
+                        _cache.clear()
+                    _cache[key_hash] = _Entry(token=token, loaded_at=now)
     else:
         token = entry.token
     if token.expires_at is not None and token.expires_at <= timezone.now():

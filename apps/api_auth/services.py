@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.common.utils import sha256_hex
 
 from .models import ApiToken
-from .selectors import token_cache_clear
+from .selectors import token_cache_clear_on_commit
 
 TOKEN_PREFIX = "cdp_"
 # Apps whose models API tokens may touch through the service groups below.
@@ -51,8 +51,7 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
     in the others (selectors.py)."""
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
-    transaction.on_commit(lambda: token_cache_clear(token.key_hash))
-    token_cache_clear(token.key_hash)
+    token_cache_clear_on_commit(token.key_hash)
     return token
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
@@ -217,12 +217,43 @@ def _state_row(kind: str, normalized: str) -> tuple[Any, ...] | None:
     _config, sql, fixed, at_kind, at_value = template
     values = list(fixed)
     values[at_kind], values[at_value] = kind, normalized
-    # A prepared statement (per connection: psycopg prepares it on first use), so
-    # PostgreSQL does not plan it again for every decision (0.17 ms of its CPU);
-    # Django's cursors bind on the client, which cannot prepare.
+    try:
+        return _prepared_fetch(sql, values, prepare=True)
+    except DatabaseError as exc:
+        if connection.in_atomic_block or not _retryable(exc):
+            raise
+    # The connection was lost (a PostgreSQL or PgBouncer restart, between the
+    # health check and the query) or the server forgot the prepared statement
+    # (PgBouncer without max_prepared_statements, or a new server behind it):
+    # once more on a new connection, not prepared this time.
+    connection.close()
+    return _prepared_fetch(sql, values, prepare=False)
+
+
+def _retryable(exc: DatabaseError) -> bool:
+    cause = exc.__cause__
+    if isinstance(
+        cause, psycopg.errors.InvalidSqlStatementName | psycopg.errors.DuplicatePreparedStatement
+    ):
+        return True
+    raw = connection.connection
+    return isinstance(cause, psycopg.OperationalError) and (raw is None or raw.closed or raw.broken)
+
+
+def _prepared_fetch(sql: str, values: list[Any], *, prepare: bool) -> tuple[Any, ...] | None:
+    """One row of ``sql``, asked to be prepared (per connection: psycopg prepares
+    it on first use), so PostgreSQL does not plan it again for every decision
+    (0.17 ms of its CPU); Django's cursors bind on the client, which cannot
+    prepare. psycopg prepares only where the connection's ``prepare_threshold``
+    is not None, and Django sets it to None unless ``OPTIONS`` sets it (for
+    poolers): by default the statement is planned each time. As Django's own
+    cursors do: the health check first
+    (CONN_HEALTH_CHECKS: a connection a restart broke is replaced), and errors
+    as Django's, which marks the connection for closing at the request's end."""
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, values, prepare=True)
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, values, prepare=prepare)
         return cursor.fetchone()
 
 

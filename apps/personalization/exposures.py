@@ -105,11 +105,45 @@ def exposures_flush() -> int:
         return 0
     try:
         return _write(rows)
+    except _PartlyWritten as exc:
+        # Only what was not written goes back: the rest is committed already.
+        logger.exception(
+            "Writing exposures failed after %d; %d kept for the next flush.",
+            exc.written,
+            len(exc.rows),
+        )
+        _requeue(exc.rows)
+        return exc.written
     except DatabaseError:
         logger.exception("Writing %d exposures failed; kept for the next flush.", len(rows))
-        with _lock:
-            _buffer[:0] = rows[-EXPOSURE_BUFFER_MAX:]
+        _requeue(rows)
         return 0
+    except BaseException:
+        # Not the database's (a bug): nothing was committed; kept, and the caller
+        # (the flush thread) logs it.
+        _requeue(rows)
+        raise
+
+
+def _requeue(rows: list[PendingExposure]) -> None:
+    """Put rows that were not written back at the buffer's front (oldest first),
+    within its cap."""
+    with _lock:
+        _buffer[:0] = rows
+        if len(_buffer) > EXPOSURE_BUFFER_MAX:
+            dropped = len(_buffer) - EXPOSURE_BUFFER_MAX
+            del _buffer[:dropped]
+            logger.error("Exposure buffer full: %d oldest exposures dropped.", dropped)
+
+
+class _PartlyWritten(Exception):
+    """Writing row by row failed on something else than the row itself (the
+    connection lost, say): ``written`` rows are committed, ``rows`` are not."""
+
+    def __init__(self, rows: list[PendingExposure], written: int) -> None:
+        super().__init__(f"{written} exposures written, {len(rows)} not")
+        self.rows = rows
+        self.written = written
 
 
 def _write(rows: list[PendingExposure]) -> int:
@@ -122,14 +156,18 @@ def _write(rows: list[PendingExposure]) -> int:
     # Something was deleted between the statement and its commit: row by row, so
     # that only the rows pointing at it are lost.
     written = dropped = 0
-    for row in rows:
-        try:
-            with transaction.atomic():
-                written += write([row])
-        except IntegrityError:
-            dropped += 1
-    if dropped:
-        logger.warning("%d exposures dropped: what they point at was deleted.", dropped)
+    try:
+        for i, row in enumerate(rows):
+            try:
+                with transaction.atomic():
+                    written += write([row])
+            except IntegrityError:
+                dropped += 1
+            except DatabaseError as exc:
+                raise _PartlyWritten(rows[i:], written) from exc
+    finally:
+        if dropped:
+            logger.warning("%d exposures dropped: what they point at was deleted.", dropped)
     return written
 
 
@@ -232,6 +270,14 @@ def _run() -> None:
         _wake.clear()
         try:
             exposures_flush()
+        except Exception as exc:
+            # Kept in the buffer by exposures_flush; the thread goes on (it is the
+            # process's only writer of exposures). The type only: no row's data.
+            logger.error(
+                "Exposure flush failed (%s); %d kept for the next flush.",
+                type(exc).__name__,
+                exposures_pending(),
+            )
         finally:
             # The thread's own connection: never left open between flushes.
             close_old_connections()

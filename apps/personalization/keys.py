@@ -126,11 +126,16 @@ class _Entry:
 
 _keys_lock = threading.Lock()
 _keys: dict[str, _Entry] = {}
+_keys_generation = 0  # bumped (under _keys_lock) by every forget
 KEYS_CACHE_MAX = 10_000
 
 
 def _keys_forget(key_hash: str | None = None) -> None:
+    """Forget one key or all; loads in flight do not cache what they read (it may
+    be the row as it was before the change that called this)."""
+    global _keys_generation
     with _keys_lock:
+        _keys_generation += 1
         if key_hash is None:
             _keys.clear()
         else:
@@ -145,15 +150,18 @@ def publishable_key_get(raw: str) -> PublishableKey | None:
     entry = _keys.get(key_hash)
     if entry is not None and now - entry.loaded_at < ttl:
         return entry.key
+    generation = _keys_generation
     key = PublishableKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
     if key is None:
-        _keys_forget(key_hash)
+        with _keys_lock:
+            _keys.pop(key_hash, None)
         return None
     if ttl > 0:
         with _keys_lock:
-            if len(_keys) >= KEYS_CACHE_MAX:
-                _keys.clear()
-            _keys[key_hash] = _Entry(key=key, loaded_at=now)
+            if generation == _keys_generation:  # no forget since the load began
+                if len(_keys) >= KEYS_CACHE_MAX:
+                    _keys.clear()
+                _keys[key_hash] = _Entry(key=key, loaded_at=now)
     return key
 
 
@@ -225,7 +233,15 @@ def origins_allowed() -> frozenset[str]:
 
 
 def origins_cache_clear() -> None:
-    """Forget the cached origins and keys (this process)."""
+    """Forget the cached origins and keys (this process), now and again when the
+    current transaction commits (at once outside one): admin saves in a
+    transaction, and until it commits other threads still read the old rows."""
+    _origins_keys_forget()
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(_origins_keys_forget)
+
+
+def _origins_keys_forget() -> None:
     global _origins
     _origins = None
     _keys_forget()

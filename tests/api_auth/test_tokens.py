@@ -3,18 +3,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
+import threading
 import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.apps import apps as django_apps
+from django.contrib.admin import site
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import CommandError, call_command
-from django.test import Client
+from django.db import connection, transaction
+from django.test import Client, RequestFactory
 from django.utils import timezone
 
+from apps.api_auth import selectors
+from apps.api_auth.admin import ApiTokenAdmin
 from apps.api_auth.models import ApiToken
 from apps.api_auth.selectors import token_cache_clear
 from apps.api_auth.services import api_token_create, api_token_revoke
@@ -216,4 +221,69 @@ def test_an_expiry_date_passing_counts_at_once_even_when_cached(settings: Any) -
     assert client.get("/api/v1/profiles").status_code == 200  # cached for a minute
     time.sleep(0.35)
     assert client.get("/api/v1/profiles").status_code == 401
+    token_cache_clear()
+
+
+def test_a_load_that_began_before_a_revocation_does_not_cache_the_old_row(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given tokens cached for 10 minutes, and a request whose load of the token row
+    # reads it live, then, before it puts it in the cache, another thread revokes it
+    settings.CDP = {**settings.CDP, "API_TOKEN_CACHE_SECONDS": 600}
+    token_cache_clear()
+    user = get_user_model().objects.create_user("reporting")
+    token, raw = api_token_create(name="t", user=user)
+    real_load = selectors._load
+
+    def load_then_revoked(key_hash: str) -> ApiToken | None:
+        found = real_load(key_hash)
+        api_token_revoke(token=ApiToken.objects.get(pk=token.pk))
+        return found
+
+    monkeypatch.setattr(selectors, "_load", load_then_revoked)
+    # when that request authenticates (it read the row before the revocation)
+    assert selectors.token_authenticate(raw) is not None
+    monkeypatch.setattr(selectors, "_load", real_load)
+    # then what it read is not cached: the next request sees the revocation
+    assert selectors.token_authenticate(raw) is None
+    token_cache_clear()
+
+
+def _authenticate_in_another_thread(raw: str) -> ApiToken | None:
+    found: list[ApiToken | None] = []
+
+    def run() -> None:
+        try:
+            found.append(selectors.token_authenticate(raw))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return found[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_token_revoked_in_admin_is_not_cached_by_a_thread_reading_before_the_commit(
+    settings: Any,
+) -> None:
+    # given tokens cached for 10 minutes
+    settings.CDP = {**settings.CDP, "API_TOKEN_CACHE_SECONDS": 600}
+    token_cache_clear()
+    admin_user = get_user_model().objects.create_superuser("admin", password="pw")
+    user = get_user_model().objects.create_user("reporting")
+    token, raw = api_token_create(name="t", user=user)
+    model_admin = ApiTokenAdmin(ApiToken, site)
+    request = RequestFactory().post("/")
+    request.user = admin_user
+    # when admin revokes it (in the change view's transaction) and, before the
+    # commit, another thread authenticates it (it reads the committed, live row)
+    with transaction.atomic():
+        token.revoked_at = timezone.now()
+        model_admin.save_model(request, token, form=None, change=True)
+        assert _authenticate_in_another_thread(raw) is not None
+    # then after the commit the token is refused in this process at once
+    assert selectors.token_authenticate(raw) is None
+    assert _authenticate_in_another_thread(raw) is None
     token_cache_clear()

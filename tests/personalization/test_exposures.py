@@ -5,6 +5,7 @@ what the ORM writer writes."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from apps.identity.models import Profile
 from apps.identity.services import profile_merge
+from apps.personalization import exposures as exposures_module
 from apps.personalization import services
 from apps.personalization.decide import decide
 from apps.personalization.exposures import (
@@ -24,6 +26,7 @@ from apps.personalization.exposures import (
     _write_orm,
     _write_sql,
     exposures_flush,
+    exposures_pending,
     exposures_record,
 )
 from apps.personalization.models import Exposure, Placement
@@ -173,3 +176,91 @@ def test_the_one_statement_writer_writes_what_the_orm_writer_writes(
     # then they wrote the same rows
     assert by_sql == by_orm
     Profile.objects.all().delete()
+
+
+def _exposure(profile: Profile, placement: Placement, *, holdout: bool = False) -> PendingExposure:
+    return PendingExposure(
+        profile_id=profile.pk,
+        placement_id=placement.pk,
+        variant_id=variant("hero-default").pk,
+        rule_id=None,
+        holdout=holdout,
+        at=timezone.now(),
+    )
+
+
+@postgres_only
+def test_a_failure_partway_through_the_row_by_row_writer_keeps_only_the_unwritten_rows(
+    buffered: None, hero: Placement, make_profile: Callable[..., Profile]
+) -> None:
+    # given a database that refuses any batch of several exposures (as a foreign
+    # key deleted under it would) and fails, as a lost connection does, on the one
+    # held-out exposure written alone
+    table = Exposure._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION f3_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF (SELECT count(*) FROM new_rows) > 1 THEN
+                    RAISE EXCEPTION 'batch refused' USING ERRCODE = '23503';
+                END IF;
+                IF EXISTS (SELECT 1 FROM new_rows WHERE holdout) THEN
+                    RAISE EXCEPTION 'canceled' USING ERRCODE = '57014';
+                END IF;
+                RETURN NULL;
+            END $$"""
+        )
+        cursor.execute(
+            f'CREATE TRIGGER f3_refuse AFTER INSERT ON "{table}" REFERENCING NEW TABLE '
+            "AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION f3_refuse()"
+        )
+    a, b, c = (make_profile(("user_id", x)) for x in "abc")
+    exposures_record([_exposure(a, hero), _exposure(b, hero, holdout=True), _exposure(c, hero)])
+    # when the buffer is flushed: the first row is written alone, the second fails
+    assert exposures_flush() == 1
+    # then only the two unwritten rows are kept, and written at the next flush
+    assert exposures_pending() == 2
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TRIGGER f3_refuse ON "{table}"')
+    assert exposures_flush() == 2
+    # each exactly once
+    assert sorted(Exposure.objects.values_list("profile_id", flat=True), key=str) == sorted(
+        [a.pk, b.pk, c.pk], key=str
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unexpected_error_in_the_flush_thread_keeps_the_rows_and_the_thread(
+    settings: Any,
+    hero: Placement,
+    make_profile: Callable[..., Profile],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given the flush thread running every 20 ms, and a buffered row it cannot write
+    # for a reason that is not the database's (a bug: here not an exposure at all)
+    settings.CDP = {**settings.CDP, "DECIDE_EXPOSURE_FLUSH_MS": 20}
+    bad: Any = object()
+    with caplog.at_level(logging.ERROR, logger="apps.personalization.exposures"):
+        exposures_record([bad])
+        exposures_module._wake.set()  # a thread started by an earlier test may sleep long
+        # when it has tried
+        deadline = time.monotonic() + 5
+        while "Exposure flush failed" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+    # then the row is still buffered, the thread alive, and the log names the error
+    pending = exposures_pending()
+    thread = exposures_module._thread
+    with exposures_module._lock:
+        exposures_module._buffer[:] = [r for r in exposures_module._buffer if r is not bad]
+    assert "Exposure flush failed (AttributeError)" in caplog.text
+    assert pending == 1
+    assert thread is not None and thread.is_alive()
+    # and once the bad row is gone, the same thread writes the next ones
+    profile = make_profile(("user_id", "ada"))
+    exposures_record([_exposure(profile, hero)])
+    deadline = time.monotonic() + 5
+    while not Exposure.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(Exposure.objects.values_list("profile_id", flat=True)) == [profile.pk]
+    assert exposures_module._thread is thread

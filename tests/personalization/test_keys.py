@@ -4,23 +4,29 @@ user_hash), no segment in the reason, and CORS for the key's origins only."""
 from __future__ import annotations
 
 import hmac
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
-from django.test import Client
+from django.contrib.admin import site
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.identity.models import Profile
 from apps.personalization import services
+from apps.personalization.admin import PublishableKeyAdmin
 from apps.personalization.keys import (
     identity_secret,
     identity_secret_rotate,
     publishable_key_create,
+    publishable_key_get,
     publishable_key_revoke,
     user_hash_compute,
     user_hash_valid,
@@ -354,3 +360,39 @@ def test_admin_shows_the_identity_secret_once_and_rotates_it(
     assert user_hash_valid(key, "ada", user_hash_compute(rotated, "ada"))
     # and neither secret went to a log
     assert secret not in caplog.text and rotated not in caplog.text
+
+
+def _key_in_another_thread(raw: str) -> PublishableKey | None:
+    found: list[PublishableKey | None] = []
+
+    def run() -> None:
+        try:
+            found.append(publishable_key_get(raw))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return found[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_revoked_in_admin_is_not_cached_by_a_thread_reading_before_the_commit(
+    settings: Any,
+) -> None:
+    # given keys cached for 10 minutes, and a key
+    settings.CDP = {**settings.CDP, "API_TOKEN_CACHE_SECONDS": 600}
+    key, raw = publishable_key_create(name="shop", allowed_origins=[SHOP])
+    admin_user = get_user_model().objects.create_superuser("admin", password="pw")
+    request = RequestFactory().post("/")
+    request.user = admin_user
+    # when admin revokes it (in the change view's transaction) and, before the
+    # commit, another thread reads it (the committed row: live) and caches it
+    with transaction.atomic():
+        key.revoked_at = timezone.now()
+        PublishableKeyAdmin(PublishableKey, site).save_model(request, key, form=None, change=True)
+        assert _key_in_another_thread(raw) is not None
+    # then after the commit it is refused in this process at once
+    assert publishable_key_get(raw) is None
+    assert _key_in_another_thread(raw) is None

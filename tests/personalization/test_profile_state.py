@@ -4,12 +4,14 @@ each kind of purpose, current and exited memberships, holdout keys, merges."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -121,3 +123,96 @@ def test_a_merged_profile_and_an_unknown_one(make_profile: Callable[..., Profile
     assert state is not None and state.profile_id == survivor.pk
     assert profile_state_for("user_id:nobody") is None
     assert profile_state_for(f"id:{survivor.pk}") == profile_state_load(survivor.pk)
+
+
+# After a restart of PostgreSQL (or of a PgBouncer in front of it) each thread's
+# persistent connection is broken, or its prepared statement gone: the next
+# decision must still answer. A real backend is terminated from another
+# connection, as a restart does.
+
+
+@pytest.fixture
+def persistent_connection(django_settings: Any) -> Iterator[None]:
+    """Connections kept between requests with health checks, as in production; the
+    identity rules and consent configuration cached, as between requests (so the
+    one query is the first of a decision)."""
+    django_settings.CDP = {
+        **django_settings.CDP,
+        "DECIDE_MAPPING_CHECK_MS": 600_000,
+        "CONSENT_CACHE_SECONDS": 600,
+    }
+    keys = ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "OPTIONS")
+    saved = {k: connection.settings_dict[k] for k in keys}
+    connection.close()
+    # prepared statements on (Django turns them off unless OPTIONS asks for them)
+    options = {**saved["OPTIONS"], "prepare_threshold": 5}
+    connection.settings_dict.update(CONN_MAX_AGE=600, CONN_HEALTH_CHECKS=True, OPTIONS=options)
+    decide_module._template = None
+    yield
+    connection.close()
+    connection.settings_dict.update(saved)
+
+
+def _terminate_backend() -> None:
+    pid = connection.connection.info.backend_pid
+    params = connection.get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        # wait until the backend is gone, so the next query sees it dead
+        for _ in range(100):
+            row = other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+            if row.fetchone() is None:
+                break
+            time.sleep(0.02)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_restarted_database_is_seen_by_the_health_check_at_the_next_request(
+    persistent_connection: None, make_profile: Callable[..., Profile]
+) -> None:
+    # given a thread's connection, used by one decision, then broken by a restart
+    profile = make_profile(("user_id", "ada"))
+    assert profile_state_for("user_id:ada") is not None
+    broken = connection.connection
+    _terminate_backend()
+    # when the next request starts (Django's request_started) and decides
+    close_old_connections()
+    state = profile_state_for("user_id:ada")
+    # then it answers, on a new connection
+    assert state is not None and state.profile_id == profile.pk
+    assert connection.connection is not broken and not connection.connection.broken
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_after_the_health_check_is_retried_once(
+    persistent_connection: None, make_profile: Callable[..., Profile]
+) -> None:
+    # given a connection health-checked for this request, then broken
+    profile = make_profile(("user_id", "ada"))
+    close_old_connections()
+    assert profile_state_for("user_id:ada") is not None
+    _terminate_backend()
+    # when the same request decides again
+    state = profile_state_for("user_id:ada")
+    # then it answers, on a new connection
+    assert state is not None and state.profile_id == profile.pk
+    assert not connection.connection.broken
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statement_the_server_forgot_is_run_again(
+    persistent_connection: None, make_profile: Callable[..., Profile]
+) -> None:
+    # given the one query prepared on this connection, then forgotten by the server
+    # (as PgBouncer in transaction mode does without max_prepared_statements)
+    profile = make_profile(("user_id", "ada"))
+    assert profile_state_for("user_id:ada") is not None
+    assert profile_state_for("user_id:nobody") is None
+    with psycopg.Cursor(connection.connection) as cursor:
+        assert cursor.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] >= 1
+    # (on the wire, behind psycopg's back, which would forget them too otherwise)
+    connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
+    # when the next decisions run
+    states = [profile_state_for("user_id:ada") for _ in range(3)]
+    # then each answers
+    assert all(s is not None and s.profile_id == profile.pk for s in states)
