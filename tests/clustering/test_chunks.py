@@ -207,6 +207,7 @@ def test_a_chunk_done_twice_stages_its_rows_once(make_config, monkeypatch):
     chunk = RunChunk.objects.get(run=run, index=1)
     chunk.status = ChunkStatus.QUEUED
     chunk.save()
+    ClusteringRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
     claimed = chunk_claim(run.pk, index=1)
     assert claimed is not None and chunk_claim(run.pk, index=1) is None
     chunk_run(claimed, AssignModel.of_run(run))
@@ -255,32 +256,242 @@ def test_a_failed_chunk_fails_the_run_and_keeps_the_memberships(make_config, mon
     assert not WrittenStaging.objects.exists()
 
 
-@pytest.mark.django_db
-def test_a_chunk_whose_worker_stopped_fails_the_run(make_config, monkeypatch):
-    # given a run whose chunks no one takes but a worker that stopped long ago
-    archetype_population(40)
-    config = make_config(k_max=6, min_cluster_size=5)
-    _with_chunks(monkeypatch, 100, local=False)
+def _claimed_long_ago(monkeypatch: Any, seconds: float) -> None:
+    """The run's chunks are all claimed ``seconds`` ago by a worker (which did
+    none of them), and the run queues no task for them."""
     original = chunks_module.chunks_work
 
     def stopped_worker(run: Any, planned: Any, *args: Any, **kwargs: Any) -> Any:
-        long_ago = time.time() - chunks_module.CHUNK_TIME_LIMIT - 120
         from datetime import UTC, datetime
 
         RunChunk.objects.filter(run=run).update(
-            status=ChunkStatus.RUNNING, claimed_at=datetime.fromtimestamp(long_ago, UTC)
+            status=ChunkStatus.RUNNING,
+            claimed_at=datetime.fromtimestamp(time.time() - seconds, UTC),
+            done_by="gone:1",
         )
         return original(run, planned, *args, **{**kwargs, "dispatch": False})
 
     from apps.clustering import run as run_module
 
     monkeypatch.setattr(run_module, "chunks_work", stopped_worker)
+
+
+@pytest.mark.django_db
+def test_a_chunk_whose_worker_stopped_fails_the_run(not_eager: None, make_config, monkeypatch):
+    # given a run whose chunks no one takes but a worker that stopped long ago
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    _with_chunks(monkeypatch, 100, local=False)
+    _claimed_long_ago(monkeypatch, chunks_module.CHUNK_LOST_AFTER + 60)
     run = recluster(config_id=config.pk)
 
     # then the run fails and says so, writing nothing
     assert run is not None and run.status == RunStatus.FAILED
     assert run.error == "chunk 0: its worker stopped before it finished"
     assert not Membership.objects.exists()
+    assert set(run.chunks.values_list("status", flat=True)) == {ChunkStatus.FAILED}
+
+
+@pytest.mark.django_db
+def test_a_chunk_whose_worker_died_is_taken_back(make_config, monkeypatch):
+    # given a run whose chunks were claimed by a worker that died (past the
+    # chunk task's hard time limit, with no result)
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    _with_chunks(monkeypatch, 100)
+    _claimed_long_ago(monkeypatch, chunks_module.CHUNK_HARD_LIMIT + 5)
+
+    # when the run works through its chunks
+    run = recluster(config_id=config.pk)
+
+    # then it took them back and did them: the run succeeds
+    assert run is not None and run.status == RunStatus.SUCCEEDED, run.error
+    chunks = list(run.chunks.all())
+    assert {c.status for c in chunks} == {ChunkStatus.DONE}
+    assert all(c.done_by != "gone:1" for c in chunks)
+    assert Membership.objects.filter(exited_at__isnull=True).count() == 200
+
+
+@pytest.mark.django_db
+def test_a_redelivered_task_takes_back_a_chunk_only_past_the_hard_limit(make_config, monkeypatch):
+    # given a run held at its swap, one chunk claimed by a worker still in time
+    # and one by a worker past the hard limit
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    _with_chunks(monkeypatch, 70)
+    run = _held_at_swap(config, monkeypatch)
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.clustering.tasks import assign_chunk
+
+    now = timezone.now()
+    RunChunk.objects.filter(run=run, index=0).update(
+        status=ChunkStatus.RUNNING, claimed_at=now - timedelta(seconds=30)
+    )
+    RunChunk.objects.filter(run=run, index=1).update(
+        status=ChunkStatus.RUNNING,
+        claimed_at=now - timedelta(seconds=chunks_module.CHUNK_HARD_LIMIT + 5),
+    )
+
+    # when both tasks are delivered again
+    # then the one in time is left to its worker, the other is done again
+    assert assign_chunk.apply(args=[run.pk, 0]).get() == "skipped"
+    assert assign_chunk.apply(args=[run.pk, 1]).get() == ChunkStatus.DONE
+    again = RunChunk.objects.get(run=run, index=1)
+    assert again.claimed_at > now - timedelta(seconds=5)
+
+
+def _held_at_swap(config: Any, monkeypatch: Any) -> ClusteringRun:
+    """A run of ``config`` whose chunks are done, stopped just before its swap,
+    and left running (as if its process were still at it)."""
+    from apps.clustering import run as run_module
+
+    def no_swap(**kwargs: Any) -> None:
+        raise RuntimeError("held back")
+
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "written_segments_swap", no_swap)
+        m.setattr(run_module, "written_stage_drop", lambda token: None)
+        run = recluster(config_id=config.pk)
+    assert run is not None and run.status == RunStatus.FAILED
+    ClusteringRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
+    run.refresh_from_db()
+    return run
+
+
+@pytest.mark.django_db
+def test_the_chunks_of_a_failed_run_stage_nothing(make_config, monkeypatch):
+    # given a run whose third chunk breaks, while a worker holds its last chunk
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    _with_chunks(monkeypatch, 50)
+    original = chunks_module.chunk_assign
+    held: list[RunChunk] = []
+
+    def breaking(model: Any, data: Any, kept: Any) -> Any:
+        if not held:
+            claimed = chunk_claim(RunChunk.objects.latest("pk").run_id, last_first=True)
+            assert claimed is not None
+            held.append(claimed)
+            raise OSError("node lost its disk")
+        return original(model, data, kept)
+
+    monkeypatch.setattr(chunks_module, "chunk_assign", breaking)
+    run = recluster(config_id=config.pk)
+    assert run is not None and run.status == RunStatus.FAILED
+    monkeypatch.setattr(chunks_module, "chunk_assign", original)
+
+    # when the worker holding a chunk finishes it, and a queued chunk's task
+    # is delivered afterwards
+    from apps.clustering.tasks import assign_chunk
+
+    chunk_run(held[0], AssignModel.of_run(run))
+    assert assign_chunk.apply(args=[run.pk, 2]).get() == "skipped"
+
+    # then neither staged anything, and every chunk of the run is failed
+    assert not WrittenStaging.objects.exists()
+    assert set(run.chunks.values_list("status", flat=True)) == {ChunkStatus.FAILED}
+    assert chunk_claim(run.pk) is None
+
+
+@pytest.mark.django_db
+def test_rows_staged_under_a_failed_run_are_dropped_by_the_next_run(make_config):
+    # given rows staged under a run that failed (a straggler of an older
+    # version, a process stopped between failing and dropping)
+    archetype_population(40)
+    other = make_config(key="other", k_max=6, min_cluster_size=5)
+    config = make_config(k_max=6, min_cluster_size=5)
+    failed = ClusteringRun.objects.create(config=other, status=RunStatus.FAILED)
+    pid = ProfileFeatures.objects.values_list("profile_id", flat=True).first()
+    WrittenStaging.objects.create(token=failed.pk, chunk=0, slot=0, profile_id=pid, distance=1)
+
+    # when a run of another config runs
+    run = recluster(config_id=config.pk)
+
+    # then they are gone
+    assert run is not None and run.status == RunStatus.SUCCEEDED, run.error
+    assert not WrittenStaging.objects.exists()
+
+
+def _before_swap(monkeypatch: Any, meddle: Any) -> None:
+    """``meddle(run_id)`` runs in the write's transaction just before the swap."""
+    from apps.clustering import run as run_module
+
+    original = run_module.written_segments_swap
+
+    def swap(**kwargs: Any) -> Any:
+        meddle(kwargs["staged"])
+        return original(**kwargs)
+
+    monkeypatch.setattr(run_module, "written_segments_swap", swap)
+
+
+@pytest.mark.django_db
+def test_a_swap_missing_staged_rows_fails_the_run_and_keeps_the_memberships(
+    make_config, monkeypatch
+):
+    # given a good run
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    good = recluster(config_id=config.pk)
+    assert good is not None and good.status == RunStatus.SUCCEEDED
+    before = set(
+        Membership.objects.filter(exited_at__isnull=True).values_list("segment_id", "profile_id")
+    )
+
+    # when rows staged by the next run's chunks are lost before its swap (an
+    # unlogged table after a crash)
+    def lose(token: int) -> None:
+        WrittenStaging.objects.filter(token=token, chunk=1).delete()
+
+    _before_swap(monkeypatch, lose)
+    _with_chunks(monkeypatch, 50)
+    run = recluster(config_id=config.pk)
+
+    # then the run fails, saying so, and the previous memberships stay
+    assert run is not None and run.status == RunStatus.FAILED
+    assert run.error == (
+        f"150 of the 200 memberships staged under {run.pk} are there; nothing was swapped"
+    )
+    config.refresh_from_db()
+    assert config.current_run_id == good.pk
+    after = set(
+        Membership.objects.filter(exited_at__isnull=True).values_list("segment_id", "profile_id")
+    )
+    assert after == before
+    assert not WrittenStaging.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_profiles_erased_or_merged_before_the_swap_are_left_out(make_config, monkeypatch):
+    # given a run whose chunks staged every profile
+    population = archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    from apps.identity.models import Profile
+
+    erased, merged, into = (population.profile_ids[i] for i in (3, 7, 8))
+
+    # when, before its swap, one staged profile is erased and one merged
+    def meddle(token: int) -> None:
+        assert WrittenStaging.objects.filter(token=token, profile_id=erased).exists()
+        Profile.objects.filter(pk=erased).delete()
+        Profile.objects.filter(pk=merged).update(merged_into_id=into)
+
+    _before_swap(monkeypatch, meddle)
+    _with_chunks(monkeypatch, 50)
+    run = recluster(config_id=config.pk)
+
+    # then the run succeeds (its commit too) without them, and says how many
+    assert run is not None and run.status == RunStatus.SUCCEEDED, run.error
+    run.refresh_from_db()
+    assert run.model["skipped_at_swap"] == 2
+    members = set(
+        Membership.objects.filter(exited_at__isnull=True).values_list("profile_id", flat=True)
+    )
+    assert len(members) == 198 and erased not in members and merged not in members
+    assert into in members
 
 
 @pytest.mark.django_db
