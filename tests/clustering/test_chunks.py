@@ -165,10 +165,16 @@ def test_a_worker_assigns_the_chunks_of_a_run(not_eager: None, make_config, monk
     assert one is not None and one.status == RunStatus.SUCCEEDED, one.error
 
     # when the other runs with its chunks left to a Celery worker consuming
-    # from the broker (the run's own process assigns none of them)
+    # from the broker (the run's own process assigns none), on both queues as
+    # a plain worker does (a worker's queue selection stays on the app)
     _with_chunks(monkeypatch, size, local=False)
     with start_worker(
-        celery_app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"
+        celery_app,
+        perform_ping_check=False,
+        pool="solo",
+        concurrency=1,
+        loglevel="WARNING",
+        queues=["celery", "clustering"],
     ):
         many = recluster(config_id=config_many.pk)
 
@@ -178,6 +184,17 @@ def test_a_worker_assigns_the_chunks_of_a_run(not_eager: None, make_config, monk
     assert set(many.chunks.values_list("status", flat=True)) == {ChunkStatus.DONE}
     _assert_same(_outcome(one), _outcome(many))
     assert not WrittenStaging.objects.exists()
+
+
+def test_chunk_tasks_have_a_queue_of_their_own_that_a_plain_worker_consumes() -> None:
+    from apps.clustering.tasks import assign_chunk
+    from apps.events.tasks import events_process_pending
+
+    router = celery_app.amqp.router
+    assert router.route({}, assign_chunk.name)["queue"].name == "clustering"
+    assert router.route({}, events_process_pending.name)["queue"].name == "celery"
+    # a worker started without -Q consumes every declared queue
+    assert set(celery_app.amqp.queues) == {"celery", "clustering"}
 
 
 @pytest.mark.django_db
