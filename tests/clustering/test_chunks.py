@@ -564,3 +564,51 @@ def test_a_sampled_fit_in_chunks_keeps_its_own_labels(make_config, monkeypatch, 
     kept = sum(len(c.kept_labels) for c in many.chunks.all())
     assert kept == many.sample_size
     _assert_same(_outcome(one), _outcome(many))
+
+
+def _membership_rows_read(plan: dict[str, Any]) -> int:
+    """Rows the scans of segments_membership in an EXPLAIN ANALYZE plan returned."""
+    own = plan["Actual Rows"] * plan.get("Actual Loops", 1)
+    here = own if plan.get("Relation Name") == "segments_membership" else 0
+    return here + sum(_membership_rows_read(p) for p in plan.get("Plans", []))
+
+
+@pytest.mark.django_db
+def test_a_chunk_reads_only_its_range_of_the_memberships(make_config):
+    # given a run's clusters (200 members), one of them the population
+    from django.db import connection
+
+    from apps.clustering.extract import _query
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL plan")
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    run = recluster(config_id=config.pk)
+    assert run is not None and run.status == RunStatus.SUCCEEDED
+    segments = list(run.clusters.order_by("index").values_list("segment_id", flat=True))
+    ids = sorted(ProfileFeatures.objects.values_list("profile_id", flat=True))
+    lo, hi = ids[20], ids[59]
+
+    # when a chunk of 40 of them is extracted (each table scanned once, whole)
+    sql, params = _query(
+        ["orders_count"],
+        postgres=True,
+        population_segment_id=segments[0],
+        previous_segments=segments,
+        profile_ids=None,
+        id_range=(lo, hi),
+    )
+    from django.utils import timezone
+
+    params["now"] = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute("SET LOCAL enable_nestloop = off")
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+
+    # then the membership scans return only rows of its range (twice at most:
+    # the population's and the previous clusters'), not all 200 members
+    assert _membership_rows_read(plan) <= 2 * 40
