@@ -612,3 +612,44 @@ def test_a_chunk_reads_only_its_range_of_the_memberships(make_config):
     # then the membership scans return only rows of its range (twice at most:
     # the population's and the previous clusters'), not all 200 members
     assert _membership_rows_read(plan) <= 2 * 40
+
+
+@pytest.mark.django_db
+def test_waiting_for_workers_polls_twice_a_second_reading_only_the_states(make_config):
+    # given a running run whose one chunk a worker is at
+    import uuid
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from apps.clustering.fitting import RunTimeout
+
+    config = make_config()
+    run = ClusteringRun.objects.create(config=config, status=RunStatus.RUNNING)
+    RunChunk.objects.create(
+        run=run,
+        index=0,
+        first_id=uuid.UUID(int=0),
+        last_id=uuid.UUID(int=2**128 - 1),
+        status=ChunkStatus.RUNNING,
+        claimed_at=timezone.now(),
+        partial={"n": 1, "sizes": list(range(10_000))},
+    )
+
+    # when the run waits 1.2 s for it
+    with CaptureQueriesContext(connection) as queries, pytest.raises(RunTimeout):
+        chunks_module.chunks_work(
+            run,
+            [],
+            None,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            dispatch=False,
+            local=False,
+            deadline=time.monotonic() + 1.2,
+        )
+
+    # then it looked about every half second, at the chunks' states only
+    polls = [q["sql"] for q in queries.captured_queries if "clustering_runchunk" in q["sql"]]
+    assert 2 <= len(polls) <= 4
+    assert not any('"partial"' in sql or '"kept_labels"' in sql for sql in polls)
