@@ -271,9 +271,9 @@ def chunk_run(chunk: RunChunk, model: AssignModel, data: Extracted | None = None
         logger.exception("chunk %s of clustering run %s failed", chunk.index, chunk.run_id)
         chunk.status, chunk.error = ChunkStatus.FAILED, f"{type(exc).__name__}: {exc}"[:500]
         chunk.seconds = round(time.monotonic() - clock, 4)
-        RunChunk.objects.filter(pk=chunk.pk, status=ChunkStatus.RUNNING).update(
-            status=chunk.status, error=chunk.error, seconds=chunk.seconds
-        )
+        RunChunk.objects.filter(
+            pk=chunk.pk, status=ChunkStatus.RUNNING, claimed_at=chunk.claimed_at
+        ).update(status=chunk.status, error=chunk.error, seconds=chunk.seconds)
         if not isinstance(exc, Exception):
             raise
 

@@ -159,20 +159,16 @@ def _staged_members(
     """SQLite: the staged rows read back as each segment's arrays, without the
     profiles erased or merged since they were staged; and how many those were."""
     by_slot: dict[int, tuple[list[bytes], list[float]]] = {}
+    staged = WrittenStaging.objects.filter(token=token)
+    found = staged.count()
+    _check_complete(token, found, expected)
     rows = list(
-        WrittenStaging.objects.filter(token=token).values_list("slot", "profile_id", "distance")
+        staged.filter(
+            profile_id__in=Profile.objects.filter(merged_into__isnull=True).values("pk")
+        ).values_list("slot", "profile_id", "distance")
     )
-    _check_complete(token, len(rows), expected)
-    live = set(
-        Profile.objects.filter(
-            pk__in={pid for _, pid, _ in rows}, merged_into__isnull=True
-        ).values_list("pk", flat=True)
-    )
-    skipped = 0
+    skipped = found - len(rows)
     for slot, pid, d in rows:
-        if pid not in live:
-            skipped += 1
-            continue
         ids, ds = by_slot.setdefault(slot, ([], []))
         ids.append(pid.bytes)
         ds.append(d)

@@ -653,3 +653,36 @@ def test_waiting_for_workers_polls_twice_a_second_reading_only_the_states(make_c
     polls = [q["sql"] for q in queries.captured_queries if "clustering_runchunk" in q["sql"]]
     assert 2 <= len(polls) <= 4
     assert not any('"partial"' in sql or '"kept_labels"' in sql for sql in polls)
+
+
+@pytest.mark.django_db
+def test_a_straggler_leaves_alone_a_chunk_taken_back_from_it(make_config, monkeypatch):
+    # given a chunk of a running run claimed by a worker, then taken back by
+    # another (its claim is newer)
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    _with_chunks(monkeypatch, 70)
+    run = _held_at_swap(config, monkeypatch)
+    WrittenStaging.objects.filter(token=run.pk, chunk=1).delete()
+    RunChunk.objects.filter(run=run, index=1).update(status=ChunkStatus.QUEUED)
+    straggler = chunk_claim(run.pk, index=1)
+    assert straggler is not None
+    from datetime import timedelta
+
+    RunChunk.objects.filter(pk=straggler.pk).update(
+        claimed_at=straggler.claimed_at + timedelta(seconds=1), done_by="other:2"
+    )
+
+    # when the straggler finishes it, and when it fails at it
+    chunk_run(straggler, AssignModel.of_run(run))
+
+    def breaking(*args: Any) -> Any:
+        raise OSError("late")
+
+    monkeypatch.setattr(chunks_module, "chunk_assign", breaking)
+    chunk_run(straggler, AssignModel.of_run(run))
+
+    # then it staged nothing and the chunk is still the other worker's, running
+    assert not WrittenStaging.objects.filter(token=run.pk, chunk=1).exists()
+    chunk = RunChunk.objects.get(pk=straggler.pk)
+    assert (chunk.status, chunk.done_by) == (ChunkStatus.RUNNING, "other:2")
