@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.segments.written import UUID_DTYPE, written_stage_chunk
@@ -40,11 +41,16 @@ from apps.segments.written import UUID_DTYPE, written_stage_chunk
 from . import fitting
 from .extract import Extracted, features_extract
 from .fitting import Transformer
-from .models import ChunkStatus, ClusteringRun, RunChunk
+from .models import ChunkStatus, ClusteringRun, RunChunk, RunStatus
 
 logger = logging.getLogger(__name__)
 
 CHUNK_TIME_LIMIT = 600  # seconds a chunk may take (the task's soft limit)
+CHUNK_HARD_LIMIT = CHUNK_TIME_LIMIT + 60  # the task's hard limit: past it, its worker is gone
+# A chunk claimed longer ago than this fails the run: a chunk taken back after
+# its worker died (at CHUNK_HARD_LIMIT) had its own full time limit too.
+CHUNK_LOST_AFTER = 2 * CHUNK_HARD_LIMIT + 60
+POLL_SECONDS = 0.5
 # Profiles per chunk, and whether the run's own process assigns chunks too
 # (settings.CDP["CLUSTERING_CHUNK_SIZE"] and ["CLUSTERING_ASSIGN_LOCAL"] override).
 CHUNK_SIZE = 250_000
@@ -121,15 +127,20 @@ def chunks_plan(
 def chunk_claim(
     run_id: int, *, index: int | None = None, last_first: bool = False
 ) -> RunChunk | None:
-    """Take a queued chunk of the run (this one, or the first or last queued),
-    or None when there is none left to take."""
+    """Take a chunk of a running run (this one, or the first or last to take):
+    a queued one, or one claimed longer ago than a chunk's hard time limit (its
+    worker died: a redelivered task, or the run's own process, takes it back).
+    None when there is none left to take, or the run is no longer running."""
+    stale = timezone.now() - timedelta(seconds=CHUNK_HARD_LIMIT)
     with transaction.atomic():
-        queued = RunChunk.objects.select_for_update(skip_locked=True).filter(
-            run_id=run_id, status=ChunkStatus.QUEUED
+        takeable = RunChunk.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+            Q(status=ChunkStatus.QUEUED) | Q(status=ChunkStatus.RUNNING, claimed_at__lt=stale),
+            run_id=run_id,
+            run__status=RunStatus.RUNNING,
         )
         if index is not None:
-            queued = queued.filter(index=index)
-        chunk = queued.order_by("-index" if last_first else "index").first()
+            takeable = takeable.filter(index=index)
+        chunk = takeable.order_by("-index" if last_first else "index").first()
         if chunk is None:
             return None
         chunk.status = ChunkStatus.RUNNING
@@ -137,6 +148,14 @@ def chunk_claim(
         chunk.done_by = _worker_name()
         chunk.save(update_fields=["status", "claimed_at", "done_by"])
     return chunk
+
+
+def chunks_abandon(run_id: int, why: str) -> None:
+    """A run that failed: its chunks not done are failed (a chunk still at work
+    stages nothing after this, and a queued one is never taken)."""
+    RunChunk.objects.filter(
+        run_id=run_id, status__in=[ChunkStatus.QUEUED, ChunkStatus.RUNNING]
+    ).update(status=ChunkStatus.FAILED, error=why[:500])
 
 
 # -- one chunk ----------------------------------------------------------------------
@@ -216,24 +235,47 @@ def chunk_run(chunk: RunChunk, model: AssignModel, data: Extracted | None = None
             )
         labels, distances, partial = chunk_assign(model, data, chunk.kept_labels)
         placed = labels >= 0
-        written_stage_chunk(
-            token=chunk.run_id,
-            chunk=chunk.index,
-            slots=labels[placed],
-            profile_ids=data.profile_ids[placed],
-            distances=np.nan_to_num(distances[placed]),
-        )
-        chunk.status, chunk.partial, chunk.error = ChunkStatus.DONE, partial, ""
+        with transaction.atomic():
+            # Still ours and its run still running (a run that failed has failed
+            # its chunks before dropping what they staged): stage and be done in
+            # one transaction, the chunk's row locked.
+            mine = (
+                RunChunk.objects.select_for_update(of=("self",))
+                .filter(
+                    pk=chunk.pk,
+                    status=ChunkStatus.RUNNING,
+                    claimed_at=chunk.claimed_at,
+                    run__status=RunStatus.RUNNING,
+                )
+                .exists()
+            )
+            if not mine:
+                logger.info(
+                    "chunk %s of clustering run %s: no longer this worker's, nothing staged",
+                    chunk.index,
+                    chunk.run_id,
+                )
+                chunk.refresh_from_db(fields=["status", "error"])
+                return
+            chunk.staged_rows = written_stage_chunk(
+                token=chunk.run_id,
+                chunk=chunk.index,
+                slots=labels[placed],
+                profile_ids=data.profile_ids[placed],
+                distances=np.nan_to_num(distances[placed]),
+            )
+            chunk.status, chunk.partial, chunk.error = ChunkStatus.DONE, partial, ""
+            chunk.seconds = round(time.monotonic() - clock, 4)
+            chunk.save(update_fields=["status", "partial", "error", "seconds", "staged_rows"])
     except BaseException as exc:
         logger.exception("chunk %s of clustering run %s failed", chunk.index, chunk.run_id)
         chunk.status, chunk.error = ChunkStatus.FAILED, f"{type(exc).__name__}: {exc}"[:500]
         chunk.seconds = round(time.monotonic() - clock, 4)
-        chunk.save(update_fields=["status", "error", "seconds"])
+        RunChunk.objects.filter(
+            pk=chunk.pk, status=ChunkStatus.RUNNING, claimed_at=chunk.claimed_at
+        ).update(status=chunk.status, error=chunk.error, seconds=chunk.seconds)
         if not isinstance(exc, Exception):
             raise
-        return
-    chunk.seconds = round(time.monotonic() - clock, 4)
-    chunk.save(update_fields=["status", "partial", "error", "seconds"])
 
 
 # -- the map, from the run's side ----------------------------------------------------
@@ -278,21 +320,25 @@ def chunks_work(
                 if claimed.status == ChunkStatus.FAILED:
                     raise ChunkFailed(f"chunk {claimed.index} failed: {claimed.error}")
                 continue
-        chunks = list(RunChunk.objects.filter(run=run).order_by("index"))
-        failed = [c for c in chunks if c.status == ChunkStatus.FAILED]
+        states = list(
+            RunChunk.objects.filter(run=run)
+            .order_by("index")
+            .values("index", "status", "claimed_at", "error")
+        )
+        failed = [c for c in states if c["status"] == ChunkStatus.FAILED]
         if failed:
-            raise ChunkFailed(f"chunk {failed[0].index} failed: {failed[0].error}")
-        lost = timezone.now() - timedelta(seconds=CHUNK_TIME_LIMIT + 60)
+            raise ChunkFailed(f"chunk {failed[0]['index']} failed: {failed[0]['error']}")
+        lost = timezone.now() - timedelta(seconds=CHUNK_LOST_AFTER)
         stopped = [
             c
-            for c in chunks
-            if c.status == ChunkStatus.RUNNING and c.claimed_at and c.claimed_at < lost
+            for c in states
+            if c["status"] == ChunkStatus.RUNNING and c["claimed_at"] and c["claimed_at"] < lost
         ]
         if stopped:
-            raise ChunkFailed(f"chunk {stopped[0].index}: its worker stopped before it finished")
-        if all(c.status == ChunkStatus.DONE for c in chunks):
-            return chunks
-        time.sleep(0.05)
+            raise ChunkFailed(f"chunk {stopped[0]['index']}: its worker stopped before it finished")
+        if all(c["status"] == ChunkStatus.DONE for c in states):
+            return list(RunChunk.objects.filter(run=run).order_by("index"))
+        time.sleep(POLL_SECONDS)
 
 
 # -- the reduce -----------------------------------------------------------------------
@@ -309,6 +355,7 @@ class Reduced:
     population_scaled_sd: np.ndarray
     previous_means: dict[int, np.ndarray]  # previous segment -> its members' mean in x
     contingency: np.ndarray  # previous segments (sorted) x new clusters, shared profiles
+    staged: int = 0  # memberships the chunks staged (the swap checks they are there)
 
 
 def chunks_reduce(partials: list[dict[str, Any]], k: int, width: int, dims: int) -> Reduced:

@@ -105,38 +105,46 @@ def _query(
         for f in features
     ]
     params: dict[str, object] = {}
-    joins = ""
-    where = []
-    if population_segment_id is not None:
-        joins += (
-            " JOIN segments_membership pm ON pm.profile_id = pf.profile_id"
-            " AND pm.segment_id = %(population)s AND pm.exited_at IS NULL"
-        )
-        params["population"] = population_segment_id
-    if previous_segments:
-        ids = ", ".join(str(int(s)) for s in previous_segments)
-        joins += (
-            " LEFT JOIN (SELECT profile_id, MIN(segment_id) AS sid FROM segments_membership"
-            f" WHERE exited_at IS NULL AND segment_id IN ({ids}) GROUP BY profile_id) cm"
-            " ON cm.profile_id = pf.profile_id"
-        )
-        previous = "CAST(COALESCE(cm.sid, 0) AS bigint)"
-    else:
-        previous = "CAST(0 AS bigint)"
+    # Which profiles: every condition on pf.profile_id is repeated on the
+    # membership tables too (PostgreSQL carries no range across a join), so a
+    # chunk reads only its own range of the population and previous clusters.
+    within: list[str] = []
     if profile_ids is not None:
         if postgres:
-            where.append("pf.profile_id = ANY(%(ids)s)")
+            within.append("{col} = ANY(%(ids)s)")
             params["ids"] = list(profile_ids)
         else:
             names = []
             for i, pid in enumerate(profile_ids):
                 params[f"p{i}"] = pid.hex
                 names.append(f"%(p{i})s")
-            where.append(f"pf.profile_id IN ({', '.join(names) or 'NULL'})")
+            within.append(f"{{col}} IN ({', '.join(names) or 'NULL'})")
     if id_range is not None:
-        where.append("pf.profile_id >= %(lo)s AND pf.profile_id <= %(hi)s")
+        within.append("{col} >= %(lo)s AND {col} <= %(hi)s")
         lo, hi = id_range
         params["lo"], params["hi"] = (lo, hi) if postgres else (lo.hex, hi.hex)
+
+    def only(col: str) -> str:
+        return "".join(f" AND {w.format(col=col)}" for w in within)
+
+    joins = ""
+    if population_segment_id is not None:
+        joins += (
+            " JOIN segments_membership pm ON pm.profile_id = pf.profile_id"
+            " AND pm.segment_id = %(population)s AND pm.exited_at IS NULL" + only("pm.profile_id")
+        )
+        params["population"] = population_segment_id
+    if previous_segments:
+        ids = ", ".join(str(int(s)) for s in previous_segments)
+        joins += (
+            " LEFT JOIN (SELECT profile_id, MIN(segment_id) AS sid FROM segments_membership"
+            f" WHERE exited_at IS NULL AND segment_id IN ({ids}){only('profile_id')}"
+            " GROUP BY profile_id) cm ON cm.profile_id = pf.profile_id"
+        )
+        previous = "CAST(COALESCE(cm.sid, 0) AS bigint)"
+    else:
+        previous = "CAST(0 AS bigint)"
+    where = [w.format(col="pf.profile_id") for w in within]
     sql = (
         f"SELECT pf.profile_id, {previous}, {', '.join(columns) if columns else '0'}"
         f" FROM segments_profilefeatures pf{joins}"

@@ -273,6 +273,11 @@ class RunChunk(models.Model):
         default=dict, blank=True, help_text="Profiles of the fitted sample: the fit's own label."
     )
     partial = models.JSONField(default=dict, blank=True)
+    staged_rows = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Memberships it staged (the swap checks they are all there).",
+    )
     error = models.TextField(blank=True, default="")
 
     class Meta:

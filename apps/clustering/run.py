@@ -31,11 +31,13 @@ from threadpoolctl import threadpool_limits
 
 from apps.segments.written import (
     UUID_DTYPE,
+    StagedIncomplete,
     WrittenMembers,
     written_segment_create,
     written_segment_describe,
     written_segments_swap,
     written_stage_drop,
+    written_stage_tokens,
 )
 from cdp.celery import app as celery_app
 
@@ -46,6 +48,7 @@ from .chunks import (
     ChunkFailed,
     Reduced,
     ari_from_contingency,
+    chunks_abandon,
     chunks_plan,
     chunks_reduce,
     chunks_work,
@@ -106,6 +109,7 @@ def recluster(
             if queued is not None:
                 _finish(queued, RunStatus.FAILED, "another run of this config was in progress")
             return None
+        _stale_staging_drop()
         run = queued or ClusteringRun(config=config)
         run.status = RunStatus.RUNNING
         run.started_at = timezone.now()
@@ -115,7 +119,7 @@ def recluster(
         try:
             with threadpool_limits(limits=settings.CDP["CLUSTERING_THREADS"]):
                 _run(config, run, progress or (lambda phase: None))
-        except (DataProblem, ChunkFailed) as exc:
+        except (DataProblem, ChunkFailed, StagedIncomplete) as exc:
             _finish(run, RunStatus.FAILED, str(exc))
         except (RunTimeout, SoftTimeLimitExceeded):
             _finish(run, RunStatus.FAILED, "the run went over its time limit; nothing was written")
@@ -124,7 +128,10 @@ def recluster(
             _finish(run, RunStatus.FAILED, f"internal error ({type(exc).__name__}); see the logs")
         finally:
             if run.status != RunStatus.SUCCEEDED:
-                written_stage_drop(run.pk)  # what its chunks staged (a swap drops its own)
+                # Its chunks first (none stages after this), then what they staged
+                # (a swap drops its own).
+                chunks_abandon(run.pk, "its run did not succeed")
+                written_stage_drop(run.pk)
         return run
 
 
@@ -147,14 +154,33 @@ def _running_elsewhere(config: ClusteringConfig, mine: ClusteringRun | None) -> 
             config=config, status=RunStatus.RUNNING, started_at__lt=limit
         )
     stale = stale.exclude(pk=mine.pk if mine is not None else 0)
-    for lost in stale.values_list("pk", flat=True):
-        written_stage_drop(lost)  # what its chunks staged before its worker stopped
-    stale.update(
+    lost = list(stale.values_list("pk", flat=True))
+    ClusteringRun.objects.filter(pk__in=lost).update(
         status=RunStatus.FAILED,
         error="interrupted: its worker stopped before it finished",
         finished_at=timezone.now(),
     )
+    for pk in lost:
+        chunks_abandon(pk, "its run stopped before it finished")
+        written_stage_drop(pk)  # what its chunks staged before its worker stopped
     return False
+
+
+def _stale_staging_drop() -> None:
+    """Rows staged under runs no longer running (a chunk of a run that failed
+    which staged anyway, a process that stopped between failing and dropping):
+    dropped."""
+    tokens = written_stage_tokens()
+    if not tokens:
+        return
+    running = set(
+        ClusteringRun.objects.filter(pk__in=tokens, status=RunStatus.RUNNING).values_list(
+            "pk", flat=True
+        )
+    )
+    for token in tokens:
+        if token not in running:
+            written_stage_drop(token)
 
 
 def _finish(run: ClusteringRun, status: str, error: str = "") -> None:
@@ -318,13 +344,22 @@ def _run(config: ClusteringConfig, run: ClusteringRun, progress: Progress) -> No
         ]
         kept = {c.segment_id for c in clusters}
         emptied = [sid for sid in previous_segments if sid not in kept]
-        written_segments_swap(
+        swapped = written_segments_swap(
             members=members,
             emptied=emptied,
             emptied_text=f"the cluster is gone at run {run.pk}",
             staged=run.pk,
+            expected=reduced.staged,
         )
         run.model["segments"] = [c.segment_id for c in clusters]
+        # Profiles erased or merged between their chunk and the swap: left out.
+        run.model["skipped_at_swap"] = swapped.skipped
+        if swapped.skipped:
+            logger.info(
+                "clustering run %s: %s staged profiles were erased or merged since; left out",
+                run.pk,
+                swapped.skipped,
+            )
         run.scatter = fitting.scatter(
             x, lambda index: _labels_at(x, fit, index), chosen.centroids, config.random_state
         )
@@ -416,7 +451,14 @@ def _assign_chunked(
         deadline=deadline,
     )
     width = len(run.features_used)
-    return chunks_reduce([c.partial for c in done], chosen.k, width, x.shape[1])
+    reduced = chunks_reduce([c.partial for c in done], chosen.k, width, x.shape[1])
+    reduced.staged = sum(int(c.staged_rows or 0) for c in done)
+    if reduced.staged != int(reduced.sizes.sum()):
+        raise ChunkFailed(
+            f"the chunks staged {reduced.staged:,} memberships for "
+            f"{int(reduced.sizes.sum()):,} profiles placed"
+        )
+    return reduced
 
 
 def _labels_at(x: np.ndarray, fit: fitting.Fit, index: np.ndarray) -> np.ndarray:

@@ -101,15 +101,17 @@ def written_stage_chunk(
     slots: np.ndarray,
     profile_ids: np.ndarray,
     distances: np.ndarray,
-) -> None:
+) -> int:
     """Stage one chunk of members under ``token`` for a later staged swap: each
     profile (16-byte UUIDs) in ``slots`` (the writer's number of a segment) at
     its distance. Replaces whatever this chunk staged before (a chunk done
-    twice stages its rows once). Its own transaction."""
+    twice stages its rows once). Its own transaction (or a savepoint of the
+    caller's, which can lock what says the chunk is still its own). Returns
+    the number of rows staged: the swap checks they are all still there."""
     with transaction.atomic():
         WrittenStaging.objects.filter(token=token, chunk=chunk).delete()
         if not len(profile_ids):
-            return
+            return 0
         if connection.vendor == "postgresql":
             rows = np.empty(len(profile_ids), dtype=_STAGE_ROW)
             rows["n"], rows["l0"], rows["l1"], rows["l2"] = 5, 8, 4, 4
@@ -126,7 +128,7 @@ def written_stage_chunk(
                 ) as copy,
             ):
                 copy.write(_COPY_HEADER + rows.tobytes() + _COPY_TRAILER)
-            return
+            return len(rows)
         ids = uuids_unpack(profile_ids)
         rounded = np.round(np.asarray(distances, dtype=np.float64), 4).tolist()
         slot_list = np.asarray(slots, dtype=np.int64).tolist()
@@ -137,6 +139,13 @@ def written_stage_chunk(
             ),
             batch_size=SQLITE_CHUNK // 6,
         )
+        return len(ids)
+
+
+def written_stage_tokens() -> list[int]:
+    """Every token something is staged under (a writer sweeps those of its
+    runs that are no longer running)."""
+    return sorted(WrittenStaging.objects.values_list("token", flat=True).distinct())
 
 
 def written_stage_drop(token: int) -> None:
@@ -144,12 +153,22 @@ def written_stage_drop(token: int) -> None:
     WrittenStaging.objects.filter(token=token).delete()
 
 
-def _staged_members(token: int, members: Sequence[WrittenMembers]) -> list[WrittenMembers]:
-    """SQLite: the staged rows read back as each segment's arrays."""
+def _staged_members(
+    token: int, members: Sequence[WrittenMembers], expected: int | None
+) -> tuple[list[WrittenMembers], int]:
+    """SQLite: the staged rows read back as each segment's arrays, without the
+    profiles erased or merged since they were staged; and how many those were."""
     by_slot: dict[int, tuple[list[bytes], list[float]]] = {}
-    for slot, pid, d in WrittenStaging.objects.filter(token=token).values_list(
-        "slot", "profile_id", "distance"
-    ):
+    staged = WrittenStaging.objects.filter(token=token)
+    found = staged.count()
+    _check_complete(token, found, expected)
+    rows = list(
+        staged.filter(
+            profile_id__in=Profile.objects.filter(merged_into__isnull=True).values("pk")
+        ).values_list("slot", "profile_id", "distance")
+    )
+    skipped = found - len(rows)
+    for slot, pid, d in rows:
         ids, ds = by_slot.setdefault(slot, ([], []))
         ids.append(pid.bytes)
         ds.append(d)
@@ -166,7 +185,21 @@ def _staged_members(token: int, members: Sequence[WrittenMembers]) -> list[Writt
                 gone_text=m.gone_text,
             )
         )
-    return out
+    return out, skipped
+
+
+class StagedIncomplete(Exception):
+    """The rows staged for a swap are not all there (an unlogged staging table
+    is emptied by a PostgreSQL crash, and is empty on a promoted replica):
+    nothing is swapped."""
+
+
+def _check_complete(token: int, found: int, expected: int | None) -> None:
+    if expected is not None and found != expected:
+        raise StagedIncomplete(
+            f"{found:,} of the {expected:,} memberships staged under {token} are there; "
+            "nothing was swapped"
+        )
 
 
 # -- the swap of a whole set ------------------------------------------------------------
@@ -191,6 +224,8 @@ class SwapResult:
     exited: dict[int, int] = field(default_factory=dict)
     sizes: dict[int, int] = field(default_factory=dict)
     versions: dict[int, int] = field(default_factory=dict)
+    # staged rows left out: their profile was erased or merged since
+    skipped: int = 0
 
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -237,6 +272,7 @@ def _swap_postgres(
     emptied_text: str,
     started: datetime,
     staged: int | None = None,
+    expected: int | None = None,
 ) -> SwapResult:
     """The whole set in a handful of set-based statements: one binary COPY of
     every member into a temporary table, one UPDATE for the exits and one INSERT
@@ -274,12 +310,23 @@ def _swap_postgres(
         )
         if staged is not None:
             cursor.execute(
+                "SELECT count(*) FROM segments_writtenstaging WHERE token = %s", [staged]
+            )
+            found = int(cursor.fetchone()[0])
+            _check_complete(staged, found, expected)
+            # A profile erased since it was staged would fail the deferred
+            # foreign key at commit (the whole swap), one merged would get a
+            # membership: both are left out.
+            cursor.execute(
                 """INSERT INTO written_stage (segment_id, profile_id, distance)
                    SELECT g.segment_id, s.profile_id, s.distance
                      FROM segments_writtenstaging s JOIN written_segs g ON g.slot = s.slot
+                     JOIN identity_profile p ON p.id = s.profile_id
+                          AND p.merged_into_id IS NULL
                     WHERE s.token = %s""",
                 [staged],
             )
+            result.skipped = found - cursor.rowcount
         elif any(len(m.profile_ids) for m in members):
             with cursor.cursor.copy(  # type: ignore[attr-defined]
                 "COPY written_stage (segment_id, profile_id, distance) FROM STDIN (FORMAT BINARY)"
@@ -378,6 +425,7 @@ def written_segments_swap(
     emptied: Sequence[int] = (),
     emptied_text: str = "the cluster is gone",
     staged: int | None = None,
+    expected: int | None = None,
 ) -> SwapResult:
     """Swap in the new members of every segment in ``members`` and empty the
     segments in ``emptied`` (their members exit, and they are disabled), as one
@@ -392,7 +440,13 @@ def written_segments_swap(
 
     With ``staged`` (a token of ``written_stage_chunk``), each segment's members
     are the rows staged under that token in its ``slot`` instead of its arrays;
-    the staged rows are dropped with the swap."""
+    the staged rows are dropped with the swap. ``expected``: how many rows were
+    staged; when fewer or more are there, nothing is swapped (StagedIncomplete).
+    A staged profile erased or merged since is left out (``skipped``)."""
+    if staged is not None:
+        slots = [m.slot for m in members]
+        if any(s is None for s in slots) or len(set(slots)) != len(slots):
+            raise ValueError("a staged swap needs a distinct slot for every segment")
     result = SwapResult()
     all_ids = sorted({m.segment_id for m in members} | set(emptied))
     with transaction.atomic():
@@ -411,12 +465,14 @@ def written_segments_swap(
         # computed from data read before it).
         started = timezone.now()
         if connection.vendor == "postgresql":
-            swapped = _swap_postgres(locked, members, emptied, emptied_text, started, staged)
+            swapped = _swap_postgres(
+                locked, members, emptied, emptied_text, started, staged, expected
+            )
             if staged is not None:
                 written_stage_drop(staged)
             return swapped
         if staged is not None:
-            members = _staged_members(staged, members)
+            members, result.skipped = _staged_members(staged, members, expected)
             written_stage_drop(staged)
         work = [(m.segment_id, m) for m in members] + [(sid, None) for sid in emptied]
         for sid, written in work:
@@ -566,6 +622,7 @@ def written_current_segments(
 
 __all__ = [
     "Move",
+    "StagedIncomplete",
     "SwapResult",
     "WrittenMembers",
     "uuids_pack",
@@ -578,4 +635,5 @@ __all__ = [
     "written_segments_swap",
     "written_stage_chunk",
     "written_stage_drop",
+    "written_stage_tokens",
 ]

@@ -216,6 +216,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = 4 * 60
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# The chunks of a clustering run (minutes each) have a queue of their own, so
+# they never wait ahead of the event pipeline's tasks. A worker started without
+# -Q consumes both queues; docker-compose runs one worker per queue.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES: dict[str, dict[str, str]] = {"celery": {}, "clustering": {}}
+CELERY_TASK_ROUTES = {"apps.clustering.tasks.assign_chunk": {"queue": "clustering"}}
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A request must never hang on a broker outage: publish once, quickly, and leave

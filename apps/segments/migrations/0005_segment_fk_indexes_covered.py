@@ -1,13 +1,41 @@
 # The segment foreign keys of memberships and of the outbox lose their own
 # single-column index (composite indexes that start with the segment serve every
 # lookup by segment); the constraints stay as they are. Only the indexes are
-# dropped, so the constraints are not re-validated over every row.
+# dropped, so the constraints are not re-validated over every row. On
+# PostgreSQL they are dropped CONCURRENTLY (outside a transaction): a plain DROP
+# INDEX queues for an ACCESS EXCLUSIVE lock on the table behind every open
+# transaction that touched it, and every read and write of memberships queues
+# behind it.
 
 import django.db.models.deletion
 from django.db import migrations, models
 
+INDEXES = (
+    ("segments_membership_segment_id_912e4c68", "segments_membership"),
+    ("segments_membershipchange_segment_id_02db815f", "segments_membershipchange"),
+)
+
+
+def _concurrently(schema_editor) -> str:
+    return " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
+
+
+def drop(apps, schema_editor) -> None:
+    for name, _ in INDEXES:
+        schema_editor.execute(f"DROP INDEX{_concurrently(schema_editor)} IF EXISTS {name}")
+
+
+def create(apps, schema_editor) -> None:
+    for name, table in INDEXES:
+        schema_editor.execute(
+            f"CREATE INDEX{_concurrently(schema_editor)} IF NOT EXISTS {name} "
+            f"ON {table} (segment_id)"
+        )
+
 
 class Migration(migrations.Migration):
+    atomic = False
+
     dependencies = [
         ("segments", "0004_written_staging"),
     ]
@@ -36,17 +64,6 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-            database_operations=[
-                migrations.RunSQL(
-                    "DROP INDEX IF EXISTS segments_membership_segment_id_912e4c68",
-                    "CREATE INDEX segments_membership_segment_id_912e4c68 "
-                    "ON segments_membership (segment_id)",
-                ),
-                migrations.RunSQL(
-                    "DROP INDEX IF EXISTS segments_membershipchange_segment_id_02db815f",
-                    "CREATE INDEX segments_membershipchange_segment_id_02db815f "
-                    "ON segments_membershipchange (segment_id)",
-                ),
-            ],
+            database_operations=[migrations.RunPython(drop, create, atomic=False)],
         ),
     ]
