@@ -26,7 +26,15 @@ def _compose() -> dict:  # type: ignore[type-arg]
 
 def test_compose_runs_web_worker_beat_postgres16_and_redis7() -> None:
     services = _compose()["services"]
-    assert set(services) == {"migrate", "web", "worker", "beat", "postgres", "redis"}
+    assert set(services) == {
+        "migrate",
+        "web",
+        "worker",
+        "worker-clustering",
+        "beat",
+        "postgres",
+        "redis",
+    }
     assert services["postgres"]["image"] == "postgres:16"
     assert services["redis"]["image"] == "redis:7"
     # migrations as the owner, then the application's role gets its grants
@@ -42,7 +50,13 @@ def test_compose_runs_web_worker_beat_postgres16_and_redis7() -> None:
     }
     assert services["worker"]["command"].startswith("celery -A cdp worker")
     assert services["beat"]["command"].startswith("celery -A cdp beat")
-    for name in ("web", "worker", "beat"):
+    # events and the rest on the default queue; clustering's long chunk tasks on
+    # their own worker, one at a time, so they never queue ahead of events
+    assert "-Q celery" in services["worker"]["command"]
+    chunks = services["worker-clustering"]["command"]
+    assert chunks.startswith("celery -A cdp worker") and "-Q clustering" in chunks
+    assert "--prefetch-multiplier=1" in chunks
+    for name in ("web", "worker", "worker-clustering", "beat"):
         env = services[name]["environment"]
         assert env["DJANGO_SETTINGS_MODULE"] == "cdp.settings.production"
         # the application's role, which owns no table
