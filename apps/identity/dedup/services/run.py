@@ -376,7 +376,7 @@ def _score_and_decide(
             run, records, left[order], right[order], scores[order], model, adjustments[order]
         )
         auto = automatic_select(candidates, settings.auto_merge_threshold)
-        candidates = review_select(candidates, settings.auto_merge_threshold)
+        candidates = review_select(candidates, settings.auto_merge_threshold, model)
     with clock.stage("merge"):
         outcome.merged, outcome.refused = auto_merge(run, auto, progress)
     with clock.stage("save"):
