@@ -49,6 +49,7 @@ from .candidates import (
     chunks,
     dead_pending_delete,
     drop_decided,
+    probability_set,
     stale_pending_delete,
 )
 from .config import DedupSettings, Progress, dedup_settings_load
@@ -364,10 +365,6 @@ def _score_and_decide(
             if settings.estimate_weights and len(level) >= EM_MIN_PAIRS:
                 codes = left * len(records) + right
                 model = estimate_model(records, level, codes, stats, model)
-        outcome.model = {
-            **model.as_dict(),
-            "frequencies": {name: table.summary() for name, table in frequencies.items()},
-        }
         scores, adjustments = pairs_score(records, left, right, level, swapped, model, frequencies)
         progress("estimate", 1, 1)
     with clock.stage("decide"):
@@ -376,6 +373,13 @@ def _score_and_decide(
             run, records, left[order], right[order], scores[order], model, adjustments[order]
         )
         auto = automatic_select(candidates, settings.auto_merge_threshold)
+        # The vetoes automatic_select added (FATHER_AND_SON) count in the probability.
+        probability_set(model, candidates)
+        # Saved after candidates_build, which fits the veto weight of a full run.
+        outcome.model = {
+            **model.as_dict(),
+            "frequencies": {name: table.summary() for name, table in frequencies.items()},
+        }
         candidates = review_select(candidates, settings.auto_merge_threshold, model)
     with clock.stage("merge"):
         outcome.merged, outcome.refused = auto_merge(run, auto, progress)
