@@ -109,7 +109,11 @@ def main() -> None:
     from apps.identity.dedup.models import DedupConfig
     from apps.identity.dedup.records import BUILTIN_FIELDS, build_records
     from apps.identity.dedup.services.candidates import candidates_build
-    from apps.identity.dedup.services.decisions import automatic_select
+    from apps.identity.dedup.services.decisions import (
+        REVIEW_MIN_PROBABILITY,
+        automatic_select,
+        review_select,
+    )
     from apps.identity.dedup.services.scoring import (
         EM_MIN_PAIRS,
         estimate_model,
@@ -157,6 +161,17 @@ def main() -> None:
         pending={},
     )  # fmt: skip
     merged = automatic_select(candidates, auto_threshold)
+    automatic = {id(c) for c in merged}
+    queue = [c for c in review_select(candidates, auto_threshold, model) if id(c) not in automatic]
+    # The gate before: the probability shown (prior over all pairs, falls as 1/n).
+    old_queue = [
+        c
+        for c in candidates
+        if id(c) not in automatic
+        and len(c.evidence["vetoes"]) <= 1
+        and (not c.evidence["vetoes"] or c.score >= auto_threshold)
+        and c.probability >= REVIEW_MIN_PROBABILITY
+    ]
     seconds = time.perf_counter() - start
 
     row_of = {pid: row for row, pid in enumerate(ids)}
@@ -190,6 +205,13 @@ def main() -> None:
         f"automatic merges  precision {precision:.4f}  recall {recall:.4f}  "
         f"({len(true_pairs):,} true pairs, {wrong} wrong pairs)"
     )
+
+    for name, q in (("review queue", queue), ("  (old p gate)", old_queue)):
+        true_q = sum(entity[rows_of(c)[0]] == entity[rows_of(c)[1]] for c in q)
+        print(
+            f"{name:<17} {len(q):,} pairs = {1000 * len(q) / len(generated):.1f} per 1,000 "
+            f"records, {true_q:,} true"
+        )
 
     # Blocking recall: true pairs that became candidates.
     true_codes = {min(x, y) * len(generated) + max(x, y) for x, y in true_pairs}

@@ -175,14 +175,15 @@ def _postal_year(v: dict[str, str]) -> list[str]:
 
 
 def _number_street(v: dict[str, str]) -> list[str]:
-    # One house number and the first letters of one street name, anywhere: the town
+    # One house number and the first letters of one street name in one state: the town
     # and the postal code both mistyped, missing or changed, the street name's end
     # mistyped.
     street = v.get("address:street", "")
     number = street_numbers(street)
     name = street_name(street).replace(" ", "")
     region = v.get("address:region", "")
-    return [f"{number}|{name[:3]}|{region}"] if number and len(name) >= 3 else []
+    # Without a region the key would span the whole country: none.
+    return [f"{number}|{name[:3]}|{region}"] if number and len(name) >= 3 and region else []
 
 
 def _street_region(v: dict[str, str]) -> list[str]:

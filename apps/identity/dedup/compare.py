@@ -129,7 +129,7 @@ def _name_ids(values: ObjectArray) -> npt.NDArray[np.int64]:
 
 
 def _derive(kind: str, values: ObjectArray) -> npt.NDArray[Any]:
-    from .records import email_local, street_name, street_numbers
+    from .records import email_local, street_name, street_name_digits, street_numbers
 
     if kind == "len":
         return np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
@@ -147,6 +147,7 @@ def _derive(kind: str, values: ObjectArray) -> npt.NDArray[Any]:
         "month_day": lambda v: v[4:],
         "house_number": street_numbers,
         "street_name": street_name,
+        "street_name_digits": street_name_digits,
         "ocr": ocr_read_back,
     }
     function = functions[kind]
@@ -486,7 +487,12 @@ def compare_street(a_col: Any, b_col: Any) -> FieldComparison:
     fuzzy = present & ~exact
     similarity[fuzzy] = _cpdist(a[fuzzy], b[fuzzy], fuzz.token_sort_ratio) / 100.0
     num_a, num_b = ca.derived("house_number"), cb.derived("house_number")
-    same_number = (num_a == num_b) | (num_a == "") | (num_b == "")
+    dig_a, dig_b = ca.derived("street_name_digits"), cb.derived("street_name_digits")
+    # Another number in the name ("2nd" and "3rd street", "po box 123" and "456",
+    # "route 9" and "66") is another street, as another house number is.
+    same_number = ((num_a == num_b) | (num_a == "") | (num_b == "")) & (
+        (dig_a == dig_b) | (dig_a == "") | (dig_b == "")
+    )
     level = _levels(
         present,
         fuzzy & same_number & (similarity >= STREET_SIMILAR / 100),
@@ -528,11 +534,18 @@ def compare_address(
     street_a, street_b = (as_column(c) for c in street)
     name_a, name_b = street_a.derived("street_name"), street_b.derived("street_name")
     # A street that is only a house number ("4") names no street: as if missing.
-    s_level[(s_level >= 0) & ((name_a == "") | (name_b == ""))] = MISSING
+    no_name_a = np.fromiter((not any(c.isalpha() for c in x) for x in name_a), bool, len(name_a))
+    no_name_b = np.fromiter((not any(c.isalpha() for c in x) for x in name_b), bool, len(name_b))
+    s_level[(s_level >= 0) & (no_name_a | no_name_b)] = MISSING
     # One street in one area, another house number on each side (a digit mistyped,
     # or a move down the street): a level of its own between the area and the
     # address, with its own m and u (EM), rather than "same area" or "different".
-    same_street = area & (s_level == 0) & (name_a != "") & (name_b != "")
+    digits_a = street_a.derived("street_name_digits")
+    digits_b = street_b.derived("street_name_digits")
+    same_street = (
+        area & (s_level == 0) & (name_a != "") & (name_b != "") & (digits_a == digits_b)
+        & (street_a.derived("house_number") != "") & (street_b.derived("house_number") != "")
+    )  # fmt: skip
     if same_street.any():
         same_street[same_street] = (
             _cpdist(name_a[same_street], name_b[same_street], fuzz.token_sort_ratio)

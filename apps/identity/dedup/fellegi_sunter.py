@@ -97,9 +97,27 @@ class Model:
         p = 1.0 / (1.0 + np.exp2(-(np.asarray(score, dtype=float) + prior)))
         return np.clip(p, PROBABILITY_MIN, PROBABILITY_MAX)
 
+    def lambda_candidates(self) -> float:
+        """The share of matches among the candidate pairs (``estimate_lambda``,
+        saved by ``scoring.with_prior``); the prior over all pairs if unknown."""
+        return float(self.em.get("lambda_candidates", self.lam))
+
+    def candidate_probability(self, score: FloatArray) -> FloatArray:
+        """P(one person | the pair is a candidate and scores so), with the share of
+        matches among the candidates as prior: unlike ``probability`` it does not
+        fall as 1/n with the number of profiles (the candidates grow as n, and so
+        do the matches among them), so a bar on it means the same at any n."""
+        lam = min(max(self.lambda_candidates(), 1e-12), 1 - 1e-12)
+        prior = np.log2(lam / (1 - lam))
+        p = 1.0 / (1.0 + np.exp2(-(np.asarray(score, dtype=float) + prior)))
+        return np.clip(p, PROBABILITY_MIN, PROBABILITY_MAX)
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "lambda": round(self.lam, 6),
+            # Unrounded: among millions of profiles it is ~1e-7 (rounded to six
+            # places it would be 0, and every probability of an incremental run
+            # PROBABILITY_MIN).
+            "lambda": float(self.lam),
             "fields": {f.name: f.as_dict() for f in self.fields},
             "em": self.em,
         }

@@ -192,10 +192,28 @@ def normalize_street(value: str) -> str:
     return " ".join(out)
 
 
+# Words after which a number names the road or box, not a house: "po box 123",
+# "route 66", "highway 101".
+NUMBERED_ROADS = frozenset(
+    {"box", "pobox", "route", "rte", "rt", "highway", "hwy", "rr", "interstate", "sr", "cr"}
+)
+_ORDINAL = re.compile(r"^[0-9]+(st|nd|rd|th)$")
+
+
 def street_numbers(street: str) -> str:
     """The house number of a normalized street: "12 main street 5" -> "12" (the
-    first number; a unit number written without "Apt" comes after it)."""
-    return next((w for w in street.split() if w[:1].isdigit()), "")
+    first number; a unit number written without "Apt" comes after it; "hauptstrasse
+    12" -> "12"; "4", a street whose name was left out, -> "4"). A number is not
+    a house number if it is an ordinal ("2nd street") or the number of a box or
+    road ("po box 123", "route 9"): those are part of the street's name."""
+    words = street.split()
+    for k, w in enumerate(words):
+        if not w[:1].isdigit() or _ORDINAL.match(w):
+            continue
+        if k > 0 and words[k - 1] in NUMBERED_ROADS:
+            continue
+        return w
+    return ""
 
 
 def street_name(street: str) -> str:
@@ -207,6 +225,12 @@ def street_name(street: str) -> str:
     words = street.split()
     words.remove(number)
     return " ".join(words)
+
+
+def street_name_digits(street: str) -> str:
+    """The words of a street's name (without its house number) that hold digits:
+    "12 2nd street" -> "2nd", "po box 123" -> "123", "route 66" -> "66"."""
+    return " ".join(w for w in street_name(street).split() if any(c.isdigit() for c in w))
 
 
 def normalize_postal_code(value: Any) -> str:

@@ -231,3 +231,20 @@ def test_a_first_name_and_a_house_number_with_the_street_initial_are_a_key() -> 
 
     # then: the first two share the key, the third (another door) does not
     assert stats.pass_codes["first_number"].tolist() == [0 * 3 + 1]
+
+
+def test_no_house_number_and_street_key_spans_the_whole_country() -> None:
+    # given: one house number and street, once with a state and once without
+    people = [
+        {"firstName": "Ann", "address": {"street": "30 Paillet Parade", "state": "VIC"}},
+        {"firstName": "Bob", "address": {"street": "30 Paillet Parade", "city": "Mari Beach"}},
+    ]
+    records = build_records([(uuid.uuid4(), p) for p in people], BUILTIN_FIELDS)
+
+    # when
+    keys = block_keys(records)
+
+    # then: only the record with a region has the key
+    number_street = keys.pass_names.index("number_street")
+    rows = keys.rows[keys.passes == number_street].tolist()
+    assert rows == [0]

@@ -28,6 +28,7 @@ from apps.identity.dedup.records import (
     normalize_name,
     normalize_phone,
     normalize_street,
+    street_numbers,
 )
 
 
@@ -347,6 +348,53 @@ def test_address_levels(b: dict[str, str], expected: str) -> None:
     a = {**WAWRZYNEK, "state": "NSW", "country": "AU"}
     assert LEVELS[Comparator.ADDRESS][address_level(a, b)] == expected
     assert address_level(b, a) == address_level(a, b)
+
+
+@pytest.mark.parametrize(
+    ("street_a", "street_b"),
+    [
+        # An ordinal names the street, it is not a house number.
+        ("2nd Street", "3rd Street"),
+        ("12 2nd Street", "14 3rd Street"),
+        # A box or road number is not a house number either.
+        ("PO Box 123", "PO Box 456"),
+        ("Route 9", "Route 66"),
+        ("Highway 101", "Highway 102"),
+        ("12 Highway 101", "14 Highway 102"),
+    ],
+)
+def test_numbers_in_a_street_name_are_not_house_numbers(street_a: str, street_b: str) -> None:
+    a = {**WAWRZYNEK, "street": street_a}
+    b = {**WAWRZYNEK, "street": street_b}
+    found = LEVELS[Comparator.ADDRESS][address_level(a, b)]
+    assert found not in ("same street there, another house number", "similar address")
+    assert found == "same city or postal code"
+
+
+@pytest.mark.parametrize(
+    ("street", "number"),
+    [
+        ("12 main street 5", "12"),
+        ("2nd street", ""),
+        ("12 2nd street", "12"),
+        ("po box 123", ""),
+        ("route 66", ""),
+        ("12 route 66", "12"),
+        ("4", "4"),
+        ("12b main street", "12b"),
+        ("hauptstrasse 12", "12"),
+        ("2nd 5", "5"),
+    ],
+)
+def test_house_numbers(street: str, number: str) -> None:
+    assert street_numbers(street) == number
+
+
+def test_one_house_number_on_one_numbered_road_is_another_house_there() -> None:
+    a = {**WAWRZYNEK, "street": "12 Route 9"}
+    b = {**WAWRZYNEK, "street": "14 Route 9"}
+    found = LEVELS[Comparator.ADDRESS][address_level(a, b)]
+    assert found == "same street there, another house number"
 
 
 def test_streets_of_only_a_house_number_in_two_towns_are_different_addresses() -> None:

@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 
 from apps.identity.dedup.models import DedupConfig, DedupRun, DuplicateCandidate
-from apps.identity.dedup.services import dedup_run, duplicate_candidate_reject
+from apps.identity.dedup.services import (
+    dedup_config_ensure,
+    dedup_run,
+    duplicate_candidate_reject,
+)
 from apps.identity.dedup.services.scoring import CONTACT_DIFFERS
 from apps.identity.models import Identifier, Profile, ProfileMerge
 from apps.identity.services import profile_split
@@ -437,3 +441,25 @@ def test_a_son_joins_neither_his_father_nor_the_fathers_duplicate_with_a_typo(
     pair = DuplicateCandidate.objects.get(run=incremental)
     assert pair.evidence["merged_profile"] is True
     assert pair.evidence["vetoes"] == [CONTACT_DIFFERS]
+
+
+def test_incremental_run_does_not_load_the_holders_of_oversized_blocks(
+    make_profile: MakeProfile,
+) -> None:
+    # given: six people of one name, a block larger than the configured maximum
+    dedup_config_ensure()
+    DedupConfig.objects.filter(pk=1).update(max_block_size=3)
+    for i in range(6):
+        make_profile(traits={"firstName": "Ann", "lastName": "Lee", "email": f"p{i}@x.com"})
+    first = dedup_run()
+    assert first is not None and first.pairs_compared == 0
+
+    # when: a seventh arrives
+    make_profile(traits={"firstName": "Ann", "lastName": "Lee", "email": "p9@x.com"})
+    run = dedup_run()
+
+    # then: the block is skipped as the full run skipped it, without reading its
+    # holders
+    assert run is not None and run.mode == DedupRun.Mode.INCREMENTAL
+    assert run.profiles_loaded == 1
+    assert run.pairs_compared == 0

@@ -179,3 +179,32 @@ def test_a_surname_shared_at_one_door_weighs_as_it_does_among_people_at_one_door
     assert comparison.level[0, [f.name for f in model.fields].index("address")] == ADDRESS_SAME
     assert adjustments[0, last] == pytest.approx(at_door - usual)
     assert adjustments[1, last] > 0
+
+
+def test_one_street_and_number_in_another_town_is_not_one_door() -> None:
+    # given: a pair sharing a rare surname at "12 Main Street" in two towns of two
+    # states (a "similar" address: the street agrees, the area does not)
+    people = [
+        {"firstName": "Ilse", "lastName": "Dzienniak",
+         "address": {"street": "12 Main Street", "city": "Springfield", "region": "IL"}},
+        {"firstName": "Marek", "lastName": "Dzienniak",
+         "address": {"street": "12 Main Street", "city": "Shelbyville", "region": "WA"}},
+    ]  # fmt: skip
+    records = build_records([(uuid.uuid4(), p) for p in people], BUILTIN_FIELDS)
+    left, right = np.array([0]), np.array([1])
+    comparison = compare_pairs(records, left, right)
+    model = initial_model(BUILTIN_FIELDS)
+    names = [f.name for f in model.fields]
+    last, address = names.index("last_name"), names.index("address")
+    model.fields[last].source = "em"
+    model.em = {"sessions": {"address": {"u": {"last_name": [0.9, 0.03, 0.02, 0.05]}}}}
+    frequencies = {"last_name": ValueFrequencies(MIN_PROFILES * 2, {"dzienniak": 2})}
+
+    # when
+    _, adjustments = pairs_score(
+        records, left, right, comparison.level, comparison.swapped, model, frequencies
+    )
+
+    # then: not weighed as one door: the rare surname keeps its rarity bonus
+    assert comparison.level[0, address] == ADDRESS_SAME - 1
+    assert adjustments[0, last] > 0

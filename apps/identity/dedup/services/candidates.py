@@ -140,6 +140,7 @@ def candidates_build(
     the pending rows' ids by pair, read from the database unless given (an
     in-memory run without a database, bench/dedup_ceiling.py, gives none)."""
     if len(left) == 0:
+        model.em.setdefault("veto_weight", VETO_DEFAULT_WEIGHT)
         return []
     comparison = compare_pairs(records, left, right, details=True)
     weights = model.field_weights(comparison.level)
@@ -168,10 +169,25 @@ def candidates_build(
             )
         )
     vetoed = np.array([bool(c.evidence["vetoes"]) for c in result])
-    probability = model.probability(scores + veto_weight(model, scores, vetoed) * vetoed)
-    for c, p in zip(result, probability.tolist(), strict=True):
-        c.probability = p
+    if "veto_weight" not in model.em:
+        # Fitted once, by the full run; incremental runs reuse the saved model's,
+        # so that both give one probability for one pair.
+        model.em["veto_weight"] = veto_weight(model, scores, vetoed)
+    probability_set(model, result)
     return result
+
+
+def probability_set(model: Model, candidates: list[DuplicateCandidate]) -> None:
+    """Each candidate's probability: its score, less the model's veto weight if a
+    veto holds it (``automatic_select`` may add one after ``candidates_build``)."""
+    if not candidates:
+        return
+    scores = np.array([c.score for c in candidates], dtype=float)
+    vetoed = np.array([bool(c.evidence["vetoes"]) for c in candidates])
+    weight = float(model.em.get("veto_weight", VETO_DEFAULT_WEIGHT))
+    probability = model.probability(scores + weight * vetoed)
+    for c, p in zip(candidates, probability.tolist(), strict=True):
+        c.probability = p
 
 
 # Below this many pairs on either side of a veto, its weight is not estimated.

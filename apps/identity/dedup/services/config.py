@@ -7,9 +7,15 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from ..compare import LEVELS
+from ..blocking import BUILTIN_PASSES
+from ..compare import DEFAULT_M, DEFAULT_U, LEVELS
 from ..models import DedupConfig, DedupField
 from ..records import BUILTIN_FIELDS, FieldSpec
+
+# Raise when what a saved model means changes in a way the settings do not show
+# (how the prior, the veto weight or a level is fitted or read): incremental runs
+# after it are forced full. 2: lambda saved unrounded, the veto weight saved.
+MODEL_VERSION = 2
 
 # (stage, done, total): called as a run goes; the dedupe command draws progress bars.
 Progress = Callable[[str, int, int], None]
@@ -26,8 +32,17 @@ class DedupSettings:
     def fingerprint(self) -> str:
         """Changes whenever a run with this configuration could find other pairs."""
         # The comparators' levels too: a model saved with other levels is stale.
-        levels = {spec.comparator: LEVELS[spec.comparator] for spec in self.specs}
-        data = json.dumps({**asdict(self), "levels": levels}, sort_keys=True, default=str)
+        # The blocking passes and default m and u as well: another pass finds other
+        # pairs, other defaults give other weights.
+        comparators = sorted({spec.comparator for spec in self.specs})
+        code = {
+            "levels": {c: LEVELS[c] for c in comparators},
+            "default_m": {c: DEFAULT_M[c] for c in comparators},
+            "default_u": {c: DEFAULT_U[c] for c in comparators},
+            "passes": [p.name for p in BUILTIN_PASSES],
+            "model_version": MODEL_VERSION,
+        }
+        data = json.dumps({**asdict(self), **code}, sort_keys=True, default=str)
         return hashlib.sha256(data.encode()).hexdigest()
 
 

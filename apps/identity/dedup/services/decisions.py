@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
 from apps.identity.models import ProfileMerge
 
 from ..compare import ADDRESS_SAME
+from ..fellegi_sunter import Model
 from ..models import DedupRun, DuplicateCandidate
 from .candidates import candidates_write
 from .config import Progress
@@ -85,19 +87,21 @@ def automatic_select(
 
 # Pairs with more vetoes than this are not even queued for review.
 QUEUE_MAX_VETOES = 1
-# A queued pair is at least as likely one person as two: a band of the calibrated
-# probability, not of the score, so that it does not widen with the number of
-# profiles (the prior of a match among all pairs falls as 1/n, and so does the
-# probability of a pair at a given score).
+# A queued pair without a veto is at least as likely one person as two among the
+# candidate pairs (``Model.candidate_probability``). Not the probability shown,
+# whose prior is over all pairs: that falls as 1/n, and a bar on it would empty
+# the queue among a million profiles while pairs of that probability auto-merge.
 REVIEW_MIN_PROBABILITY = 0.5
 
 
 def review_select(
-    candidates: list[DuplicateCandidate], auto_threshold: float
+    candidates: list[DuplicateCandidate], auto_threshold: float, model: Model | None = None
 ) -> list[DuplicateCandidate]:
     """The candidates to keep for review (with the automatic ones, which the caller
-    tells apart): a probability of at least REVIEW_MIN_PROBABILITY, at most one
-    veto, and no veto below the auto-merge threshold.
+    tells apart): vetoed pairs at or above the auto-merge threshold with at most
+    one veto, always (a human decides what the veto held back, whatever its
+    probability); pairs without a veto whose probability among the candidates
+    (``model``'s; without one, ``probability``) is at least REVIEW_MIN_PROBABILITY.
 
     Two or more vetoes: different people (households, namesakes), nearly always;
     they would only crowd the review queue. So are vetoed pairs below the
@@ -105,13 +109,20 @@ def review_select(
     (another mailbox or number) is evidence against. On bench/dedup.py's own
     generator (10,000 records) they were 123 of the 293 queued pairs, 5 of them
     true; the CRM generator has none (no vetoes without contact fields)."""
-    return [
-        c
-        for c in candidates
-        if len(c.evidence["vetoes"]) <= QUEUE_MAX_VETOES
-        and (not c.evidence["vetoes"] or c.score >= auto_threshold)
-        and c.probability >= REVIEW_MIN_PROBABILITY
-    ]
+    if model is not None and candidates:
+        scores = np.array([c.score for c in candidates], dtype=float)
+        likely = (model.candidate_probability(scores) >= REVIEW_MIN_PROBABILITY).tolist()
+    else:
+        likely = [c.probability >= REVIEW_MIN_PROBABILITY for c in candidates]
+    selected = []
+    for c, is_likely in zip(candidates, likely, strict=True):
+        vetoes = c.evidence["vetoes"]
+        if vetoes:
+            if len(vetoes) <= QUEUE_MAX_VETOES and c.score >= auto_threshold:
+                selected.append(c)
+        elif is_likely:
+            selected.append(c)
+    return selected
 
 
 def auto_merge(

@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import orjson
 from django.db import connection
-from django.db.models import TextField
+from django.db.models import Count, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from apps.identity.models import Profile
 
-from ..blocking import BlockingStats, block_keys, candidate_pairs
+from ..blocking import BlockingStats, BlockKeys, block_keys, candidate_pairs
 from ..compare import IndexArray
 from ..fellegi_sunter import Model, initial_model
 from ..frequency import ValueFrequencies
@@ -49,6 +49,7 @@ from .candidates import (
     chunks,
     dead_pending_delete,
     drop_decided,
+    probability_set,
     stale_pending_delete,
 )
 from .config import DedupSettings, Progress, dedup_settings_load
@@ -285,9 +286,24 @@ def _incremental(
         changed_records = build_records(changed_rows, settings.specs)
         changed_keys = block_keys(changed_records)
         neighbour_ids: set[uuid.UUID] = set()
+        oversized: list[int] = []
         for chunk in chunks(np.unique(changed_keys.keys).tolist(), 5000):
+            # Not the holders of oversized blocks: candidate_pairs skips those
+            # blocks, and loading them (a common name, a big building) is most
+            # of an incremental run's reading.
+            # The changed profiles' pairs in those blocks are skipped too (below),
+            # as a full run skips them.
+            counted = (
+                DedupBlockKey.objects.filter(key__in=chunk)
+                .values("key")
+                .annotate(holders=Count("profile_id"))
+                .values_list("key", "holders")
+            )
+            small: list[int] = []
+            for key, holders in counted:
+                (small if holders < settings.max_block_size else oversized).append(key)
             neighbour_ids.update(
-                DedupBlockKey.objects.filter(key__in=chunk).values_list("profile_id", flat=True)
+                DedupBlockKey.objects.filter(key__in=small).values_list("profile_id", flat=True)
             )
         neighbour_ids -= set(changed_records.ids)
         neighbour_rows: list[tuple[uuid.UUID, Any]] = []
@@ -301,8 +317,12 @@ def _incremental(
     outcome.loaded = len(records)
     with clock.stage("block"):
         keys = block_keys(records)
+        kept = ~np.isin(keys.keys, np.array(oversized, dtype=np.int64))
         left, right, stats = candidate_pairs(
-            keys, len(records), max_block_size=settings.max_block_size, changed=changed
+            BlockKeys(keys.rows[kept], keys.keys[kept], keys.passes[kept], keys.pass_names),
+            len(records),
+            max_block_size=settings.max_block_size,
+            changed=changed,
         )
         outcome.blocking = _blocking_report(stats, len(records))
         progress("block", 1, 1)
@@ -364,10 +384,6 @@ def _score_and_decide(
             if settings.estimate_weights and len(level) >= EM_MIN_PAIRS:
                 codes = left * len(records) + right
                 model = estimate_model(records, level, codes, stats, model)
-        outcome.model = {
-            **model.as_dict(),
-            "frequencies": {name: table.summary() for name, table in frequencies.items()},
-        }
         scores, adjustments = pairs_score(records, left, right, level, swapped, model, frequencies)
         progress("estimate", 1, 1)
     with clock.stage("decide"):
@@ -376,7 +392,14 @@ def _score_and_decide(
             run, records, left[order], right[order], scores[order], model, adjustments[order]
         )
         auto = automatic_select(candidates, settings.auto_merge_threshold)
-        candidates = review_select(candidates, settings.auto_merge_threshold)
+        # The vetoes automatic_select added (FATHER_AND_SON) count in the probability.
+        probability_set(model, candidates)
+        # Saved after candidates_build, which fits the veto weight of a full run.
+        outcome.model = {
+            **model.as_dict(),
+            "frequencies": {name: table.summary() for name, table in frequencies.items()},
+        }
+        candidates = review_select(candidates, settings.auto_merge_threshold, model)
     with clock.stage("merge"):
         outcome.merged, outcome.refused = auto_merge(run, auto, progress)
     with clock.stage("save"):

@@ -158,8 +158,11 @@ def pairs_score(
     if "last_name" in names and door:
         at_door = np.zeros(len(left), dtype=bool)
         for k in door:
-            # One door: the same address, or a similar one (a slip in one record).
-            at_door |= level[:, k] >= ADDRESS_SAME - 1
+            # One door: the same address. Not "similar" (ADDRESS_SAME - 1): that
+            # is also one street and number in another town (12 Main Street in
+            # Springfield and in Shelbyville), where the surname says what it
+            # says anywhere.
+            at_door |= level[:, k] == ADDRESS_SAME
         last = names.index("last_name")
         adjustments[at_door, last] = 0.0
         parameters = model.fields[last]
@@ -243,5 +246,5 @@ def with_prior(model: Model, *, candidates: int, records: int) -> Model:
     return Model(
         model.fields,
         lam=lam,
-        em={**model.em, "lambda_candidates": round(model.lam, 6), "candidates": candidates},
+        em={**model.em, "lambda_candidates": float(model.lam), "candidates": candidates},
     )
