@@ -625,6 +625,9 @@ def main() -> None:
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--data-only", action="store_true", help="make the data, then stop")
     parser.add_argument("--quiet-wait", type=float, default=60)
+    parser.add_argument(
+        "--no-refresher", action="store_true", help="requests run due cache checks (as before)"
+    )
     args = parser.parse_args()
 
     if args.regenerate:
@@ -668,7 +671,11 @@ def main() -> None:
 
     static_collect()
     logdir = Path(tempfile.mkdtemp(prefix="bench-decide-"))
-    server = Server(django_env(DATABASE), args.workers, args.threads, logdir)
+    server_env = django_env(DATABASE)
+    # The background refresher of decide's caches (apps/personalization/refresher.py);
+    # off: the request that finds a check due runs it, as before.
+    server_env["CDP_DECIDE_REFRESHER"] = "false" if args.no_refresher else "true"
+    server = Server(server_env, args.workers, args.threads, logdir)
     try:
         server.wait_ready()
         # A check of the answers, and warm-up (mapping cache, connections).

@@ -94,6 +94,19 @@ class ConsentConfig:
 
 
 _config: ConsentConfig | None = None
+# Set by a refresher above (apps/personalization/refresher.py) while it reloads
+# the configuration in the background: requests then reload it themselves only
+# when it is this many cache periods old (the refresher stopped).
+_refreshed_elsewhere = 1.0
+
+
+def consent_cache_seconds() -> float:
+    return float(settings.CDP.get("CONSENT_CACHE_SECONDS", 5))
+
+
+def consent_refreshed_elsewhere(running: bool) -> None:
+    global _refreshed_elsewhere
+    _refreshed_elsewhere = 5.0 if running else 1.0
 
 
 def consent_config(*, fresh: bool = False) -> ConsentConfig:
@@ -103,7 +116,7 @@ def consent_config(*, fresh: bool = False) -> ConsentConfig:
     applies within that time everywhere, and at once in the process that made it.
     """
     global _config
-    ttl = settings.CDP.get("CONSENT_CACHE_SECONDS", 5)
+    ttl = consent_cache_seconds() * _refreshed_elsewhere
     now = time.monotonic()
     if not fresh and _config is not None and now - _config.loaded_at < ttl:
         return _config

@@ -51,6 +51,7 @@ from apps.common.utils import sha256_hex
 from apps.consent.hashing import keyed_hash
 
 from .models import PublishableKey
+from .refresher import max_age, refresh_task
 
 PUBLISHABLE_PREFIX = "pk_"
 PUBLIC_ID_TYPES = ("anonymous_id", "user_id")
@@ -214,22 +215,38 @@ class PublishableKeyScheme(OpenApiAuthenticationExtension):
 
 _origins_lock = threading.Lock()
 _origins: tuple[float, frozenset[str]] | None = None
+_origins_generation = 0  # bumped when the origins are forgotten
+
+
+def _origins_seconds() -> float:
+    return float(settings.CDP.get("DECIDE_MAPPING_CHECK_MS", 500)) / 1000.0
 
 
 def origins_allowed() -> frozenset[str]:
-    global _origins
-    ttl = float(settings.CDP.get("DECIDE_MAPPING_CHECK_MS", 500)) / 1000.0
-    now = time.monotonic()
+    """Kept current by the refresher (refresher.py); reloaded here only when
+    absent or past its hard bound."""
+    bound = max_age(_origins_seconds())
     cached = _origins
-    if cached is not None and now - cached[0] < ttl:
+    if cached is not None and time.monotonic() - cached[0] < bound:
         return cached[1]
+    return origins_refresh()
+
+
+def origins_refresh() -> frozenset[str]:
+    global _origins
     with _origins_lock:
+        generation = _origins_generation
+        now = time.monotonic()
         rows = PublishableKey.objects.filter(revoked_at__isnull=True).values_list(
             "allowed_origins", flat=True
         )
         found = frozenset(o.rstrip("/") for row in rows for o in row or () if isinstance(o, str))
-        _origins = (now, found)
+        if generation == _origins_generation:  # not forgotten meanwhile
+            _origins = (now, found)
         return found
+
+
+refresh_task("origins", _origins_seconds, origins_refresh)
 
 
 def origins_cache_clear() -> None:
@@ -242,7 +259,8 @@ def origins_cache_clear() -> None:
 
 
 def _origins_keys_forget() -> None:
-    global _origins
+    global _origins, _origins_generation
+    _origins_generation += 1
     _origins = None
     _keys_forget()
 

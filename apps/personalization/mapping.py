@@ -41,6 +41,7 @@ from django.db.models import F
 from apps.segments.models import Segment
 
 from .models import ContentVariant, MappingVersion, Placement, Rule
+from .refresher import max_age, refresh_task
 
 mapping_changed = django.dispatch.Signal()
 
@@ -87,6 +88,7 @@ class MappingSnapshot:
 
 _lock = threading.Lock()
 _snapshot: MappingSnapshot | None = None
+_generation = 0  # bumped by mapping_cache_clear
 
 
 def _check_seconds() -> float:
@@ -155,15 +157,25 @@ def _load(version: int) -> MappingSnapshot:
 
 
 def mapping_current() -> MappingSnapshot:
-    """The mapping, at most ``DECIDE_MAPPING_CHECK_MS`` old (see the module doc)."""
+    """The mapping, at most ``DECIDE_MAPPING_CHECK_MS`` old (see the module doc);
+    refresher.py keeps it current in the background, and the request reloads it
+    itself only when there is none or it is past the refresher's hard bound."""
+    bound = max_age(_check_seconds())  # starts the refresher on first use
+    snap = _snapshot
+    if snap is not None and time.monotonic() - snap.checked_at < bound:
+        return snap
+    return _mapping_refresh(_check_seconds())
+
+
+def _mapping_refresh(fresh_within: float) -> MappingSnapshot:
+    """Check the version (and reload when it moved), unless another thread did
+    within ``fresh_within`` seconds."""
     global _snapshot
     now = time.monotonic()
-    snap = _snapshot
-    if snap is not None and now - snap.checked_at < _check_seconds():
-        return snap
     with _lock:
+        generation = _generation
         snap = _snapshot
-        if snap is not None and now - snap.checked_at < _check_seconds():
+        if snap is not None and now - snap.checked_at < fresh_within:
             return snap
         version = mapping_version_read()
         if snap is None or snap.version != version:
@@ -174,13 +186,24 @@ def mapping_current() -> MappingSnapshot:
                 version=version, placements=snap.placements, activated=_activated(segment_ids)
             )
         snap.checked_at = time.monotonic()
-        _snapshot = snap
+        if generation == _generation:  # not dropped meanwhile (a commit's change)
+            _snapshot = snap
         return snap
 
 
+def mapping_refresh() -> None:
+    """The refresher's turn: check now (refresher.py)."""
+    _mapping_refresh(0.0)
+
+
+refresh_task("mapping", _check_seconds, mapping_refresh)
+
+
 def mapping_cache_clear() -> None:
-    """Forget this process's copy (the next decision reloads it)."""
-    global _snapshot
+    """Forget this process's copy (the next decision reloads it); a load in
+    flight does not keep what it read."""
+    global _snapshot, _generation
+    _generation += 1
     _snapshot = None
 
 

@@ -386,6 +386,10 @@ CDP = {
     # How stale a web process's copy of the content mapping (placements, variants,
     # rules) may be: it checks the database's mapping version at most this often.
     "DECIDE_MAPPING_CHECK_MS": env.int("CDP_DECIDE_MAPPING_CHECK_MS", default=500),
+    # A background thread per process does those checks (and the consent, identity
+    # rules and origins reloads decide reads) so requests do not wait for them
+    # (apps/personalization/refresher.py). Off: the request that finds one due does it.
+    "DECIDE_REFRESHER": env.bool("CDP_DECIDE_REFRESHER", default=True),
     # Webhook destinations may name private, loopback and link-local addresses
     # (a receiver inside one's own network). Off: a webhook URL is a way into the
     # network the CDP runs in (its database, its cloud's metadata service).

@@ -38,6 +38,9 @@ CDP = {
     "WRITE_KEY_CACHE_SECONDS": 0,
     "API_TOKEN_CACHE_SECONDS": 0,
     "CONSENT_CACHE_SECONDS": 0,
+    # Deterministic: requests check when due (tests/personalization/test_refresher.py
+    # runs the refresher itself).
+    "DECIDE_REFRESHER": False,
     "ERASURE_HOOK_RETRY_DELAYS": [0, 0],
     # A task per request, at once (tests/events/test_tasks.py tests the gathering).
     "PROCESS_COALESCE_MS": 0,
