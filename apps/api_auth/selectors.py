@@ -21,14 +21,11 @@ new token works at once).
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass
-
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.common.lookup_cache import LookupCache
 from apps.common.utils import sha256_hex
 
 from .models import ApiToken
@@ -36,15 +33,7 @@ from .models import ApiToken
 TOKEN_CACHE_MAX = 10_000
 
 
-@dataclass(slots=True)
-class _Entry:
-    token: ApiToken
-    loaded_at: float
-
-
-_lock = threading.Lock()
-_cache: dict[str, _Entry] = {}
-_generation = 0  # bumped (under _lock) by every clear
+_cache: LookupCache[ApiToken] = LookupCache(TOKEN_CACHE_MAX)
 
 
 def token_cache_seconds() -> float:
@@ -54,13 +43,7 @@ def token_cache_seconds() -> float:
 def token_cache_clear(key_hash: str | None = None) -> None:
     """Forget one token (by its hash) or every token, in this process; loads in
     flight do not cache what they read."""
-    global _generation
-    with _lock:
-        _generation += 1
-        if key_hash is None:
-            _cache.clear()
-        else:
-            _cache.pop(key_hash, None)
+    _cache.forget(key_hash)
 
 
 def token_cache_clear_on_commit(key_hash: str | None = None) -> None:
@@ -87,25 +70,10 @@ def _load(key_hash: str) -> ApiToken | None:
 def token_authenticate(raw: str) -> ApiToken | None:
     """The live token this secret names (its ``user`` loaded), or None."""
     key_hash = sha256_hex(raw)
-    ttl = token_cache_seconds()
-    now = time.monotonic()
-    entry = _cache.get(key_hash)
-    if entry is None or now - entry.loaded_at >= ttl:
-        generation = _generation
-        token = _load(key_hash)
-        if token is None:
-            with _lock:
-                _cache.pop(key_hash, None)
-            return None
-        if ttl > 0:
-            with _lock:
-                # A clear since the load began: what it read may be the old row.
-                if generation == _generation:
-                    if len(_cache) >= TOKEN_CACHE_MAX:
-                        _cache.clear()
-                    _cache[key_hash] = _Entry(token=token, loaded_at=now)
-    else:
-        token = entry.token
+    # _load is looked up at each call (tests replace it).
+    token = _cache.get(key_hash, token_cache_seconds(), lambda h: _load(h))
+    if token is None:
+        return None
     if token.expires_at is not None and token.expires_at <= timezone.now():
         return None
     return token

@@ -35,7 +35,6 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -47,6 +46,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from apps.common.lookup_cache import LookupCache
 from apps.common.utils import sha256_hex
 from apps.consent.hashing import keyed_hash
 
@@ -119,51 +119,25 @@ def publishable_key_revoke(*, key: PublishableKey) -> PublishableKey:
     return key
 
 
-@dataclass(slots=True)
-class _Entry:
-    key: PublishableKey
-    loaded_at: float
-
-
-_keys_lock = threading.Lock()
-_keys: dict[str, _Entry] = {}
-_keys_generation = 0  # bumped (under _keys_lock) by every forget
 KEYS_CACHE_MAX = 10_000
+_keys: LookupCache[PublishableKey] = LookupCache(KEYS_CACHE_MAX)
 
 
 def _keys_forget(key_hash: str | None = None) -> None:
     """Forget one key or all; loads in flight do not cache what they read (it may
     be the row as it was before the change that called this)."""
-    global _keys_generation
-    with _keys_lock:
-        _keys_generation += 1
-        if key_hash is None:
-            _keys.clear()
-        else:
-            _keys.pop(key_hash, None)
+    _keys.forget(key_hash)
+
+
+def _key_load(key_hash: str) -> PublishableKey | None:
+    return PublishableKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
 
 
 def publishable_key_get(raw: str) -> PublishableKey | None:
     """The live key this secret names, cached (see the module doc)."""
     key_hash = sha256_hex(raw)
     ttl = float(settings.CDP.get("API_TOKEN_CACHE_SECONDS", 1))
-    now = time.monotonic()
-    entry = _keys.get(key_hash)
-    if entry is not None and now - entry.loaded_at < ttl:
-        return entry.key
-    generation = _keys_generation
-    key = PublishableKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
-    if key is None:
-        with _keys_lock:
-            _keys.pop(key_hash, None)
-        return None
-    if ttl > 0:
-        with _keys_lock:
-            if generation == _keys_generation:  # no forget since the load began
-                if len(_keys) >= KEYS_CACHE_MAX:
-                    _keys.clear()
-                _keys[key_hash] = _Entry(key=key, loaded_at=now)
-    return key
+    return _keys.get(key_hash, ttl, _key_load)
 
 
 class PublishableUser(AnonymousUser):
