@@ -17,6 +17,7 @@ COPY . .
 # throwaway random keys (production refuses a known or short one).
 RUN SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     CDP_PRIVACY_HASH_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    CDP_SECRETS_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     DATABASE_URL=sqlite:////tmp/build.sqlite3 \
     python manage.py collectstatic --noinput && rm -f /tmp/build.sqlite3 \
     && chown -R cdp:cdp /app

@@ -135,6 +135,7 @@ def django_env(database: str) -> dict[str, str]:
             "DATABASE_URL": dsn_of(database),
             "SECRET_KEY": secrets.token_urlsafe(50),
             "CDP_PRIVACY_HASH_KEY": "bench-decide-" + "k" * 20 + secrets.token_urlsafe(30),
+            "CDP_SECRETS_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "false",
             "SECURE_HSTS_SECONDS": "0",

@@ -295,6 +295,7 @@ def server_env(dsn: str, redis_port: int, static_root: Path, sweep_after: int) -
             "CELERY_BROKER_URL": f"redis://{HOST}:{redis_port}/0",
             "SECRET_KEY": secrets.token_urlsafe(48),
             "CDP_PRIVACY_HASH_KEY": secrets.token_urlsafe(48),
+            "CDP_SECRETS_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "false",
             "SECURE_HSTS_SECONDS": "0",

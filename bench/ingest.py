@@ -853,6 +853,7 @@ def server_env(dsn: str) -> dict[str, str]:
             "DATABASE_URL": dsn,
             "SECRET_KEY": secrets.token_urlsafe(50),
             "CDP_PRIVACY_HASH_KEY": secrets.token_urlsafe(50),
+            "CDP_SECRETS_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             # Plain HTTP on loopback: no redirect to HTTPS.
             "SECURE_SSL_REDIRECT": "false",

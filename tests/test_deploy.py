@@ -66,6 +66,7 @@ def test_compose_runs_web_worker_beat_postgres16_and_redis7() -> None:
         # the secret comes from the environment, never a default in the file
         assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")
         assert env["CDP_PRIVACY_HASH_KEY"].startswith("${CDP_PRIVACY_HASH_KEY:?")
+        assert env["CDP_SECRETS_KEY"].startswith("${CDP_SECRETS_KEY:?")
     assert services["worker"]["depends_on"]["web"]["condition"] == "service_healthy"
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
 
@@ -165,6 +166,25 @@ def test_production_settings_refuse_to_start_without_a_privacy_hash_key() -> Non
     assert "CDP_PRIVACY_HASH_KEY" in result.stderr
 
 
+def test_production_settings_refuse_to_start_without_a_secrets_key() -> None:
+    # given every other secret, but not the key of the secrets stored encrypted
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "cdp.settings.production",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "CDP_PRIVACY_HASH_KEY": secrets.token_urlsafe(50),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "CDP_SECRETS_KEY must be a long random value" in result.stderr
+
+
 # --- Production entry points never start on insecure values (issue 15, defect 4) ---
 
 
@@ -173,6 +193,7 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "CDP_PRIVACY_HASH_KEY": secrets.token_urlsafe(50),
+        "CDP_SECRETS_KEY": secrets.token_urlsafe(50),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
         "STATIC_ROOT": str(tmp_path / "static"),
         **extra,
@@ -219,6 +240,12 @@ def test_gunicorn_without_any_environment_refuses_to_start(tmp_path: Path) -> No
         ({"SECRET_KEY": "short-but-real"}, "SECRET_KEY must be a long random"),
         ({"SECRET_KEY": "a" * 60}, "SECRET_KEY must be a long random"),
         ({"CDP_PRIVACY_HASH_KEY": "build-only"}, "CDP_PRIVACY_HASH_KEY must be a long random"),
+        ({"CDP_SECRETS_KEY": "short"}, "CDP_SECRETS_KEY must be a long random"),
+        # a rotation's list: every key is held to the bar, not only the first
+        (
+            {"CDP_SECRETS_KEY": secrets.token_urlsafe(50) + ",test-only-secret-key"},
+            "CDP_SECRETS_KEY must be a long random",
+        ),
         ({"DEBUG": "true"}, "DEBUG is on with production settings"),
     ],
 )

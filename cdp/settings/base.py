@@ -361,6 +361,11 @@ CDP = {
     # people's identifiers (suppression). Set it once and keep it: by default it is
     # derived from SECRET_KEY, and rotating that would forget who was erased.
     "PRIVACY_HASH_KEY": env("CDP_PRIVACY_HASH_KEY", default=""),
+    # Keys of the secrets stored encrypted (webhook signing secrets,
+    # apps/common/crypto.py), comma-separated: the first encrypts, any decrypts.
+    # Rotate: put a new key first, run `manage.py secrets_reencrypt`, drop the old.
+    # Unset: one key derived from SECRET_KEY (development; production requires it).
+    "SECRETS_KEYS": env.list("CDP_SECRETS_KEY", default=[]),
     # Retention (0 keeps forever): events, and refused payloads (raw client data).
     "EVENT_RETENTION_DAYS": env.int("CDP_EVENT_RETENTION_DAYS", default=730),
     "REJECTED_EVENT_RETENTION_DAYS": env.int("CDP_REJECTED_EVENT_RETENTION_DAYS", default=30),

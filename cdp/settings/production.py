@@ -36,9 +36,16 @@ DEBUG = False
 _require_strong("SECRET_KEY", SECRET_KEY)
 # The key of the suppression list's hashes must not follow SECRET_KEY (rotating
 # that would forget who was erased): production names it, or refuses to start.
+# The keys of the secrets stored encrypted (webhook signing secrets): derived from
+# SECRET_KEY elsewhere, which would tie every stored secret to it. Every key of the
+# list (the first encrypts, the others still decrypt during a rotation) is one.
 CDP = {
     **CDP,
     "PRIVACY_HASH_KEY": _require_strong("CDP_PRIVACY_HASH_KEY", env("CDP_PRIVACY_HASH_KEY")),
+    "SECRETS_KEYS": [
+        _require_strong("CDP_SECRETS_KEY", key)
+        for key in env.list("CDP_SECRETS_KEY", default=[]) or [""]
+    ],
 }
 
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto. Health probes over
