@@ -16,6 +16,8 @@ from django.http.response import HttpResponseBase
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from apps.common.crypto import SecretDecryptError
+
 from .files import exports_dir
 from .kinds import SettingsError, settings_validate
 from .models import (
@@ -34,7 +36,7 @@ from .services import (
     export_run_enqueue,
     schedule_validate,
 )
-from .webhooks import deliveries_retry
+from .webhooks import deliveries_retry, webhook_secret_of
 
 
 class DestinationForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -86,9 +88,13 @@ class DestinationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="Secret")
     def secret_state(self, obj: Destination) -> str:
         if obj.kind == DestinationKind.WEBHOOK:
-            return (
-                "set (shown once when made; rotate to get a new one)" if obj.webhook_secret else "-"
-            )
+            if not obj.webhook_secret_encrypted:
+                return "-"
+            try:
+                webhook_secret_of(obj)
+            except SecretDecryptError as exc:
+                return f"set, but unusable: {exc}"
+            return "set, encrypted (shown once when made; rotate to get a new one)"
         if obj.kind == DestinationKind.JSON_FEED:
             return f"token {obj.feed_token_prefix}... (hashed)" if obj.feed_token_hash else "-"
         return "-"

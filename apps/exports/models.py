@@ -80,9 +80,11 @@ class Destination(models.Model):
     )
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=200, blank=True, default="")
-    # Webhooks: the whsec_ signing secret. It must be usable for signing, so it is
-    # stored as is (never shown after creation, never in a form or a log).
-    webhook_secret = models.CharField(max_length=200, blank=True, default="", editable=False)
+    # Webhooks: the whsec_ signing secret. It must be usable for signing, so it
+    # cannot be hashed: it is stored encrypted (a Fernet token under
+    # CDP_SECRETS_KEY, apps/common/crypto.py), never shown after creation, never
+    # in a form or a log. Read it with apps.exports.webhooks.webhook_secret_of.
+    webhook_secret_encrypted = models.TextField(blank=True, default="", editable=False)
     # JSON feed: the hash of the pull token (the token is shown once).
     feed_token_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     feed_token_prefix = models.CharField(max_length=20, blank=True, default="", editable=False)

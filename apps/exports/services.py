@@ -22,6 +22,12 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from apps.common.crypto import (
+    SecretDecryptError,
+    secret_encrypt,
+    secret_is_current,
+    secret_reencrypt,
+)
 from apps.common.utils import sha256_hex
 from apps.segments.models import Segment
 
@@ -151,8 +157,9 @@ def destination_save(
     schedule_validate(destination.schedule)
     creating = destination.pk is None
     secret = ""
-    if destination.kind == DestinationKind.WEBHOOK and not destination.webhook_secret:
-        secret = destination.webhook_secret = webhook_secret_generate()
+    if destination.kind == DestinationKind.WEBHOOK and not destination.webhook_secret_encrypted:
+        secret = webhook_secret_generate()
+        destination.webhook_secret_encrypted = secret_encrypt(secret)
     if destination.kind == DestinationKind.JSON_FEED and not destination.feed_token_hash:
         secret = FEED_TOKEN_PREFIX + secrets.token_urlsafe(32)
         destination.feed_token_hash = feed_token_hash(secret)
@@ -173,12 +180,60 @@ def destination_save(
 def destination_secret_rotate(*, destination: Destination) -> str:
     """A new webhook secret or feed token, returned once (the old one stops working)."""
     if destination.kind == DestinationKind.WEBHOOK:
-        destination.webhook_secret = ""
+        destination.webhook_secret_encrypted = ""
     elif destination.kind == DestinationKind.JSON_FEED:
         destination.feed_token_hash = ""
     else:
         raise NotRunnable(f"a {destination.kind} destination has no secret")
     return destination_save(destination=destination).secret
+
+
+@dataclass
+class Reencrypted:
+    reencrypted: int = 0
+    current: int = 0
+    # Destination key -> why its secret could not be read (no key decrypts it).
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+
+def destination_secrets_reencrypt(*, dry_run: bool = False) -> Reencrypted:
+    """Every stored webhook secret encrypted under the first of CDP_SECRETS_KEY
+    (after a new key was put first), so that the old keys can be dropped. One
+    destination at a time, each row locked while it is rewritten (a rotation in
+    admin meanwhile wins: its new secret is left as it is, being current). A
+    secret no key decrypts is reported, left alone, and does not stop the rest.
+    ``dry_run`` counts without writing."""
+    done = Reencrypted()
+    ids = (
+        Destination.objects.exclude(webhook_secret_encrypted="")
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for pk in list(ids):
+        with transaction.atomic():
+            row = (
+                Destination.objects.select_for_update()
+                .filter(pk=pk)
+                .values_list("key", "webhook_secret_encrypted")
+                .first()
+            )
+            if row is None or not row[1]:
+                continue
+            key, token = row
+            if secret_is_current(token):
+                done.current += 1
+                continue
+            try:
+                fresh = secret_reencrypt(token)
+            except SecretDecryptError as exc:
+                done.unreadable[key] = str(exc)
+                continue
+            if not dry_run:
+                Destination.objects.filter(pk=pk).update(
+                    webhook_secret_encrypted=fresh, updated_at=timezone.now()
+                )
+            done.reencrypted += 1
+    return done
 
 
 @transaction.atomic

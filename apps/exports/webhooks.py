@@ -16,7 +16,12 @@
   cannot answer a public address to the check and 127.0.0.1 to the connection;
 * redirects are not followed (a 3xx is a failed attempt): a message must never
   reach a host the destination does not name;
-* nothing of a body is logged (it names people), only ids and status codes.
+* nothing of a body is logged (it names people), only ids and status codes;
+* the secret is stored encrypted (``Destination.webhook_secret_encrypted``,
+  apps/common/crypto.py) and decrypted at each attempt: one that no key of
+  ``CDP_SECRETS_KEY`` decrypts fails the attempt with that reason (nothing is
+  sent, the delivery is retried as after any failure), it does not crash the
+  tick for the other deliveries.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.common.crypto import SecretDecryptError, secret_decrypt
 from apps.segments.models import Segment
 
 from .kinds import WEBHOOK_MAX_TIMEOUT, address_is_public, webhook_url_problem
@@ -78,6 +84,15 @@ def jittered(delay: float) -> float:
 
 
 # -- signing -------------------------------------------------------------------------
+
+
+def webhook_secret_of(destination: Destination) -> str:
+    """The destination's ``whsec_`` secret, decrypted (``SecretDecryptError``
+    naming what to do when no configured key decrypts it; ``ValueError`` when it
+    has none)."""
+    if not destination.webhook_secret_encrypted:
+        raise ValueError("the destination has no webhook secret (rotate it to make one)")
+    return secret_decrypt(destination.webhook_secret_encrypted)
 
 
 def secret_key(secret: str) -> bytes:
@@ -419,18 +434,29 @@ def delivery_attempt(delivery_id: int) -> str:
         )
         return DeliveryStatus.CANCELLED
     body = delivery.body.encode()
-    headers = signed_headers(destination.webhook_secret, delivery.message_id, body)
     status_code: int | None = None
     error = ""
     try:
-        status_code = _post(
-            destination.settings["url"],
-            body,
-            headers,
-            min(destination.settings.get("timeout_seconds", 10), WEBHOOK_MAX_TIMEOUT),
+        headers = signed_headers(webhook_secret_of(destination), delivery.message_id, body)
+    except (SecretDecryptError, ValueError) as exc:
+        # Nothing is sent unsigned: a failed attempt, retried (the key may be
+        # put back), dead-lettered at the end like any other.
+        error = f"webhook secret: {exc}"[:500]
+        logger.error(
+            "webhook destination %s: its secret is unusable (%s)",
+            destination.pk,
+            type(exc).__name__,
         )
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+    else:
+        try:
+            status_code = _post(
+                destination.settings["url"],
+                body,
+                headers,
+                min(destination.settings.get("timeout_seconds", 10), WEBHOOK_MAX_TIMEOUT),
+            )
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
     now = timezone.now()
     delivery.attempts += 1
     delivery.last_status_code = status_code
