@@ -13,9 +13,11 @@ OOM) or whose database stays down longer than the buffer's cap
 **At the flush, each row is resolved against the database as it is then:** a
 profile merged away since the decision is followed to its survivor (through
 chains of merges), so its exposure lands where the merge hook moved the older
-ones (registrations.py); a profile erased since, or a placement deleted, loses
-that row only; a variant or rule deleted since becomes null (as the foreign
-keys' SET NULL would have made it). If the batch still fails on a foreign key
+ones (registrations.py), remembering the profile it was for
+(``origin_profile_id``, as the hook does) so that a split gives it back; a
+profile erased since, or a placement deleted, loses that row only; a variant or
+rule deleted since becomes null (as the foreign keys' SET NULL would have made
+it). If the batch still fails on a foreign key
 (something deleted between the statement and its commit), the rows are written
 one by one, each in its own savepoint, and only those that fail are dropped (and
 counted in the log): one bad row never loses the others.
@@ -206,6 +208,7 @@ def _write_orm(rows: list[PendingExposure]) -> int:
     objs = [
         Exposure(
             profile_id=live[r.profile_id],
+            origin_profile_id=r.profile_id if live[r.profile_id] != r.profile_id else None,
             placement_id=r.placement_id,
             variant_id=r.variant_id if r.variant_id in variants else None,
             rule_id=r.rule_id if r.rule_id in rules else None,
@@ -241,8 +244,10 @@ def _write_sql(rows: list[PendingExposure]) -> int:
         FROM chain c JOIN "{profile}" p ON p.id = c.next
         WHERE c.depth < {depth}
     )
-    INSERT INTO "{exposure}" (profile_id, placement_id, variant_id, rule_id, holdout, at)
-    SELECT live.id, pending.placement_id, v.id, r.id, pending.holdout, pending.at
+    INSERT INTO "{exposure}"
+        (profile_id, origin_profile_id, placement_id, variant_id, rule_id, holdout, at)
+    SELECT live.id, NULLIF(pending.profile_id, live.id), pending.placement_id, v.id, r.id,
+           pending.holdout, pending.at
     FROM pending
     JOIN chain live ON live.start = pending.profile_id AND live.next IS NULL
     JOIN "{placement}" pl ON pl.id = pending.placement_id

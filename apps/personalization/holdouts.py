@@ -11,7 +11,8 @@ holdouts in different rules are independent.
 The holdout key is the profile's own id until a merge. The ``merged`` lifecycle
 hook (registrations.py) writes each survivor's key to ``HoldoutKey`` so that it is
 kept from then on; an absorbed profile's own row stays, so a split gives it its
-old key (and buckets) back.
+old key (and buckets) back with nothing to write (the split hook in
+registrations.py moves its exposures back).
 """
 
 from __future__ import annotations

@@ -150,6 +150,12 @@ class Exposure(models.Model):
     rule = models.ForeignKey(Rule, on_delete=models.SET_NULL, null=True, related_name="+")
     holdout = models.BooleanField(default=False)
     at = models.DateTimeField()
+    # The profile the decision was for, once the row has moved to another one (a
+    # merge since: the merge hook, or the flush following it); null while it is
+    # that profile's own. A split gives the rows made for the split-out profile,
+    # or for those it had absorbed, back by it (registrations.py). No index: the
+    # split reads it among the rows of one live profile (perso_exposure_profile_idx).
+    origin_profile_id = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [

@@ -1,17 +1,20 @@
 """What personalization plugs into: the mapping cache's invalidation (Django
 signals on placements, variants and rules, mapping.py), the publishable keys'
-CORS check (django-cors-headers), merge handlers for holdout keys and exposures, the
-erasers of a person's exposures and holdout key, and the demo's content step."""
+CORS check (django-cors-headers), merge and split handlers for holdout keys and
+exposures, the erasers of a person's exposures and holdout key, and the demo's
+content step."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from corsheaders.signals import check_request_enabled
+from django.db.models import Case, F, When
+from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete, post_save
 
 from apps.consent.registry import ErasedPerson, PersonalDataEraser, personal_data_erasers
-from apps.identity.hooks import ProfilesMerged, merged
+from apps.identity.hooks import ProfilesMerged, ProfileSplit, merged, split
 
 from . import demo  # noqa: F401  (the "personalization.content" demo step)
 from .holdouts import holdout_keys_keep
@@ -48,7 +51,9 @@ check_request_enabled.connect(cors_allowed, dispatch_uid="perso-cors")
 def holdouts_follow_merge(event: ProfilesMerged) -> None:
     # The survivor keeps its key, so its holdouts stay as they were; the absorbed
     # profiles' rows stay too (a split gives them back their own). Exposures move
-    # to the survivor like the rest of the person's history.
+    # to the survivor like the rest of the person's history, each remembering the
+    # profile it was for (kept through later merges), so that a split can tell
+    # them apart.
     holdout_keys_keep(set(event.mapping.values()))
     # One query for which absorbed profiles have exposures at all (a bulk merge of
     # dedup pairs maps thousands, nearly none exposed), then one update for each.
@@ -58,7 +63,39 @@ def holdouts_follow_merge(event: ProfilesMerged) -> None:
         .distinct()
     )
     for absorbed in exposed:
-        Exposure.objects.filter(profile_id=absorbed).update(profile_id=event.mapping[absorbed])
+        Exposure.objects.filter(profile_id=absorbed).update(
+            origin_profile_id=Coalesce(F("origin_profile_id"), F("profile_id")),
+            profile_id=event.mapping[absorbed],
+        )
+
+
+@split.register("personalization", order=60)
+def personalization_follow_split(event: ProfileSplit) -> None:
+    """The split-out profile is a person of its own again.
+
+    Holdouts: its key is its own again with nothing to write. The merge pinned
+    only the survivor's key and left the absorbed profile's (its own id, or the
+    row pinned when it was itself a survivor), and decisions read the key of the
+    profile they resolve to, which is now the split-out one for its identifiers:
+    it is back in the groups it had before the merge, and the profile left keeps
+    its own.
+
+    Exposures: those decided for it, or for a profile it had absorbed before its
+    merge (``tree_ids``; the merge hook recorded each row's origin), go back to
+    it; those decided for the merged person after the merge stay with the
+    profile left (a decision names the live profile, not which identifier
+    asked)."""
+    Exposure.objects.filter(
+        profile_id=event.from_profile_id, origin_profile_id__in=list(event.tree_ids)
+    ).update(
+        profile_id=event.profile_id,
+        # Its own rows are its own again (no origin); rows of profiles it had
+        # absorbed keep theirs, for a split of those later.
+        origin_profile_id=Case(
+            When(origin_profile_id=event.profile_id, then=None),
+            default=F("origin_profile_id"),
+        ),
+    )
 
 
 def _erase_exposures(person: ErasedPerson, *, batch_size: int) -> int:

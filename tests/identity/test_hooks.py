@@ -39,10 +39,10 @@ def two_profiles(post_events: Any) -> tuple[Any, Any]:
 def test_the_apps_below_register_in_a_documented_order() -> None:
     # events move first, then consent, then what derives from events (segments'
     # features, then memberships), then what derives from those (clusters, then
-    # the holdout keys of content decisions)
+    # the holdout keys and exposures of content decisions)
     derived = ["segments", "segments.memberships", "clustering"]
     assert hooks.merged.names() == ["events", "consent", *derived, "personalization"]
-    assert hooks.split.names() == ["events", "consent", *derived]
+    assert hooks.split.names() == ["events", "consent", *derived, "personalization"]
 
 
 def test_a_second_handler_of_the_same_name_is_refused() -> None:

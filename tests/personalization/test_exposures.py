@@ -43,7 +43,13 @@ postgres_only = pytest.mark.skipif(
 def _rows() -> list[tuple[Any, ...]]:
     return sorted(
         Exposure.objects.values_list(
-            "profile_id", "placement_id", "variant_id", "rule_id", "holdout", "at"
+            "profile_id",
+            "origin_profile_id",
+            "placement_id",
+            "variant_id",
+            "rule_id",
+            "holdout",
+            "at",
         ),
         key=str,
     )
@@ -82,7 +88,10 @@ def test_a_bad_row_loses_only_itself(
     # then the two good rows are written, the bad one is dropped and counted
     assert written == 2
     assert _rows() == sorted(
-        [(a.pk, hero.pk, default, None, False, now), (b.pk, hero.pk, default, None, False, now)],
+        [
+            (a.pk, None, hero.pk, default, None, False, now),
+            (b.pk, None, hero.pk, default, None, False, now),
+        ],
         key=str,
     )
     assert "1 exposures dropped" in caplog.text
@@ -108,10 +117,11 @@ def test_exposures_of_a_profile_merged_before_the_flush_land_on_the_survivor(
     ).survivor_id
     assert Profile.objects.get(pk=last).merged_into_id is None
     exposures_flush()
-    # then the exposure is the live survivor's, with the rule and variant decided
-    assert list(Exposure.objects.values_list("profile_id", "rule_id", "variant_id")) == [
-        (last, rule.pk, variant("hero-vip").pk)
-    ]
+    # then the exposure is the live survivor's, with the rule and variant decided,
+    # and it remembers the profile it was decided for
+    assert list(
+        Exposure.objects.values_list("profile_id", "origin_profile_id", "rule_id", "variant_id")
+    ) == [(last, anon.pk, rule.pk, variant("hero-vip").pk)]
 
 
 def _pending(profiles: list[Profile], hero: Placement, choices: list[tuple[int, ...]]) -> Any:
