@@ -43,10 +43,14 @@ def derived_key() -> str:
     return hmac.new(settings.SECRET_KEY.encode(), b"cdp-secrets-key", hashlib.sha256).hexdigest()
 
 
+def _configured() -> tuple[str, ...]:
+    # "new, old" is read as two keys, not " old": a space would be another key.
+    return tuple(k.strip() for k in settings.CDP.get("SECRETS_KEYS") or () if k.strip())
+
+
 def secrets_keys() -> tuple[str, ...]:
     """The configured keys, newest (the one that encrypts) first."""
-    keys = tuple(k for k in settings.CDP.get("SECRETS_KEYS") or () if k)
-    return keys or (derived_key(),)
+    return _configured() or (derived_key(),)
 
 
 def _fernet_key(key: str) -> bytes:
@@ -65,7 +69,7 @@ def _fernets(keys: tuple[str, ...]) -> tuple[MultiFernet, Fernet]:
 def _unreadable(keys: tuple[str, ...]) -> SecretDecryptError:
     where = (
         f"any of the {len(keys)} keys in CDP_SECRETS_KEY"
-        if settings.CDP.get("SECRETS_KEYS")
+        if _configured()
         else "the key derived from SECRET_KEY (CDP_SECRETS_KEY is not set)"
     )
     return SecretDecryptError(

@@ -43,7 +43,7 @@ CDP = {
     **CDP,
     "PRIVACY_HASH_KEY": _require_strong("CDP_PRIVACY_HASH_KEY", env("CDP_PRIVACY_HASH_KEY")),
     "SECRETS_KEYS": [
-        _require_strong("CDP_SECRETS_KEY", key)
+        _require_strong("CDP_SECRETS_KEY", key.strip())
         for key in env.list("CDP_SECRETS_KEY", default=[]) or [""]
     ],
 }

@@ -116,6 +116,10 @@ def test_rotation_the_first_key_encrypts_every_key_decrypts(settings: Any) -> No
         secret_reencrypt(old_token)
 
 
-def test_empty_entries_in_the_list_are_ignored(settings: Any) -> None:
-    _keys(settings, "", NEW)
-    assert crypto.secrets_keys() == (NEW,)
+def test_empty_entries_and_spaces_around_keys_are_ignored(settings: Any) -> None:
+    # CDP_SECRETS_KEY="new, old" names the old key, not " old"
+    _keys(settings, OLD)
+    token = secret_encrypt("whsec_c2VjcmV0")
+    _keys(settings, "", f"{NEW} ", f" {OLD}")
+    assert crypto.secrets_keys() == (NEW, OLD)
+    assert secret_decrypt(token) == "whsec_c2VjcmV0"
