@@ -157,19 +157,37 @@ def destination_save(
     schedule_validate(destination.schedule)
     creating = destination.pk is None
     secret = ""
+    # Columns that others write while a form is open (delivery moves the cursor,
+    # secrets_reencrypt rewrites the secret, the beat entry is linked by UPDATE):
+    # an edit writes them only when it sets them itself, so saving a form loaded
+    # earlier never puts back an old secret or rewinds the cursor.
+    kept = {"outbox_cursor", "periodic_task", "webhook_secret_encrypted", "feed_token_hash"}
     if destination.kind == DestinationKind.WEBHOOK and not destination.webhook_secret_encrypted:
         secret = webhook_secret_generate()
         destination.webhook_secret_encrypted = secret_encrypt(secret)
+        kept.discard("webhook_secret_encrypted")
     if destination.kind == DestinationKind.JSON_FEED and not destination.feed_token_hash:
         secret = FEED_TOKEN_PREFIX + secrets.token_urlsafe(32)
         destination.feed_token_hash = feed_token_hash(secret)
         destination.feed_token_prefix = secret[: len(FEED_TOKEN_PREFIX) + 6]
+        kept.discard("feed_token_hash")
+    if "feed_token_hash" in kept:
+        kept.add("feed_token_prefix")
     if creating and destination.kind == DestinationKind.WEBHOOK:
         destination.outbox_cursor = outbox_last_id()
     if destination.enabled:
         destination.disabled_reason = ""
     destination.full_clean(exclude=["segments"])
-    destination.save()
+    if creating:
+        destination.save()
+    else:
+        destination.save(
+            update_fields=[
+                f.name
+                for f in Destination._meta.concrete_fields
+                if not f.primary_key and f.name not in kept | {"created_at"}
+            ]
+        )
     if segments is not None:
         destination.segments.set(list(segments))
     _schedule_sync(destination)

@@ -223,3 +223,33 @@ def test_the_migration_encrypts_plain_secrets_and_back(settings: Any) -> None:
         assert back.objects.get(key="a-file").webhook_secret == ""
     finally:
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db
+def test_saving_a_stale_form_keeps_the_secret_and_cursor_others_wrote(
+    destination: Any, audience: Any, settings: Any
+) -> None:
+    from apps.exports.services import destination_save
+
+    # given a webhook loaded into a form (an instance read now) ...
+    _keys(settings, OLD)
+    target, secret = destination(
+        "webhook", [audience("shoes", [])], settings={"url": "https://h.example.com/"}
+    )
+    stale = Destination.objects.get(pk=target.pk)
+    # ... while, before it is saved, the secret is re-encrypted under a new key
+    # and delivery moves the cursor on
+    _keys(settings, NEW, OLD)
+    call_command("secrets_reencrypt", stdout=None)
+    Destination.objects.filter(pk=target.pk).update(outbox_cursor=stale.outbox_cursor + 41)
+    # when the form is saved with an edit of its own
+    stale.name = "Renamed"
+    destination_save(destination=stale)
+    # then the edit is kept, and so are the others' writes: the secret is the
+    # re-encrypted one (readable without the old key), the cursor did not rewind
+    fresh = Destination.objects.get(pk=target.pk)
+    assert fresh.name == "Renamed"
+    assert fresh.outbox_cursor == stale.outbox_cursor + 41
+    _keys(settings, NEW)
+    assert secret_is_current(fresh.webhook_secret_encrypted)
+    assert webhook_secret_of(fresh) == secret
