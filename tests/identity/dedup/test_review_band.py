@@ -7,6 +7,7 @@ import uuid
 
 import numpy as np
 import pytest
+from django.core.exceptions import ValidationError
 
 from apps.identity.dedup.fellegi_sunter import Model, initial_model
 from apps.identity.dedup.models import DedupConfig, DuplicateCandidate
@@ -114,3 +115,25 @@ def test_a_saved_model_keeps_its_prior_among_millions_of_profiles() -> None:
     assert reloaded.lam == model.lam
     assert reloaded.probability(scores).tolist() == model.probability(scores).tolist()
     assert reloaded.score_at(AUTO) == model.score_at(AUTO)
+
+
+@pytest.mark.parametrize(
+    ("auto", "review", "field"),
+    [
+        (0.9995, 0.5, "auto_merge_probability"),  # above what the model states
+        (0.001, 0.001, "auto_merge_probability"),
+        (0.99, 0.995, "review_probability"),  # above the auto-merge bar
+        (0.99, 0.0, "review_probability"),
+    ],
+)
+def test_bars_outside_what_the_probability_can_say_are_refused(
+    auto: float, review: float, field: str
+) -> None:
+    config = DedupConfig(auto_merge_probability=auto, review_probability=review)
+    with pytest.raises(ValidationError) as error:
+        config.clean()
+    assert list(error.value.message_dict) == [field]
+
+
+def test_the_default_bars_are_valid() -> None:
+    DedupConfig().clean()
