@@ -109,11 +109,7 @@ def main() -> None:
     from apps.identity.dedup.models import DedupConfig
     from apps.identity.dedup.records import BUILTIN_FIELDS, build_records
     from apps.identity.dedup.services.candidates import candidates_build
-    from apps.identity.dedup.services.decisions import (
-        REVIEW_MIN_PROBABILITY,
-        automatic_select,
-        review_select,
-    )
+    from apps.identity.dedup.services.decisions import automatic_select, review_select
     from apps.identity.dedup.services.scoring import (
         EM_MIN_PAIRS,
         estimate_model,
@@ -124,8 +120,8 @@ def main() -> None:
     def default(name: str) -> float:
         return DedupConfig._meta.get_field(name).default
 
-    auto_threshold = default("auto_merge_threshold")
-    review_threshold = default("review_threshold")
+    auto_probability = default("auto_merge_probability")
+    review_probability = default("review_probability")
     share = JUNIOR_SHARE if args.junior_share is None else args.junior_share
     if not 0 <= share <= JUNIOR_SHARE:
         parser.error(f"--junior-share must be within 0 and {JUNIOR_SHARE}")
@@ -155,23 +151,23 @@ def main() -> None:
         model = estimate_model(records, level, left * len(records) + right, stats, model)
     frequencies = frequencies_count(records, [s.name for s in specs if s.frequency_adjusted])
     scores, adjustments = pairs_score(records, left, right, level, swapped, model, frequencies)
+    auto_threshold = model.score_at(auto_probability)  # the bars' scores, for the reports
+    review_threshold = model.score_at(review_probability)
     order = review_order(scores, review_threshold)
     candidates = candidates_build(
         None, records, left[order], right[order], scores[order], model, adjustments[order],
         pending={},
     )  # fmt: skip
-    merged = automatic_select(candidates, auto_threshold)
+    merged = automatic_select(candidates, auto_probability)
     automatic = {id(c) for c in merged}
-    queue = [c for c in review_select(candidates, auto_threshold, model) if id(c) not in automatic]
-    # The gate before: the probability shown (prior over all pairs, falls as 1/n).
-    old_queue = [
+    queue = [
         c
-        for c in candidates
+        for c in review_select(
+            candidates, model, auto_probability=auto_probability,
+            review_probability=review_probability,
+        )
         if id(c) not in automatic
-        and len(c.evidence["vetoes"]) <= 1
-        and (not c.evidence["vetoes"] or c.score >= auto_threshold)
-        and c.probability >= REVIEW_MIN_PROBABILITY
-    ]
+    ]  # fmt: skip
     seconds = time.perf_counter() - start
 
     row_of = {pid: row for row, pid in enumerate(ids)}
@@ -206,7 +202,12 @@ def main() -> None:
         f"({len(true_pairs):,} true pairs, {wrong} wrong pairs)"
     )
 
-    for name, q in (("review queue", queue), ("  (old p gate)", old_queue)):
+    print(
+        f"bars              auto-merge p >= {auto_probability} (score {auto_threshold:.1f}), "
+        f"review p >= {review_probability} (score {review_threshold:.1f}); prior "
+        f"{np.log2(model.lam / (1 - model.lam)):.2f} bits"
+    )
+    for name, q in (("review queue", queue),):
         true_q = sum(entity[rows_of(c)[0]] == entity[rows_of(c)[1]] for c in q)
         print(
             f"{name:<17} {len(q):,} pairs = {1000 * len(q) / len(generated):.1f} per 1,000 "

@@ -273,7 +273,7 @@ class DedupFieldInline(admin.TabularInline):
 
 @admin.register(DedupConfig)
 class DedupConfigAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "auto_merge_threshold", "review_threshold", "updated_at")
+    list_display = ("__str__", "auto_merge_probability", "review_probability", "updated_at")
     inlines = [DedupFieldInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .compare import IndexArray
 from .names import canonical_names
-from .records import Records, email_local, street_name, street_numbers
+from .records import Records, email_local, region_parts, street_name, street_numbers
 
 KeyFunction = Callable[[dict[str, str]], Iterable[str]]
 
@@ -174,6 +174,13 @@ def _postal_year(v: dict[str, str]) -> list[str]:
     return [f"{postal}|{year}"] if postal and year else []
 
 
+def _state(v: dict[str, str]) -> str:
+    # The normalized state alone (``records.normalize_region``: "Virginia" and "VA"
+    # are one key): a duplicate that lost its country keeps the key; two states of
+    # one abbreviation in two countries (WA) only share blocks.
+    return region_parts(v.get("address:region", ""))[1]
+
+
 def _number_street(v: dict[str, str]) -> list[str]:
     # One house number and the first letters of one street name in one state: the town
     # and the postal code both mistyped, missing or changed, the street name's end
@@ -181,16 +188,23 @@ def _number_street(v: dict[str, str]) -> list[str]:
     street = v.get("address:street", "")
     number = street_numbers(street)
     name = street_name(street).replace(" ", "")
-    region = v.get("address:region", "")
-    # Without a region the key would span the whole country: none.
-    return [f"{number}|{name[:3]}|{region}"] if number and len(name) >= 3 and region else []
+    state = _state(v)
+    # Without a state the key would span the whole country: none.
+    return [f"{number}|{name[:3]}|{state}"] if number and len(name) >= 3 and state else []
+
+
+# One street name in a whole state is the coarsest key there is: a common street
+# name (Main Street, Church Road) fills a block of max_block_size (200 profiles,
+# 19,900 pairs) in one state, where the other passes' blocks hold a few profiles.
+# Bounded on its own, at a size measured to keep blocking recall (bench/README.md).
+STREET_REGION_MAX_BLOCK = 50
 
 
 def _street_region(v: dict[str, str]) -> list[str]:
     # One street name in one state, whatever the house number, town and postal code.
     name = street_name(v.get("address:street", "")).replace(" ", "")
-    region = v.get("address:region", "")
-    return [f"{name}|{region}"] if len(name) >= 4 and region else []
+    state = _state(v)
+    return [f"{name}|{state}"] if len(name) >= 4 and state else []
 
 
 def _first_number(v: dict[str, str]) -> list[str]:
@@ -207,6 +221,9 @@ class BlockingPass:
     name: str
     needs: tuple[str, ...]  # field names that must be configured
     keys: KeyFunction
+    # Profiles per block at most, below the configuration's ``max_block_size``
+    # (``block_limit``), for a pass whose keys are coarse by design.
+    max_block: int | None = None
 
 
 BUILTIN_PASSES: tuple[BlockingPass, ...] = (
@@ -228,9 +245,19 @@ BUILTIN_PASSES: tuple[BlockingPass, ...] = (
     BlockingPass("initials_day", ("first_name", "last_name", "birthday"), _initials_day),
     BlockingPass("postal_year", ("address", "birthday"), _postal_year),
     BlockingPass("number_street", ("address",), _number_street),
-    BlockingPass("street_region", ("address",), _street_region),
+    BlockingPass("street_region", ("address",), _street_region, max_block=STREET_REGION_MAX_BLOCK),
     BlockingPass("first_number", ("address", "first_name"), _first_number),
 )
+
+
+def block_limit(pass_name: str, max_block_size: int) -> int:
+    """The most profiles a block of this pass may hold: the configuration's
+    ``max_block_size``, or the pass's own bound where it is lower."""
+    own = _LIMITS.get(pass_name)
+    return max_block_size if own is None else min(own, max_block_size)
+
+
+_LIMITS = {p.name: p.max_block for p in BUILTIN_PASSES if p.max_block is not None}
 
 
 def passes_for(records: Records) -> list[BlockingPass]:
@@ -305,13 +332,14 @@ def candidate_pairs(
     changed: np.ndarray | None = None,
 ) -> tuple[IndexArray, IndexArray, BlockingStats]:
     """Unique (left < right) row pairs sharing a key; with ``changed``, only pairs
-    where at least one side changed. Blocks above ``max_block_size`` are skipped."""
+    where at least one side changed. Blocks above ``max_block_size`` (or their
+    pass's lower ``block_limit``) are skipped."""
     stats = BlockingStats()
     codes: list[IndexArray] = []
     for p, name in enumerate(keys.pass_names):
         mask = keys.passes == p
         pass_codes = _pairs_in_blocks(
-            keys.rows[mask], keys.keys[mask], n, max_block_size, changed, stats
+            keys.rows[mask], keys.keys[mask], n, block_limit(name, max_block_size), changed, stats
         )
         stats.per_pass[name] = len(pass_codes)
         stats.pass_codes[name] = pass_codes

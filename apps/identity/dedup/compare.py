@@ -520,12 +520,14 @@ def compare_address(
     )
     postal_result = compare_edit(*postal)
     region_a, region_b = (as_column(c).values for c in region)
-    # "country state": another region only where both say something the other
-    # contradicts; one left out (a state missing) is not another region.
+    # "country:state": another region only where both give a country and the two
+    # differ, or both give a state and the two differ; a part left out (a state
+    # missing) is not another region. Whole values: "va" and "wv" differ, as do
+    # Virginia and West Virginia, which normalize to them.
     other_region = (region_a != "") & (region_b != "") & (region_a != region_b)
     if other_region.any():
         other_region[other_region] = [
-            not (set(x.split()) <= set(y.split()) or set(y.split()) <= set(x.split()))
+            _regions_differ(x, y)
             for x, y in zip(region_a[other_region], region_b[other_region], strict=True)
         ]
     area = ((city_result.level >= 2) | (postal_result.level == 2)) & ~other_region
@@ -562,6 +564,15 @@ def compare_address(
     no_street = s_level < 0
     similarity[no_street] = np.maximum(city_result.similarity, postal_result.similarity)[no_street]
     return FieldComparison(level, similarity)
+
+
+def _regions_differ(a: str, b: str) -> bool:
+    from .records import region_parts
+
+    (country_a, state_a), (country_b, state_b) = region_parts(a), region_parts(b)
+    return bool(country_a and country_b and country_a != country_b) or bool(
+        state_a and state_b and state_a != state_b
+    )
 
 
 def compare_similar(

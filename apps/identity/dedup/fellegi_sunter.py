@@ -91,26 +91,30 @@ class Model:
         """P(one person | the pair's levels): the score plus the prior log-odds
         (``lam``, the share of matches among all pairs), clipped to
         [PROBABILITY_MIN, PROBABILITY_MAX]: past those no benchmark of ours can
-        check it, and the model's independence of fields overstates certainty."""
+        check it, and the model's independence of fields overstates certainty.
+
+        The prior is over all pairs because the weights compare m with the u of
+        random pairs (``estimate_u``); EM estimates it among the candidate pairs
+        (``estimate_lambda``) and ``scoring.with_prior`` scales it to all pairs. So
+        one score is a smaller probability among more profiles, and must be: the
+        chance namesakes born on one day grow as n², the duplicates as n. A prior
+        among the candidates with these weights would count the blocking twice
+        (bench/README.md, CRM records at 100,000: 12 bits more, p >= 0.999 for
+        every pair scoring 12 or more, among them the 6,610 pairs this posterior
+        puts at 0.1-0.5, of which 12.5 % are one person)."""
         lam = min(max(self.lam, 1e-12), 1 - 1e-12)
         prior = np.log2(lam / (1 - lam))
         p = 1.0 / (1.0 + np.exp2(-(np.asarray(score, dtype=float) + prior)))
         return np.clip(p, PROBABILITY_MIN, PROBABILITY_MAX)
 
-    def lambda_candidates(self) -> float:
-        """The share of matches among the candidate pairs (``estimate_lambda``,
-        saved by ``scoring.with_prior``); the prior over all pairs if unknown."""
-        return float(self.em.get("lambda_candidates", self.lam))
-
-    def candidate_probability(self, score: FloatArray) -> FloatArray:
-        """P(one person | the pair is a candidate and scores so), with the share of
-        matches among the candidates as prior: unlike ``probability`` it does not
-        fall as 1/n with the number of profiles (the candidates grow as n, and so
-        do the matches among them), so a bar on it means the same at any n."""
-        lam = min(max(self.lambda_candidates(), 1e-12), 1 - 1e-12)
-        prior = np.log2(lam / (1 - lam))
-        p = 1.0 / (1.0 + np.exp2(-(np.asarray(score, dtype=float) + prior)))
-        return np.clip(p, PROBABILITY_MIN, PROBABILITY_MAX)
+    def score_at(self, probability: float) -> float:
+        """The score at which a pair without a veto reaches ``probability``: the
+        inverse of ``probability`` (without its clipping). Both decisions of a run
+        are bars on the probability; this is the score each bar means for the run's
+        prior, so that pairs below the lower one need not even be built."""
+        lam = min(max(self.lam, 1e-12), 1 - 1e-12)
+        p = min(max(probability, 1e-12), 1 - 1e-12)
+        return float(np.log2(p / (1 - p)) - np.log2(lam / (1 - lam)))
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -29,19 +29,23 @@ class DedupConfig(models.Model):
     """The one dedup configuration (row id 1): thresholds and run settings.
 
     Scores are Fellegi-Sunter match weights: the sum over fields of
-    log2(m / u) for the level at which the two profiles agree on that field.
+    log2(m / u) for the level at which the two profiles agree on that field. Both
+    decisions are on the match probability the score gives with the prior EM
+    estimates (``Model.probability``), which the review queue shows.
     """
 
     SINGLETON_ID = 1
 
-    auto_merge_threshold = models.FloatField(
-        default=20.0,
-        help_text="Pairs scoring at least this much are merged automatically "
-        "(through the same safe merge as everything else).",
+    auto_merge_probability = models.FloatField(
+        default=0.99,
+        help_text="Pairs at least this likely one person (and without a veto) are merged "
+        "automatically, through the same safe merge as everything else. At most 0.999, "
+        "the highest probability the model states.",
     )
-    review_threshold = models.FloatField(
-        default=12.0,
-        help_text="Pairs scoring between this and the auto-merge threshold wait for review.",
+    review_probability = models.FloatField(
+        default=0.5,
+        help_text="Pairs at least this likely one person, below the auto-merge "
+        "probability, wait for review (0.5: more likely one person than two).",
     )
     estimate_weights = models.BooleanField(
         default=True,
@@ -64,9 +68,21 @@ class DedupConfig(models.Model):
         return "Dedup configuration"
 
     def clean(self) -> None:
-        if self.review_threshold > self.auto_merge_threshold:
+        from .fellegi_sunter import PROBABILITY_MAX, PROBABILITY_MIN
+
+        if not PROBABILITY_MIN < self.auto_merge_probability <= PROBABILITY_MAX:
             raise ValidationError(
-                {"review_threshold": "The review threshold must not exceed the auto-merge one."}
+                {
+                    "auto_merge_probability": f"A probability above {PROBABILITY_MIN} "
+                    f"and at most {PROBABILITY_MAX}."
+                }
+            )
+        if not PROBABILITY_MIN < self.review_probability <= self.auto_merge_probability:
+            raise ValidationError(
+                {
+                    "review_probability": f"A probability above {PROBABILITY_MIN} and "
+                    "at most the auto-merge one."
+                }
             )
 
 

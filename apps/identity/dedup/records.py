@@ -102,6 +102,36 @@ _COUNTRIES = {
 }
 
 
+# States and provinces written out, as their postal abbreviations (after folding):
+# "Virginia" and "VA" are one state, "West Virginia" ("WV") another. The countries
+# whose records abbreviate them (US, Canada, Australia); other regions (a German
+# Land, an English county) are compared as written.
+_STATES = {
+    "alabama": "al", "alaska": "ak", "arizona": "az", "arkansas": "ar",
+    "california": "ca", "colorado": "co", "connecticut": "ct", "delaware": "de",
+    "district of columbia": "dc", "washington dc": "dc", "washington d c": "dc",
+    "florida": "fl", "georgia": "ga", "hawaii": "hi", "idaho": "id", "illinois": "il",
+    "indiana": "in", "iowa": "ia", "kansas": "ks", "kentucky": "ky", "louisiana": "la",
+    "maine": "me", "maryland": "md", "massachusetts": "ma", "michigan": "mi",
+    "minnesota": "mn", "mississippi": "ms", "missouri": "mo", "montana": "mt",
+    "nebraska": "ne", "nevada": "nv", "new hampshire": "nh", "new jersey": "nj",
+    "new mexico": "nm", "new york": "ny", "north carolina": "nc", "north dakota": "nd",
+    "ohio": "oh", "oklahoma": "ok", "oregon": "or", "pennsylvania": "pa",
+    "rhode island": "ri", "south carolina": "sc", "south dakota": "sd", "tennessee": "tn",
+    "texas": "tx", "utah": "ut", "vermont": "vt", "virginia": "va", "washington": "wa",
+    "west virginia": "wv", "wisconsin": "wi", "wyoming": "wy",
+    "alberta": "ab", "british columbia": "bc", "manitoba": "mb", "new brunswick": "nb",
+    "newfoundland and labrador": "nl", "newfoundland": "nl", "nova scotia": "ns",
+    "northwest territories": "nt", "nunavut": "nu", "ontario": "on",
+    "prince edward island": "pe", "quebec": "qc", "saskatchewan": "sk", "yukon": "yt",
+    "new south wales": "nsw", "victoria": "vic", "queensland": "qld",
+    "western australia": "wa", "south australia": "sa", "tasmania": "tas",
+    "australian capital territory": "act", "northern territory": "nt",
+}  # fmt: skip
+# Separates country and state in the region column ("us:va"; ":va" without a country).
+REGION_SEPARATOR = ":"
+
+
 @lru_cache(maxsize=200_000)
 def fold(text: str) -> str:
     """Lowercase ASCII with accents removed and runs of punctuation as one space."""
@@ -246,13 +276,34 @@ def normalize_text(value: Any) -> str:
     return fold(_str(value))
 
 
+def normalize_state(value: Any) -> str:
+    """A state or province, folded, written-out names as their abbreviations."""
+    text = fold(_str(value))
+    return _STATES.get(text, text)
+
+
+def normalize_region(country: Any, state: Any) -> str:
+    """ "country:state" ("us:va", "au:nsw"; "us:" without a state, ":va" without a
+    country, "" with neither): two whole values, compared each as a whole (see
+    ``region_parts``), never as words ("Virginia" is not part of "West Virginia")."""
+    country_code, state_code = normalize_country(country), normalize_state(state)
+    if not (country_code or state_code):
+        return ""
+    return f"{country_code}{REGION_SEPARATOR}{state_code}"
+
+
+def region_parts(region: str) -> tuple[str, str]:
+    """(country, state) of a normalized region; "" for a part left out."""
+    country, _, state = region.partition(REGION_SEPARATOR)
+    return country, state
+
+
 def normalize_address(value: Any) -> tuple[str, str, str, str]:
-    """(street, city, postal code, "country state") of a Segment address object."""
+    """(street, city, postal code, "country:state") of a Segment address object
+    (``normalize_region``)."""
     if not isinstance(value, dict):
         return "", "", "", ""
-    region = " ".join(
-        filter(None, (normalize_country(value.get("country")), fold(_str(value.get("state")))))
-    )
+    region = normalize_region(value.get("country"), value.get("state"))
     return (
         normalize_street(_str(value.get("street"))),
         fold(_str(value.get("city"))),

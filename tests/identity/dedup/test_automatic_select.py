@@ -1,4 +1,5 @@
-"""automatic_select: which pairs above the threshold are merged, and in which order."""
+"""automatic_select: which pairs above the auto-merge probability are merged, and in which
+order."""
 
 from __future__ import annotations
 
@@ -19,22 +20,27 @@ def pair(
         profile_a_id=min(a, b),
         profile_b_id=max(a, b),
         score=score,
+        # As a prior of -13.3 bits would make them: 20 is the bar's score.
+        probability=1 / (1 + 2 ** -(score - 13.3)),
         evidence={"fields": fields, "vetoes": list(vetoes)},
     )
+
+
+AUTO = 0.99
 
 
 ONE_NAME_ONE_DOOR = {"first_name": 3, "last_name": 3, "address": ADDRESS_SAME, "email": 0}
 TYPO_AT_THE_DOOR = {"first_name": 2, "last_name": 3, "address": ADDRESS_SAME, "email": 0}
 
 
-def test_pairs_above_the_threshold_without_vetoes_best_first() -> None:
+def test_pairs_above_the_auto_merge_probability_without_vetoes_best_first() -> None:
     # given
     low = pair(FATHER, OTHER, 19.9, {})
     vetoed = pair(SON, OTHER, 40, {}, "birthdays differ")
     good, better = pair(FATHER, FATHERS_TYPO, 30, {}), pair(SON, OTHER, 50, {})
 
     # when
-    selected = automatic_select([low, vetoed, good, better], 20.0)
+    selected = automatic_select([low, vetoed, good, better], AUTO)
 
     # then
     assert selected == [better, good]
@@ -50,7 +56,7 @@ def test_no_detour_joins_two_of_one_name_at_one_door_the_vetoes_kept_apart() -> 
     typo_and_son = pair(FATHERS_TYPO, SON, 30, TYPO_AT_THE_DOOR)
 
     # when
-    selected = automatic_select([father_and_son, father_and_typo, typo_and_son], 20.0)
+    selected = automatic_select([father_and_son, father_and_typo, typo_and_son], AUTO)
 
     # then: the son stays apart, and the pair that would join him waits for review
     assert selected == [father_and_typo]
@@ -64,7 +70,7 @@ def test_pairs_within_one_profile_already_are_still_selected() -> None:
     pairs.append(pair(FATHER, OTHER, 30, {}))
 
     # then: the last one is merged already (the merge records say so)
-    assert automatic_select(pairs, 20.0) == pairs
+    assert automatic_select(pairs, AUTO) == pairs
 
 
 def test_a_pair_sharing_an_email_is_no_detour() -> None:
@@ -78,7 +84,7 @@ def test_a_pair_sharing_an_email_is_no_detour() -> None:
     first_and_third = pair(FATHER, SON, 50, {**ONE_NAME_ONE_DOOR, "email": 3})
 
     # when
-    selected = automatic_select([first_and_second, second_and_third, first_and_third], 20.0)
+    selected = automatic_select([first_and_second, second_and_third, first_and_third], AUTO)
 
     # then
     assert selected == [first_and_second, first_and_third]

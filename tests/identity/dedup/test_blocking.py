@@ -11,7 +11,13 @@ from faker import Faker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.identity.dedup.blocking import block_keys, candidate_pairs, sound_key
+from apps.identity.dedup.blocking import (
+    STREET_REGION_MAX_BLOCK,
+    block_keys,
+    block_limit,
+    candidate_pairs,
+    sound_key,
+)
 from apps.identity.dedup.records import BUILTIN_FIELDS, build_records
 
 
@@ -248,3 +254,49 @@ def test_no_house_number_and_street_key_spans_the_whole_country() -> None:
     number_street = keys.pass_names.index("number_street")
     rows = keys.rows[keys.passes == number_street].tolist()
     assert rows == [0]
+
+
+def test_state_keys_use_the_normalized_state() -> None:
+    # given: one street in Virginia written three ways, and in West Virginia
+    street = {"street": "30 Paillet Parade"}
+    people = [
+        {"firstName": "Ann", "address": {**street, "state": "VA", "country": "US"}},
+        {"firstName": "Bob", "address": {**street, "state": "Virginia", "country": "USA"}},
+        {"firstName": "Cem", "address": {**street, "state": "va."}},
+        {"firstName": "Dan", "address": {**street, "state": "West Virginia", "country": "US"}},
+    ]
+    rows = [(uuid.UUID(int=i + 1), p) for i, p in enumerate(people)]
+    records = build_records(rows, BUILTIN_FIELDS)
+
+    # when
+    _, _, stats = candidate_pairs(block_keys(records), 4, max_block_size=200)
+
+    # then: the three Virginians share the state keys (a lost country too), West
+    # Virginia is another state
+    expected = [0 * 4 + 1, 0 * 4 + 2, 1 * 4 + 2]
+    assert sorted(stats.pass_codes["street_region"].tolist()) == expected
+    assert sorted(stats.pass_codes["number_street"].tolist()) == expected
+
+
+@pytest.mark.parametrize(("holders", "paired"), [(STREET_REGION_MAX_BLOCK, True),
+                                                 (STREET_REGION_MAX_BLOCK + 1, False)])  # fmt: skip
+def test_one_street_in_one_state_has_a_bound_of_its_own(holders: int, paired: bool) -> None:
+    # given: one street name in one state, each record at another house number,
+    # town and postal code
+    people = [
+        {"firstName": f"P{i}", "address": {"street": f"{i + 1} Church Road", "state": "VIC",
+                                           "city": f"Town {i}", "postalCode": f"{3000 + i}"}}
+        for i in range(holders)
+    ]  # fmt: skip
+    rows = [(uuid.UUID(int=i + 1), p) for i, p in enumerate(people)]
+    records = build_records(rows, BUILTIN_FIELDS)
+
+    # when: blocks of up to 200 profiles are allowed elsewhere
+    _, _, stats = candidate_pairs(block_keys(records), holders, max_block_size=200)
+
+    # then: this pass's block stops at its own bound (the others at 200)
+    assert block_limit("street_region", 200) == STREET_REGION_MAX_BLOCK
+    assert block_limit("street_region", 20) == 20
+    assert block_limit("birthday", 200) == 200
+    expected = holders * (holders - 1) // 2 if paired else 0
+    assert stats.per_pass["street_region"] == expected

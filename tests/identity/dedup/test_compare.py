@@ -27,6 +27,7 @@ from apps.identity.dedup.records import (
     normalize_email,
     normalize_name,
     normalize_phone,
+    normalize_region,
     normalize_street,
     street_numbers,
 )
@@ -401,3 +402,57 @@ def test_streets_of_only_a_house_number_in_two_towns_are_different_addresses() -
     a = {"street": "4", "city": "Port Mastandreaton", "postalCode": "2050", "state": "NSW"}
     b = {"street": "4", "city": "Port Abbie Bay", "postalCode": "6320", "state": "WA"}
     assert LEVELS[Comparator.ADDRESS][address_level(a, b)] == "different"
+
+
+MAIN_STREET = {"street": "12 Main Street", "city": "Bluefield", "postalCode": "24701"}
+
+
+@pytest.mark.parametrize(
+    ("state_a", "state_b", "expected"),
+    [
+        # One region however written: case, punctuation, the name or its abbreviation.
+        ("VA", "va.", "same address"),
+        ("Virginia", "VA", "same address"),
+        ("new south wales", "NSW", "same address"),
+        ("Québec", "QC", "same address"),
+        # Whole values: West Virginia is not Virginia (the words of one are not a
+        # region of the other), whether written out or abbreviated.
+        ("Virginia", "West Virginia", "similar address"),
+        ("VA", "West Virginia", "similar address"),
+        ("Nordrhein-Westfalen", "Nordrhein", "similar address"),
+        # A state left out is not another state.
+        ("West Virginia", "", "same address"),
+    ],
+)
+def test_regions_are_compared_as_whole_normalized_values(
+    state_a: str, state_b: str, expected: str
+) -> None:
+    a = {**MAIN_STREET, "state": state_a, "country": "US"}
+    b = {**MAIN_STREET, "state": state_b, "country": "USA"}
+    assert LEVELS[Comparator.ADDRESS][address_level(a, b)] == expected
+    assert address_level(b, a) == address_level(a, b)
+
+
+@pytest.mark.parametrize(
+    ("country", "state", "region"),
+    [
+        ("US", "Virginia", "us:va"),
+        ("United States", "W. Virginia", "us:w virginia"),
+        ("USA", "West Virginia", "us:wv"),
+        ("AU", "New South Wales", "au:nsw"),
+        ("", "NSW", ":nsw"),
+        ("Germany", "Nordrhein-Westfalen", "de:nordrhein westfalen"),
+        ("CA", None, "ca:"),
+        (None, None, ""),
+    ],
+)
+def test_regions_normalize_to_country_and_state(
+    country: str | None, state: str | None, region: str
+) -> None:
+    assert normalize_region(country, state) == region
+
+
+def test_another_country_is_another_region_whatever_the_state() -> None:
+    a = {**MAIN_STREET, "state": "WA", "country": "US"}
+    b = {**MAIN_STREET, "state": "WA", "country": "AU"}
+    assert LEVELS[Comparator.ADDRESS][address_level(a, b)] == "similar address"

@@ -14,8 +14,8 @@ from apps.identity.dedup.services.config import DedupSettings
 
 def settings() -> DedupSettings:
     return DedupSettings(
-        auto_merge_threshold=20.0,
-        review_threshold=12.0,
+        auto_merge_probability=0.99,
+        review_probability=0.5,
         estimate_weights=True,
         max_block_size=500,
         specs=BUILTIN_FIELDS,

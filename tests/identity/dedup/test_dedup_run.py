@@ -80,7 +80,7 @@ def test_duplicates_with_one_error_are_merged(
     assert duplicate.merged_into_id == original.id
     candidate = DuplicateCandidate.objects.get(status=DuplicateCandidate.Status.MERGED)
     assert {candidate.profile_a_id, candidate.profile_b_id} == {original.id, duplicate.id}
-    assert candidate.score >= DedupConfig.objects.get().auto_merge_threshold
+    assert candidate.probability >= DedupConfig.objects.get().auto_merge_probability
     assert candidate.evidence["vetoes"] == []
 
 
@@ -345,7 +345,7 @@ def test_configuration_change_makes_the_next_run_full(make_profile: MakeProfile)
     # given
     make_profile(traits=ROBERT)
     dedup_run()
-    DedupConfig.objects.filter(pk=1).update(review_threshold=8.0)
+    DedupConfig.objects.filter(pk=1).update(review_probability=0.8)
 
     # when
     run = dedup_run()

@@ -61,14 +61,17 @@ def test_a_pair_automatic_select_holds_back_gets_the_veto_in_its_probability_and
     # given: a pair scored without a veto, then held back by automatic_select
     records, left, right = twins()
     model = with_prior(initial_model(BUILTIN_FIELDS), candidates=1_000_000, records=1_000_000)
-    model.em["veto_weight"] = -8.0
-    [candidate] = candidates_build(None, records, left, right, np.array([30.0]), model, pending={})
+    model.em["veto_weight"] = -20.0
+    [candidate] = candidates_build(None, records, left, right, np.array([40.0]), model, pending={})
     candidate.evidence["vetoes"] = [FATHER_AND_SON]
 
     # when
     probability_set(model, [candidate])
 
-    # then: its probability counts the veto, and however low it is queued
-    assert candidate.probability == pytest.approx(float(model.probability(np.array([22.0]))[0]))
+    # then: its probability counts the veto, and however low it is queued (the veto
+    # held back a pair above the auto-merge bar's score)
+    assert candidate.probability == pytest.approx(float(model.probability(np.array([20.0]))[0]))
     assert candidate.probability < 0.5
-    assert review_select([candidate], 20.0, model) == [candidate]
+    assert model.score_at(0.99) <= 40.0
+    queued = review_select([candidate], model, auto_probability=0.99, review_probability=0.5)
+    assert queued == [candidate]

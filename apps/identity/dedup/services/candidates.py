@@ -134,7 +134,7 @@ def candidates_build(
     *,
     pending: dict[tuple[uuid.UUID, uuid.UUID], int] | None = None,
 ) -> list[DuplicateCandidate]:
-    """Candidate rows (not saved yet) for the pairs above the review threshold; a
+    """Candidate rows (not saved yet) for the pairs above the review bar's score; a
     pair still pending from an earlier run keeps its row. ``adjustments``: the
     frequency adjustments of the field weights (see ``frequency``). ``pending``:
     the pending rows' ids by pair, read from the database unless given (an
@@ -200,7 +200,7 @@ def veto_weight(model: Model, scores: np.ndarray, vetoed: np.ndarray) -> float:
     one more binary field ("a veto holds the pair") over these pairs, with the
     model's own weights and prior held fixed. A veto keeps a pair from merging
     whatever its score; the probability should say how likely such pairs still
-    are one person, not repeat the score. Pairs below the review threshold are
+    are one person, not repeat the score. Pairs below the review bar's score are
     not among these (their vetoes are not computed), which overstates u and so
     errs towards the lower probability. Too few pairs: VETO_DEFAULT_WEIGHT."""
     fired = int(vetoed.sum())
@@ -250,7 +250,7 @@ def candidates_write(candidates: list[DuplicateCandidate]) -> None:
 
 
 def stale_pending_delete(run: DedupRun, records: Records, changed: np.ndarray | None) -> None:
-    """Pending pairs of scanned profiles that no longer reach the review threshold."""
+    """Pending pairs of scanned profiles that no longer reach the review bar."""
     pending = DuplicateCandidate.objects.filter(status=DuplicateCandidate.Status.PENDING).exclude(
         run=run
     )

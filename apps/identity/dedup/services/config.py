@@ -14,8 +14,9 @@ from ..records import BUILTIN_FIELDS, FieldSpec
 
 # Raise when what a saved model means changes in a way the settings do not show
 # (how the prior, the veto weight or a level is fitted or read): incremental runs
-# after it are forced full. 2: lambda saved unrounded, the veto weight saved.
-MODEL_VERSION = 2
+# after it are forced full. 2: lambda saved unrounded, the veto weight saved. 3:
+# regions normalized and compared as whole values (their blocking keys too).
+MODEL_VERSION = 3
 
 # (stage, done, total): called as a run goes; the dedupe command draws progress bars.
 Progress = Callable[[str, int, int], None]
@@ -23,8 +24,8 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class DedupSettings:
-    auto_merge_threshold: float
-    review_threshold: float
+    auto_merge_probability: float
+    review_probability: float
     estimate_weights: bool
     max_block_size: int
     specs: tuple[FieldSpec, ...]
@@ -84,8 +85,8 @@ def dedup_settings_load() -> DedupSettings:
         if f.comparator in LEVELS
     )
     return DedupSettings(
-        auto_merge_threshold=config.auto_merge_threshold,
-        review_threshold=config.review_threshold,
+        auto_merge_probability=config.auto_merge_probability,
+        review_probability=config.review_probability,
         estimate_weights=config.estimate_weights,
         max_block_size=config.max_block_size,
         specs=specs,

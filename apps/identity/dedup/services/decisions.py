@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
@@ -40,14 +39,16 @@ def _shared_contact(candidate: DuplicateCandidate) -> bool:
 
 
 def automatic_select(
-    candidates: list[DuplicateCandidate], threshold: float
+    candidates: list[DuplicateCandidate], auto_probability: float
 ) -> list[DuplicateCandidate]:
-    """The pairs to merge automatically: at or above ``threshold``, without a veto,
-    best score first; and, unless the pair shares an email or phone, none that
-    would put into one profile, through pairs merged before it, two profiles of one
-    name at one door the vetoes kept apart (a son and his father's duplicate with a
-    typo in the name: what the rules do not merge directly, they do not merge by a
-    detour). Such a pair gets that veto and waits for review."""
+    """The pairs to merge automatically: at least ``auto_probability`` likely one
+    person (``DuplicateCandidate.probability``, set by ``candidates_build``),
+    without a veto, best score first; and, unless the pair shares an email or
+    phone, none that would put into one profile, through pairs merged before it,
+    two profiles of one name at one door the vetoes kept apart (a son and his
+    father's duplicate with a typo in the name: what the rules do not merge
+    directly, they do not merge by a detour). Such a pair gets that veto and waits
+    for review."""
     kept_apart: dict[Any, set[Any]] = {}
     for c in candidates:
         if _one_name_at_one_door(c):
@@ -66,7 +67,7 @@ def automatic_select(
 
     selected = []
     for c in sorted(candidates, key=lambda c: -c.score):
-        if c.score < threshold or c.evidence.get("vetoes"):
+        if c.probability < auto_probability or c.evidence.get("vetoes"):
             continue
         a, b = find(c.profile_a_id), find(c.profile_b_id)
         if a != b:
@@ -87,40 +88,41 @@ def automatic_select(
 
 # Pairs with more vetoes than this are not even queued for review.
 QUEUE_MAX_VETOES = 1
-# A queued pair without a veto is at least as likely one person as two among the
-# candidate pairs (``Model.candidate_probability``). Not the probability shown,
-# whose prior is over all pairs: that falls as 1/n, and a bar on it would empty
-# the queue among a million profiles while pairs of that probability auto-merge.
-REVIEW_MIN_PROBABILITY = 0.5
+
+
+def held_back(candidate: DuplicateCandidate, model: Model, auto_probability: float) -> bool:
+    """Whether a veto kept the pair from an automatic merge: without the veto weight
+    (``candidates.probability_set``) it would reach ``auto_probability``."""
+    return candidate.score >= model.score_at(auto_probability)
 
 
 def review_select(
-    candidates: list[DuplicateCandidate], auto_threshold: float, model: Model | None = None
+    candidates: list[DuplicateCandidate],
+    model: Model,
+    *,
+    auto_probability: float,
+    review_probability: float,
 ) -> list[DuplicateCandidate]:
     """The candidates to keep for review (with the automatic ones, which the caller
-    tells apart): vetoed pairs at or above the auto-merge threshold with at most
-    one veto, always (a human decides what the veto held back, whatever its
-    probability); pairs without a veto whose probability among the candidates
-    (``model``'s; without one, ``probability``) is at least REVIEW_MIN_PROBABILITY.
+    tells apart). Both bars are on the probability shown (``Model.probability``),
+    the one the automatic merges use: pairs without a veto at least
+    ``review_probability`` likely one person; vetoed pairs with at most one veto
+    that the veto held back from an automatic merge (``held_back``), whatever their
+    probability (a human decides what a veto held back).
 
     Two or more vetoes: different people (households, namesakes), nearly always;
-    they would only crowd the review queue. So are vetoed pairs below the
-    auto-merge threshold: the veto did not hold back a merge, and what it says
-    (another mailbox or number) is evidence against. On bench/dedup.py's own
-    generator (10,000 records) they were 123 of the 293 queued pairs, 5 of them
-    true; the CRM generator has none (no vetoes without contact fields)."""
-    if model is not None and candidates:
-        scores = np.array([c.score for c in candidates], dtype=float)
-        likely = (model.candidate_probability(scores) >= REVIEW_MIN_PROBABILITY).tolist()
-    else:
-        likely = [c.probability >= REVIEW_MIN_PROBABILITY for c in candidates]
+    they would only crowd the review queue. So are vetoed pairs that would not have
+    merged anyway: the veto held back nothing, and what it says (another mailbox
+    or number) is evidence against. On bench/dedup.py's own generator (10,000
+    records) they were 123 of the 293 queued pairs, 5 of them true; the CRM
+    generator has none (no vetoes without contact fields)."""
     selected = []
-    for c, is_likely in zip(candidates, likely, strict=True):
+    for c in candidates:
         vetoes = c.evidence["vetoes"]
         if vetoes:
-            if len(vetoes) <= QUEUE_MAX_VETOES and c.score >= auto_threshold:
+            if len(vetoes) <= QUEUE_MAX_VETOES and held_back(c, model, auto_probability):
                 selected.append(c)
-        elif is_likely:
+        elif c.probability >= review_probability:
             selected.append(c)
     return selected
 

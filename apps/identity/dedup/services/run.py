@@ -4,11 +4,14 @@ A run reads the live profiles' traits, blocks them into candidate pairs, compare
 each pair field by field, scores it with Fellegi-Sunter weights (estimated by EM on
 full runs) and then:
 
-- pairs at or above the auto-merge threshold, with no veto, are merged through
+- pairs at least as probable one person as the auto-merge probability (0.99 by
+  default; ``Model.probability``, the probability the review queue shows), with
+  no veto, are merged through
   ``apps.identity.services.profile_merge``, the one safe merge path (it refuses,
   for instance, two profiles with different user ids: the pair is then recorded
   as refused);
-- pairs between the two thresholds wait in the review queue;
+- pairs between the review probability (0.5) and the auto-merge one wait in the
+  review queue, with the pairs a veto held back from an automatic merge;
 - pairs an admin marked "not the same person" are never proposed again, even
   after either profile is merged into another one.
 
@@ -37,7 +40,7 @@ from django.utils import timezone
 
 from apps.identity.models import Profile
 
-from ..blocking import BlockingStats, BlockKeys, block_keys, candidate_pairs
+from ..blocking import BlockingStats, BlockKeys, block_keys, block_limit, candidate_pairs
 from ..compare import IndexArray
 from ..fellegi_sunter import Model, initial_model
 from ..frequency import ValueFrequencies
@@ -75,6 +78,7 @@ class _Outcome:
     timings: dict[str, float] = field(default_factory=dict)
     blocking: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
+    score_bars: dict[str, float] = field(default_factory=dict)
 
 
 class _Clock:
@@ -177,8 +181,10 @@ def _run(*, full: bool, progress: Progress) -> DedupRun:
         "blocking": outcome.blocking,
         "timings": outcome.timings,
         "thresholds": {
-            "auto_merge": settings.auto_merge_threshold,
-            "review": settings.review_threshold,
+            "auto_merge_probability": settings.auto_merge_probability,
+            "review_probability": settings.review_probability,
+            # What the bars meant in scores for this run's prior.
+            **outcome.score_bars,
         },
     }
     run.save()
@@ -287,6 +293,11 @@ def _incremental(
         changed_keys = block_keys(changed_records)
         neighbour_ids: set[uuid.UUID] = set()
         oversized: list[int] = []
+        # Each key's bound (a pass may have its own below max_block_size).
+        limit_of = {
+            key: block_limit(changed_keys.pass_names[p], settings.max_block_size)
+            for key, p in zip(changed_keys.keys.tolist(), changed_keys.passes.tolist(), strict=True)
+        }
         for chunk in chunks(np.unique(changed_keys.keys).tolist(), 5000):
             # Not the holders of oversized blocks: candidate_pairs skips those
             # blocks, and loading them (a common name, a big building) is most
@@ -301,7 +312,7 @@ def _incremental(
             )
             small: list[int] = []
             for key, holders in counted:
-                (small if holders < settings.max_block_size else oversized).append(key)
+                (small if holders < limit_of[key] else oversized).append(key)
             neighbour_ids.update(
                 DedupBlockKey.objects.filter(key__in=small).values_list("profile_id", flat=True)
             )
@@ -387,11 +398,17 @@ def _score_and_decide(
         scores, adjustments = pairs_score(records, left, right, level, swapped, model, frequencies)
         progress("estimate", 1, 1)
     with clock.stage("decide"):
-        order = review_order(scores, settings.review_threshold)
+        # Pairs below the review bar's score can reach neither bar: not built.
+        review_score = model.score_at(settings.review_probability)
+        outcome.score_bars = {
+            "auto_merge_score": round(model.score_at(settings.auto_merge_probability), 3),
+            "review_score": round(review_score, 3),
+        }
+        order = review_order(scores, review_score)
         candidates = candidates_build(
             run, records, left[order], right[order], scores[order], model, adjustments[order]
         )
-        auto = automatic_select(candidates, settings.auto_merge_threshold)
+        auto = automatic_select(candidates, settings.auto_merge_probability)
         # The vetoes automatic_select added (FATHER_AND_SON) count in the probability.
         probability_set(model, candidates)
         # Saved after candidates_build, which fits the veto weight of a full run.
@@ -399,7 +416,12 @@ def _score_and_decide(
             **model.as_dict(),
             "frequencies": {name: table.summary() for name, table in frequencies.items()},
         }
-        candidates = review_select(candidates, settings.auto_merge_threshold, model)
+        candidates = review_select(
+            candidates,
+            model,
+            auto_probability=settings.auto_merge_probability,
+            review_probability=settings.review_probability,
+        )
     with clock.stage("merge"):
         outcome.merged, outcome.refused = auto_merge(run, auto, progress)
     with clock.stage("save"):
