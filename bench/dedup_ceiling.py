@@ -115,6 +115,7 @@ def main() -> None:
         estimate_model,
         pairs_score,
         review_order,
+        without_estimate,
     )
 
     def default(name: str) -> float:
@@ -149,6 +150,8 @@ def main() -> None:
     model = initial_model(specs)
     if len(level) >= EM_MIN_PAIRS:
         model = estimate_model(records, level, left * len(records) + right, stats, model)
+    else:
+        model = without_estimate(model)
     frequencies = frequencies_count(records, [s.name for s in specs if s.frequency_adjusted])
     scores, adjustments = pairs_score(records, left, right, level, swapped, model, frequencies)
     auto_threshold = model.score_at(auto_probability)  # the bars' scores, for the reports

@@ -131,7 +131,7 @@ class DuplicateCandidateAdmin(admin.ModelAdmin):
             f"{obj.score:+.1f}",
         )
 
-    @admin.display(description="probability", ordering="score")
+    @admin.display(description="probability", ordering="probability")
     def probability_shown(self, obj: DuplicateCandidate) -> str:
         return probability_text(obj.probability)
 

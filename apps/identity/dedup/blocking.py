@@ -177,8 +177,13 @@ def _postal_year(v: dict[str, str]) -> list[str]:
 def _state(v: dict[str, str]) -> str:
     # The normalized state alone (``records.normalize_region``: "Virginia" and "VA"
     # are one key): a duplicate that lost its country keeps the key; two states of
-    # one abbreviation in two countries (WA) only share blocks.
-    return region_parts(v.get("address:region", ""))[1]
+    # one abbreviation in two countries (WA) only share blocks. Where addresses
+    # have no states (most of Europe) the country stands in: its blocks are larger,
+    # and bounded like every block (max_block_size, STREET_REGION_MAX_BLOCK).
+    country, state = region_parts(v.get("address:region", ""))
+    if state:
+        return state
+    return f"country:{country}" if country else ""
 
 
 def _number_street(v: dict[str, str]) -> list[str]:
@@ -189,7 +194,7 @@ def _number_street(v: dict[str, str]) -> list[str]:
     number = street_numbers(street)
     name = street_name(street).replace(" ", "")
     state = _state(v)
-    # Without a state the key would span the whole country: none.
+    # Without a state or a country the key would span every address: none.
     return [f"{number}|{name[:3]}|{state}"] if number and len(name) >= 3 and state else []
 
 

@@ -239,8 +239,8 @@ def test_a_first_name_and_a_house_number_with_the_street_initial_are_a_key() -> 
     assert stats.pass_codes["first_number"].tolist() == [0 * 3 + 1]
 
 
-def test_no_house_number_and_street_key_spans_the_whole_country() -> None:
-    # given: one house number and street, once with a state and once without
+def test_no_house_number_and_street_key_without_a_region() -> None:
+    # given: one house number and street, once with a state and once without a region
     people = [
         {"firstName": "Ann", "address": {"street": "30 Paillet Parade", "state": "VIC"}},
         {"firstName": "Bob", "address": {"street": "30 Paillet Parade", "city": "Mari Beach"}},
@@ -276,6 +276,26 @@ def test_state_keys_use_the_normalized_state() -> None:
     expected = [0 * 4 + 1, 0 * 4 + 2, 1 * 4 + 2]
     assert sorted(stats.pass_codes["street_region"].tolist()) == expected
     assert sorted(stats.pass_codes["number_street"].tolist()) == expected
+
+
+def test_addresses_without_states_block_by_country() -> None:
+    # given: one German address written twice (no state, as most European data),
+    # and the same street in Austria
+    people = [
+        {"firstName": "Ann", "address": {"street": "Hauptstrasse 12", "country": "DE"}},
+        {"firstName": "Anna", "address": {"street": "Hauptstrasse 12", "country": "de"}},
+        {"firstName": "Ana", "address": {"street": "Hauptstrasse 12", "country": "AT"}},
+    ]
+    rows = [(uuid.UUID(int=i + 1), p) for i, p in enumerate(people)]
+    records = build_records(rows, BUILTIN_FIELDS)
+
+    # when
+    _, _, stats = candidate_pairs(block_keys(records), 3, max_block_size=200)
+
+    # then: the country stands in for the state, so the two German ones share the
+    # state keys and the Austrian one does not
+    assert stats.pass_codes["street_region"].tolist() == [0 * 3 + 1]
+    assert stats.pass_codes["number_street"].tolist() == [0 * 3 + 1]
 
 
 @pytest.mark.parametrize(("holders", "paired"), [(STREET_REGION_MAX_BLOCK, True),

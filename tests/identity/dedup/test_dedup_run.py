@@ -463,3 +463,26 @@ def test_incremental_run_does_not_load_the_holders_of_oversized_blocks(
     assert run is not None and run.mode == DedupRun.Mode.INCREMENTAL
     assert run.profiles_loaded == 1
     assert run.pairs_compared == 0
+
+
+def test_a_name_alone_never_merges_where_the_run_estimates_no_prior(
+    make_profile: MakeProfile,
+) -> None:
+    # given: a small tenant (far fewer candidate pairs than EM needs) with two
+    # profiles that share only a first and a last name (about 15 bits)
+    first = make_profile(traits={"firstName": "Maria", "lastName": "Garcia"})
+    second = make_profile(traits={"firstName": "Maria", "lastName": "Garcia"})
+
+    # when
+    run = dedup_run(full=True)
+
+    # then: the prior is the fixed one of an unestimated run, not one made from
+    # these two profiles (which would have put the pair at p 0.999): the pair is
+    # queued for review, not merged
+    assert run is not None and run.status == DedupRun.Status.SUCCEEDED
+    assert run.parameters["model"]["em"]["prior"] == "unestimated"
+    second.refresh_from_db()
+    assert second.merged_into_id is None
+    candidate = DuplicateCandidate.objects.get()
+    assert {candidate.profile_a_id, candidate.profile_b_id} == {first.id, second.id}
+    assert 0.5 <= candidate.probability < 0.99

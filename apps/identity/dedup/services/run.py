@@ -59,7 +59,14 @@ from .config import DedupSettings, Progress, dedup_settings_load
 from .decisions import auto_merge, automatic_select, review_select
 from .frequencies import frequencies_load, frequencies_rebuild
 from .index import index_insert, index_rebuild
-from .scoring import EM_MIN_PAIRS, compare_all, estimate_model, pairs_score, review_order
+from .scoring import (
+    EM_MIN_PAIRS,
+    compare_all,
+    estimate_model,
+    pairs_score,
+    review_order,
+    without_estimate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -395,6 +402,8 @@ def _score_and_decide(
             if settings.estimate_weights and len(level) >= EM_MIN_PAIRS:
                 codes = left * len(records) + right
                 model = estimate_model(records, level, codes, stats, model)
+            else:
+                model = without_estimate(model)
         scores, adjustments = pairs_score(records, left, right, level, swapped, model, frequencies)
         progress("estimate", 1, 1)
     with clock.stage("decide"):

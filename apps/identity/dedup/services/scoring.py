@@ -231,6 +231,22 @@ def estimate_model(
     return with_prior(fitted, candidates=len(level), records=n)
 
 
+# The prior over all pairs for a run that estimates none: EM is off (manual or
+# default weights) or has too few candidate pairs to fit (EM_MIN_PAIRS: a small
+# tenant). The share of matches cannot be told from the data then, and a prior
+# made from the candidates themselves would make two profiles that share only a
+# name (about 15 bits) near-certain among a handful of profiles. This one makes
+# the default auto-merge probability (0.99) mean a score of 20, the score-based
+# model's default auto-merge threshold before identity 0008, and the default
+# review probability (0.5) a score of 13.4 (the old review threshold was 12).
+UNESTIMATED_LAMBDA = 99 / (99 + 2**20)
+
+
+def without_estimate(model: Model) -> Model:
+    """``model`` with the fixed prior of a run that estimated none (above)."""
+    return Model(model.fields, lam=UNESTIMATED_LAMBDA, em={**model.em, "prior": "unestimated"})
+
+
 def with_prior(model: Model, *, candidates: int, records: int) -> Model:
     """The model with its prior over *all* pairs of records, for the probability.
 
