@@ -440,6 +440,8 @@ def test_regions_are_compared_as_whole_normalized_values(
         ("United States", "W. Virginia", "us:w virginia"),
         ("USA", "West Virginia", "us:wv"),
         ("AU", "New South Wales", "au:nsw"),
+        ("Australia", "NSW", "au:nsw"),
+        ("Österreich", "Wien", "at:wien"),
         ("", "NSW", ":nsw"),
         ("Germany", "Nordrhein-Westfalen", "de:nordrhein westfalen"),
         ("CA", None, "ca:"),
