@@ -203,6 +203,13 @@ def segment_delete(segment: Segment) -> None:
         raise SegmentInUse(users)
     try:
         with transaction.atomic():
+            # Locked before its memberships are collected: a writer holding it
+            # (FOR KEY SHARE, or a swap's FOR UPDATE) finishes first and its rows
+            # are collected; one that comes later finds it gone (_segment_locks).
+            # Memberships and the outbox have no foreign-key constraint to check
+            # this at commit (migration 0006).
+            if not Segment.objects.select_for_update().filter(pk=segment.pk).exists():
+                return
             segment.delete()
     except ProtectedError as exc:
         raise SegmentInUse([], sorted(_described(obj) for obj in exc.protected_objects)) from exc
@@ -287,13 +294,39 @@ def facts_load(
 # -- writing memberships ---------------------------------------------------------------
 
 
-def _segment_locks(segment_ids: Iterable[int], *, exclusive: bool) -> None:
+def _segment_locks(segment_ids: Iterable[int], *, exclusive: bool) -> set[int]:
+    """Lock these segments for writing their memberships, until the transaction
+    ends; returns those that still exist: write only to those.
+
+    Shared (the writers of single profiles): each segment row FOR KEY SHARE,
+    then its advisory lock shared. Exclusive (a swap, which has locked the
+    segment rows FOR UPDATE already): the advisory locks exclusively. Rows
+    first, in both, so that a writer and a swap never hold one each of what the
+    other waits for.
+
+    The row lock stands in for the foreign key that memberships and the outbox
+    do not have (migration 0006): a segment being deleted (segment_delete locks
+    it FOR UPDATE, then collects its memberships) is either deleted after this
+    transaction ends, cascade and all, or is gone when the lock is granted."""
+    ids = sorted(set(segment_ids))
+    if not ids:
+        return set()
     if not _postgres():
-        return  # SQLite writes one transaction at a time
-    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        # SQLite writes one transaction at a time (and keeps the constraint).
+        return set(Segment.objects.filter(pk__in=ids).values_list("pk", flat=True))
     with connection.cursor() as cursor:
-        for sid in sorted(set(segment_ids)):
+        if exclusive:
+            existing = set(ids)
+        else:
+            cursor.execute(
+                "SELECT id FROM segments_segment WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
+                [ids],
+            )
+            existing = {int(row[0]) for row in cursor.fetchall()}
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        for sid in sorted(existing):
             cursor.execute(f"SELECT {fn}(%s, %s)", [_LOCK_SPACE, sid])
+    return existing
 
 
 _LOCK_SPACE = 7_411_002  # our advisory-lock namespace (the first key of the pair)
@@ -308,9 +341,9 @@ def _apply(
     Runs in the caller's transaction, with the profiles locked."""
     if not results:
         return 0, 0
-    segment_ids = {sid for sid, _ in results}
+    segment_ids = _segment_locks({sid for sid, _ in results}, exclusive=False)
+    results = {key: value for key, value in results.items() if key[0] in segment_ids}
     profile_ids = {pid for _, pid in results}
-    _segment_locks(segment_ids, exclusive=False)
     # Read by profile only, and pick the segments here: with a segment predicate
     # too, the planner may scan every current member of those segments (it did,
     # at 1M profiles, whenever a refresh had just written rows its statistics
@@ -728,7 +761,10 @@ def memberships_follow_merge(mapping: dict[uuid.UUID, uuid.UUID]) -> None:
     absorbed = list(mapping)
     moving = list(Membership.objects.filter(profile_id__in=absorbed, exited_at__isnull=True))
     if moving:
-        _segment_locks({m.segment_id for m in moving}, exclusive=False)
+        existing = _segment_locks({m.segment_id for m in moving}, exclusive=False)
+        # A segment deleted meanwhile took its memberships with it.
+        moving = [m for m in moving if m.segment_id in existing]
+    if moving:
         survivors = set(mapping.values())
         held = set(
             Membership.objects.filter(profile_id__in=survivors, exited_at__isnull=True).values_list(

@@ -124,8 +124,19 @@ class Membership(models.Model):
     # No index of its own: membership_exited_idx (segment, exited_at) serves every
     # lookup by segment, and one index fewer is written per row (a first cluster
     # run writes a million).
+    # No database constraint either (migration 0006): its per-row trigger was a
+    # query and a row lock on the same few segment rows for each of a swap's
+    # million rows (2.4 s of a first cluster run). The writers lock each segment
+    # row once instead (FOR KEY SHARE in _segment_locks; the swaps FOR UPDATE),
+    # and segment_delete locks it FOR UPDATE before collecting the cascade, so a
+    # writer either finishes before the delete collects, or finds the segment
+    # gone and writes nothing for it.
     segment = models.ForeignKey(
-        Segment, on_delete=models.CASCADE, related_name="memberships", db_index=False
+        Segment,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        db_index=False,
+        db_constraint=False,
     )
     profile = models.ForeignKey(
         "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
@@ -178,8 +189,11 @@ class MembershipChange(models.Model):
         EXITED = "exited"
 
     id = models.BigAutoField(primary_key=True)
-    # No index of its own: membership_change_seg_idx (segment, id) serves it.
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No index of its own: membership_change_seg_idx (segment, id) serves it. No
+    # database constraint: see Membership.segment.
+    segment = models.ForeignKey(
+        Segment, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     profile = models.ForeignKey(
         "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
     )

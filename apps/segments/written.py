@@ -527,8 +527,8 @@ def written_members_move(
     if not moves or not segment_ids:
         return 0, 0
     now = now or timezone.now()
-    group = set(segment_ids)
-    _segment_locks(group, exclusive=False)
+    # Only the segments that still exist (one deleted meanwhile is skipped).
+    group = _segment_locks(segment_ids, exclusive=False)
     ids = sorted(moves)
     live = set(
         Profile.objects.select_for_update()
