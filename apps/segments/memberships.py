@@ -330,6 +330,28 @@ def _segment_locks(segment_ids: Iterable[int], *, exclusive: bool) -> set[int]:
 
 
 _LOCK_SPACE = 7_411_002  # our advisory-lock namespace (the first key of the pair)
+_ERASURE_KEY = 0  # the second key of the erasure lock (segment ids start at 1)
+
+
+def _erasure_lock(*, exclusive: bool) -> None:
+    """The lock that stands in for the profile foreign key memberships and the
+    outbox do not have (migration 0007), until the transaction ends.
+
+    Shared: a set writer (a rule refresh's or a cluster run's swap), which
+    inserts rows for every profile its set names without locking any of them;
+    take it before the segment rows, and insert only for profiles that exist
+    after it is held. Exclusive: the memberships eraser, before it locks the
+    profiles and deletes their rows; erasure deletes the profiles in the same
+    transaction as its last pass. So a swap either ends before the eraser looks
+    (and its rows are deleted) or starts after the profiles are gone. The
+    writers of single profiles lock them FOR UPDATE and write for live ones
+    only, which the eraser's FOR UPDATE orders the same way. Merges and swaps
+    do not wait for each other: a merge does not take it."""
+    if not _postgres():
+        return  # SQLite writes one transaction at a time (and keeps the constraint)
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {fn}(%s, %s)", [_LOCK_SPACE, _ERASURE_KEY])
 
 
 def _apply(
@@ -548,7 +570,10 @@ def segment_refresh(segment: Segment, *, now: datetime | None = None) -> Segment
             compiler.stage(plan, token=token, now=started, version=version)
         else:
             _stage_python(plan, token, started, version)
-        # The swap: nobody else writes this segment's memberships meanwhile.
+        # The swap: nobody else writes this segment's memberships meanwhile, and
+        # no profile is erased meanwhile (its entries are only for profiles that
+        # exist from here on).
+        _erasure_lock(exclusive=False)
         locked = Segment.objects.select_for_update().get(pk=segment.pk)
         _segment_locks([segment.pk], exclusive=True)
         version = locked.version + 1
@@ -626,7 +651,9 @@ def _swap(
                 f"""WITH added AS (
                       {_MEMBERSHIP}
                       SELECT %s, s.profile_id, %s, NULL, s.reason, '{{}}'::jsonb, %s, %s, %s
-                        FROM segments_refreshstaging s WHERE {_ENTER_WHERE}
+                        FROM segments_refreshstaging s
+                        JOIN identity_profile p ON p.id = s.profile_id
+                       WHERE {_ENTER_WHERE}
                       ON CONFLICT DO NOTHING RETURNING profile_id)
                     {_OUTBOX} SELECT %s, profile_id, 'entered', %s, %s, %s FROM added""",
                 [
@@ -823,6 +850,17 @@ def memberships_follow_split(profile_ids: Sequence[uuid.UUID]) -> None:
 def memberships_erase(profile_ids: Sequence[uuid.UUID]) -> int:
     """Every membership row of these profiles, history and outbox included."""
     ids = list(profile_ids)
+    # No swap is writing (it holds this lock shared) and no writer of single
+    # profiles is writing for these: whatever they wrote is committed, and
+    # deleted here. Stands in for the profile foreign key (migration 0007).
+    _erasure_lock(exclusive=True)
+    if _postgres():
+        list(
+            Profile.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
     counts = (
         Membership.objects.filter(profile_id__in=ids, exited_at__isnull=True)
         .values("segment_id")

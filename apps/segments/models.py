@@ -138,8 +138,15 @@ class Membership(models.Model):
         db_index=False,
         db_constraint=False,
     )
+    # No database constraint (migration 0007): its per-row trigger locked every
+    # profile a swap wrote (a million in a first cluster run, 3.1 s). Locks keep
+    # what it guaranteed (_erasure_lock in memberships.py).
     profile = models.ForeignKey(
-        "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+        "identity.Profile",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     entered_at = models.DateTimeField()
     exited_at = models.DateTimeField(null=True, blank=True)
@@ -194,8 +201,13 @@ class MembershipChange(models.Model):
     segment = models.ForeignKey(
         Segment, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
+    # No database constraint: see Membership.profile.
     profile = models.ForeignKey(
-        "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+        "identity.Profile",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     kind = models.CharField(max_length=8, choices=Kind.choices)
     at = models.DateTimeField()

@@ -1,8 +1,8 @@
-"""Deleting a segment while its memberships are written, with real connections
-(threads) on PostgreSQL: memberships and the outbox have no foreign-key
-constraint to their segment (migration 0006), so these show that the locks that
-stand in for it leave no membership or outbox row of a deleted segment, whichever
-of the two comes first."""
+"""Deleting a segment, or erasing a profile, while memberships are written, with
+real connections (threads) on PostgreSQL: memberships and the outbox have no
+foreign-key constraint to their segment or their profile (migrations 0006 and
+0007), so these show that the locks that stand in for them leave no membership
+or outbox row of a deleted segment or an erased profile, whichever comes first."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import pytest
 from django.db import connection, connections, transaction
 
 from apps.identity.models import Profile
+from apps.identity.services.erase import person_erase
 from apps.segments import written
-from apps.segments.memberships import segment_delete
+from apps.segments.memberships import memberships_erase, segment_delete
 from apps.segments.models import Membership, MembershipChange, Segment
 from apps.segments.written import (
     Move,
@@ -216,3 +217,104 @@ def test_a_delete_during_a_move_waits_for_it_and_takes_its_rows() -> None:
     assert moved == [(3, 0)], moved
     assert deleted == [None], deleted
     assert _left_of(segment.pk) == (0, 0)
+
+
+def _erase(
+    ids: list[uuid.UUID],
+    holding: threading.Event | None = None,
+    release: threading.Event | None = None,
+) -> None:
+    """Erasure's last pass as consent runs it: the memberships eraser, then the
+    profiles, in one transaction (held open between ``holding`` and ``release``)."""
+    with transaction.atomic():
+        memberships_erase(ids)
+        person_erase(profile_ids=ids, values=[])
+        if holding is not None and release is not None:
+            holding.set()
+            release.wait(20)
+
+
+def _rows_of(ids: list[uuid.UUID]) -> tuple[int, int]:
+    return (
+        Membership.objects.filter(profile_id__in=ids).count(),
+        MembershipChange.objects.filter(profile_id__in=ids).count(),
+    )
+
+
+def test_an_erasure_during_a_swap_waits_for_it_and_deletes_its_rows(monkeypatch) -> None:
+    # given a swap of 1,000 members that has written them all and not committed
+    segment, members, ids = _segment_and_members(1000)
+    inside, release = threading.Event(), threading.Event()
+    original = written._segment_written
+
+    def pausing(segment_id: int, update: Any) -> None:
+        original(segment_id, update)
+        inside.set()
+        release.wait(20)
+
+    monkeypatch.setattr(written, "_segment_written", pausing)
+    swapped: list[Any] = []
+    swapper = _thread(lambda: written_segments_swap(members=[members]), swapped)
+    assert inside.wait(20)
+
+    # when ten of its profiles are erased meanwhile
+    gone = ids[:10]
+    erased: list[Any] = []
+    eraser = _thread(lambda: _erase(gone), erased)
+    eraser.join(1.0)
+    waited = eraser.is_alive()
+    release.set()
+    swapper.join(20)
+    eraser.join(20)
+
+    # then the erasure waited for the swap and left no row of them; the others
+    # are members
+    assert waited
+    assert len(swapped) == 1 and swapped[0].entered == {segment.pk: 1000}, swapped
+    assert erased == [None], erased
+    assert not Profile.objects.filter(pk__in=gone).exists()
+    assert _rows_of(gone) == (0, 0)
+    assert _left_of(segment.pk) == (990, 990)
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["copied", "staged in chunks"])
+def test_a_swap_after_an_erasure_began_writes_nothing_of_her(staged: bool) -> None:
+    # given profiles, ten of them being erased by a transaction still open
+    segment, members, ids = _segment_and_members(1000)
+    token = 424242
+    if staged:
+        written.written_stage_chunk(
+            token=token,
+            chunk=0,
+            slots=np.zeros(len(ids), dtype=np.int64),
+            profile_ids=members.profile_ids,
+            distances=members.distances,
+        )
+        members.slot = 0
+    gone = ids[:10]
+    holding, release = threading.Event(), threading.Event()
+    erased: list[Any] = []
+    eraser = _thread(lambda: _erase(gone, holding, release), erased)
+    assert holding.wait(20)
+
+    # when a swap naming them starts meanwhile
+    def swap() -> Any:
+        if staged:
+            return written_segments_swap(members=[members], staged=token, expected=len(ids))
+        return written_segments_swap(members=[members])
+
+    swapped: list[Any] = []
+    swapper = _thread(swap, swapped)
+    swapper.join(1.0)
+    waited = swapper.is_alive()
+    release.set()
+    eraser.join(20)
+    swapper.join(20)
+
+    # then the swap waited, and wrote the others only
+    assert waited
+    assert erased == [None], erased
+    assert len(swapped) == 1 and swapped[0].entered == {segment.pk: 990}, swapped
+    assert swapped[0].skipped == 10
+    assert _rows_of(gone) == (0, 0)
+    assert _left_of(segment.pk) == (990, 990)
