@@ -205,7 +205,7 @@ def segment_delete(segment: Segment) -> None:
         with transaction.atomic():
             # Locked before its memberships are collected: a writer holding it
             # (FOR KEY SHARE, or a swap's FOR UPDATE) finishes first and its rows
-            # are collected; one that comes later finds it gone (_segment_locks).
+            # are collected; one that comes later finds it gone (_segments_kept).
             # Memberships and the outbox have no foreign-key constraint to check
             # this at commit (migration 0006).
             if not Segment.objects.select_for_update().filter(pk=segment.pk).exists():
@@ -294,20 +294,27 @@ def facts_load(
 # -- writing memberships ---------------------------------------------------------------
 
 
-def _segment_locks(segment_ids: Iterable[int], *, exclusive: bool) -> set[int]:
-    """Lock these segments for writing their memberships, until the transaction
-    ends; returns those that still exist: write only to those.
+def _segment_locks(segment_ids: Iterable[int], *, exclusive: bool) -> None:
+    if not _postgres():
+        return  # SQLite writes one transaction at a time
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    with connection.cursor() as cursor:
+        for sid in sorted(set(segment_ids)):
+            cursor.execute(f"SELECT {fn}(%s, %s)", [_LOCK_SPACE, sid])
 
-    Shared (the writers of single profiles): each segment row FOR KEY SHARE,
-    then its advisory lock shared. Exclusive (a swap, which has locked the
-    segment rows FOR UPDATE already): the advisory locks exclusively. Rows
-    first, in both, so that a writer and a swap never hold one each of what the
-    other waits for.
 
-    The row lock stands in for the foreign key that memberships and the outbox
-    do not have (migration 0006): a segment being deleted (segment_delete locks
-    it FOR UPDATE, then collects its memberships) is either deleted after this
-    transaction ends, cascade and all, or is gone when the lock is granted."""
+def _segments_kept(segment_ids: Iterable[int]) -> set[int]:
+    """Of the segments a writer of single profiles is about to write rows to,
+    those that still exist, each row locked FOR KEY SHARE until the transaction
+    ends: write only to those. Call it right before writing, for the segments
+    written to only (most evaluations write nothing, and lock nothing).
+
+    It stands in for the foreign key that memberships and the outbox do not have
+    (migration 0006), and locks what the key's check locked: segment_delete
+    locks the row FOR UPDATE before collecting the memberships, so a delete
+    either waits for this transaction and takes its rows, or is committed
+    before the lock is granted and the segment is left out here. (The swaps
+    lock their rows FOR UPDATE themselves.)"""
     ids = sorted(set(segment_ids))
     if not ids:
         return set()
@@ -315,18 +322,10 @@ def _segment_locks(segment_ids: Iterable[int], *, exclusive: bool) -> set[int]:
         # SQLite writes one transaction at a time (and keeps the constraint).
         return set(Segment.objects.filter(pk__in=ids).values_list("pk", flat=True))
     with connection.cursor() as cursor:
-        if exclusive:
-            existing = set(ids)
-        else:
-            cursor.execute(
-                "SELECT id FROM segments_segment WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
-                [ids],
-            )
-            existing = {int(row[0]) for row in cursor.fetchall()}
-        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        for sid in sorted(existing):
-            cursor.execute(f"SELECT {fn}(%s, %s)", [_LOCK_SPACE, sid])
-    return existing
+        cursor.execute(
+            "SELECT id FROM segments_segment WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [ids]
+        )
+        return {int(row[0]) for row in cursor.fetchall()}
 
 
 _LOCK_SPACE = 7_411_002  # our advisory-lock namespace (the first key of the pair)
@@ -363,9 +362,9 @@ def _apply(
     Runs in the caller's transaction, with the profiles locked."""
     if not results:
         return 0, 0
-    segment_ids = _segment_locks({sid for sid, _ in results}, exclusive=False)
-    results = {key: value for key, value in results.items() if key[0] in segment_ids}
+    segment_ids = {sid for sid, _ in results}
     profile_ids = {pid for _, pid in results}
+    _segment_locks(segment_ids, exclusive=False)
     # Read by profile only, and pick the segments here: with a segment predicate
     # too, the planner may scan every current member of those segments (it did,
     # at 1M profiles, whenever a refresh had just written rows its statistics
@@ -432,6 +431,14 @@ def _apply(
         elif recheck.due_at != outcome.recheck_at:
             recheck.due_at = outcome.recheck_at
             recheck_moved.append(recheck)
+    written = {c.segment_id for c in changes}
+    if written:
+        kept = _segments_kept(written)
+        if kept != written:  # deleted meanwhile: its memberships went with it
+            entering = [m for m in entering if m.segment_id in kept]
+            exiting = [m for m in exiting if m.segment_id in kept]
+            changes = [c for c in changes if c.segment_id in kept]
+            recheck_new = [r for r in recheck_new if r.segment_id in kept]
     if entering:
         Membership.objects.bulk_create(entering)
     if exiting:
@@ -788,9 +795,10 @@ def memberships_follow_merge(mapping: dict[uuid.UUID, uuid.UUID]) -> None:
     absorbed = list(mapping)
     moving = list(Membership.objects.filter(profile_id__in=absorbed, exited_at__isnull=True))
     if moving:
-        existing = _segment_locks({m.segment_id for m in moving}, exclusive=False)
+        _segment_locks({m.segment_id for m in moving}, exclusive=False)
+        kept = _segments_kept({m.segment_id for m in moving})
         # A segment deleted meanwhile took its memberships with it.
-        moving = [m for m in moving if m.segment_id in existing]
+        moving = [m for m in moving if m.segment_id in kept]
     if moving:
         survivors = set(mapping.values())
         held = set(

@@ -127,7 +127,7 @@ class Membership(models.Model):
     # No database constraint either (migration 0006): its per-row trigger was a
     # query and a row lock on the same few segment rows for each of a swap's
     # million rows (2.4 s of a first cluster run). The writers lock each segment
-    # row once instead (FOR KEY SHARE in _segment_locks; the swaps FOR UPDATE),
+    # row once instead (FOR KEY SHARE in _segments_kept; the swaps FOR UPDATE),
     # and segment_delete locks it FOR UPDATE before collecting the cascade, so a
     # writer either finishes before the delete collects, or finds the segment
     # gone and writes nothing for it.

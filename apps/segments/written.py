@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from apps.identity.models import Profile
 
-from .memberships import _erasure_lock, _segment_locks, _swap
+from .memberships import _erasure_lock, _segment_locks, _segments_kept, _swap
 from .models import (
     Membership,
     MembershipChange,
@@ -538,8 +538,8 @@ def written_members_move(
     if not moves or not segment_ids:
         return 0, 0
     now = now or timezone.now()
-    # Only the segments that still exist (one deleted meanwhile is skipped).
-    group = _segment_locks(segment_ids, exclusive=False)
+    group = set(segment_ids)
+    _segment_locks(group, exclusive=False)
     ids = sorted(moves)
     live = set(
         Profile.objects.select_for_update()
@@ -599,6 +599,13 @@ def written_members_move(
                     segment_id=target, profile_id=pid, kind=ENTERED, at=now, source=CLUSTER
                 )
             )
+    written = {c.segment_id for c in changes}
+    if written:
+        kept = _segments_kept(written)
+        if kept != written:  # deleted meanwhile: its memberships went with it
+            entering = [m for m in entering if m.segment_id in kept]
+            exiting = [m for m in exiting if m.segment_id in kept]
+            changes = [c for c in changes if c.segment_id in kept]
     if exiting:
         Membership.objects.bulk_update(exiting, ["exited_at", "changed_at", "exit_reason"])
     if entering:

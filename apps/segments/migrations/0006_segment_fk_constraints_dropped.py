@@ -3,7 +3,7 @@
 # swap inserted fired a trigger that looked its segment up and locked that
 # segment row FOR KEY SHARE: a million times over the same few rows in a first
 # cluster run (2.4 s and 2.3 s of it, bench/README.md). The writers now lock each
-# segment row once (apps/segments/memberships.py, _segment_locks) and a segment's
+# segment row once (apps/segments/memberships.py, _segments_kept) and a segment's
 # deletion locks it FOR UPDATE before collecting its memberships (segment_delete).
 #
 # On PostgreSQL, ALTER TABLE ... DROP CONSTRAINT needs an ACCESS EXCLUSIVE lock on
