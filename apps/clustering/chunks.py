@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -274,7 +275,10 @@ def chunk_run(chunk: RunChunk, model: AssignModel, data: Extracted | None = None
         RunChunk.objects.filter(
             pk=chunk.pk, status=ChunkStatus.RUNNING, claimed_at=chunk.claimed_at
         ).update(status=chunk.status, error=chunk.error, seconds=chunk.seconds)
-        if not isinstance(exc, Exception):
+        # A soft time limit is the limit of the task this chunk runs in: in a
+        # chunk task, the chunk's own; worked locally, the run's. It goes on up,
+        # so that the run reports its time limit, not "chunk N failed".
+        if not isinstance(exc, Exception) or isinstance(exc, SoftTimeLimitExceeded):
             raise
 
 

@@ -128,11 +128,24 @@ def recluster(
             _finish(run, RunStatus.FAILED, f"internal error ({type(exc).__name__}); see the logs")
         finally:
             if run.status != RunStatus.SUCCEEDED:
-                # Its chunks first (none stages after this), then what they staged
-                # (a swap drops its own).
-                chunks_abandon(run.pk, "its run did not succeed")
-                written_stage_drop(run.pk)
+                _abandon(run)
         return run
+
+
+def _abandon(run: ClusteringRun) -> None:
+    """A run that did not succeed: its chunks first (none stages after this),
+    then what they staged (a swap drops its own). A failure here (the database
+    went away, often what failed the run too) is logged and goes no further, so
+    that the run's own error is the one reported: the next run of any config
+    fails this run's chunks if it is still "running" and drops rows staged
+    under runs no longer running."""
+    try:
+        chunks_abandon(run.pk, "its run did not succeed")
+        written_stage_drop(run.pk)
+    except Exception:
+        logger.exception(
+            "clustering run %s: dropping what it staged failed; the next run drops it", run.pk
+        )
 
 
 def _running_elsewhere(config: ClusteringConfig, mine: ClusteringRun | None) -> bool:

@@ -203,6 +203,13 @@ def segment_delete(segment: Segment) -> None:
         raise SegmentInUse(users)
     try:
         with transaction.atomic():
+            # Locked before its memberships are collected: a writer holding it
+            # (FOR KEY SHARE, or a swap's FOR UPDATE) finishes first and its rows
+            # are collected; one that comes later finds it gone (_segments_kept).
+            # Memberships and the outbox have no foreign-key constraint to check
+            # this at commit (migration 0006).
+            if not Segment.objects.select_for_update().filter(pk=segment.pk).exists():
+                return
             segment.delete()
     except ProtectedError as exc:
         raise SegmentInUse([], sorted(_described(obj) for obj in exc.protected_objects)) from exc
@@ -296,7 +303,54 @@ def _segment_locks(segment_ids: Iterable[int], *, exclusive: bool) -> None:
             cursor.execute(f"SELECT {fn}(%s, %s)", [_LOCK_SPACE, sid])
 
 
+def _segments_kept(segment_ids: Iterable[int]) -> set[int]:
+    """Of the segments a writer of single profiles is about to write rows to,
+    those that still exist, each row locked FOR KEY SHARE until the transaction
+    ends: write only to those. Call it right before writing, for the segments
+    written to only (most evaluations write nothing, and lock nothing).
+
+    It stands in for the foreign key that memberships and the outbox do not have
+    (migration 0006), and locks what the key's check locked: segment_delete
+    locks the row FOR UPDATE before collecting the memberships, so a delete
+    either waits for this transaction and takes its rows, or is committed
+    before the lock is granted and the segment is left out here. (The swaps
+    lock their rows FOR UPDATE themselves.)"""
+    ids = sorted(set(segment_ids))
+    if not ids:
+        return set()
+    if not _postgres():
+        # SQLite writes one transaction at a time (and keeps the constraint).
+        return set(Segment.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM segments_segment WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [ids]
+        )
+        return {int(row[0]) for row in cursor.fetchall()}
+
+
 _LOCK_SPACE = 7_411_002  # our advisory-lock namespace (the first key of the pair)
+_ERASURE_KEY = 0  # the second key of the erasure lock (segment ids start at 1)
+
+
+def _erasure_lock(*, exclusive: bool) -> None:
+    """The lock that stands in for the profile foreign key memberships and the
+    outbox do not have (migration 0007), until the transaction ends.
+
+    Shared: a set writer (a rule refresh's or a cluster run's swap), which
+    inserts rows for every profile its set names without locking any of them;
+    take it before the segment rows, and insert only for profiles that exist
+    after it is held. Exclusive: the memberships eraser, before it locks the
+    profiles and deletes their rows; erasure deletes the profiles in the same
+    transaction as its last pass. So a swap either ends before the eraser looks
+    (and its rows are deleted) or starts after the profiles are gone. The
+    writers of single profiles lock them FOR UPDATE and write for live ones
+    only, which the eraser's FOR UPDATE orders the same way. Merges and swaps
+    do not wait for each other: a merge does not take it."""
+    if not _postgres():
+        return  # SQLite writes one transaction at a time (and keeps the constraint)
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {fn}(%s, %s)", [_LOCK_SPACE, _ERASURE_KEY])
 
 
 def _apply(
@@ -377,6 +431,14 @@ def _apply(
         elif recheck.due_at != outcome.recheck_at:
             recheck.due_at = outcome.recheck_at
             recheck_moved.append(recheck)
+    written = {c.segment_id for c in changes}
+    if written:
+        kept = _segments_kept(written)
+        if kept != written:  # deleted meanwhile: its memberships went with it
+            entering = [m for m in entering if m.segment_id in kept]
+            exiting = [m for m in exiting if m.segment_id in kept]
+            changes = [c for c in changes if c.segment_id in kept]
+            recheck_new = [r for r in recheck_new if r.segment_id in kept]
     if entering:
         Membership.objects.bulk_create(entering)
     if exiting:
@@ -515,7 +577,10 @@ def segment_refresh(segment: Segment, *, now: datetime | None = None) -> Segment
             compiler.stage(plan, token=token, now=started, version=version)
         else:
             _stage_python(plan, token, started, version)
-        # The swap: nobody else writes this segment's memberships meanwhile.
+        # The swap: nobody else writes this segment's memberships meanwhile, and
+        # no profile is erased meanwhile (its entries are only for profiles that
+        # exist from here on).
+        _erasure_lock(exclusive=False)
         locked = Segment.objects.select_for_update().get(pk=segment.pk)
         _segment_locks([segment.pk], exclusive=True)
         version = locked.version + 1
@@ -593,7 +658,9 @@ def _swap(
                 f"""WITH added AS (
                       {_MEMBERSHIP}
                       SELECT %s, s.profile_id, %s, NULL, s.reason, '{{}}'::jsonb, %s, %s, %s
-                        FROM segments_refreshstaging s WHERE {_ENTER_WHERE}
+                        FROM segments_refreshstaging s
+                        JOIN identity_profile p ON p.id = s.profile_id
+                       WHERE {_ENTER_WHERE}
                       ON CONFLICT DO NOTHING RETURNING profile_id)
                     {_OUTBOX} SELECT %s, profile_id, 'entered', %s, %s, %s FROM added""",
                 [
@@ -729,6 +796,10 @@ def memberships_follow_merge(mapping: dict[uuid.UUID, uuid.UUID]) -> None:
     moving = list(Membership.objects.filter(profile_id__in=absorbed, exited_at__isnull=True))
     if moving:
         _segment_locks({m.segment_id for m in moving}, exclusive=False)
+        kept = _segments_kept({m.segment_id for m in moving})
+        # A segment deleted meanwhile took its memberships with it.
+        moving = [m for m in moving if m.segment_id in kept]
+    if moving:
         survivors = set(mapping.values())
         held = set(
             Membership.objects.filter(profile_id__in=survivors, exited_at__isnull=True).values_list(
@@ -787,6 +858,17 @@ def memberships_follow_split(profile_ids: Sequence[uuid.UUID]) -> None:
 def memberships_erase(profile_ids: Sequence[uuid.UUID]) -> int:
     """Every membership row of these profiles, history and outbox included."""
     ids = list(profile_ids)
+    # No swap is writing (it holds this lock shared) and no writer of single
+    # profiles is writing for these: whatever they wrote is committed, and
+    # deleted here. Stands in for the profile foreign key (migration 0007).
+    _erasure_lock(exclusive=True)
+    if _postgres():
+        list(
+            Profile.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
     counts = (
         Membership.objects.filter(profile_id__in=ids, exited_at__isnull=True)
         .values("segment_id")

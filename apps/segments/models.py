@@ -124,11 +124,29 @@ class Membership(models.Model):
     # No index of its own: membership_exited_idx (segment, exited_at) serves every
     # lookup by segment, and one index fewer is written per row (a first cluster
     # run writes a million).
+    # No database constraint either (migration 0006): its per-row trigger was a
+    # query and a row lock on the same few segment rows for each of a swap's
+    # million rows (2.4 s of a first cluster run). The writers lock each segment
+    # row once instead (FOR KEY SHARE in _segments_kept; the swaps FOR UPDATE),
+    # and segment_delete locks it FOR UPDATE before collecting the cascade, so a
+    # writer either finishes before the delete collects, or finds the segment
+    # gone and writes nothing for it.
     segment = models.ForeignKey(
-        Segment, on_delete=models.CASCADE, related_name="memberships", db_index=False
+        Segment,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        db_index=False,
+        db_constraint=False,
     )
+    # No database constraint (migration 0007): its per-row trigger locked every
+    # profile a swap wrote (a million in a first cluster run, 3.1 s). Locks keep
+    # what it guaranteed (_erasure_lock in memberships.py).
     profile = models.ForeignKey(
-        "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+        "identity.Profile",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     entered_at = models.DateTimeField()
     exited_at = models.DateTimeField(null=True, blank=True)
@@ -178,10 +196,18 @@ class MembershipChange(models.Model):
         EXITED = "exited"
 
     id = models.BigAutoField(primary_key=True)
-    # No index of its own: membership_change_seg_idx (segment, id) serves it.
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No index of its own: membership_change_seg_idx (segment, id) serves it. No
+    # database constraint: see Membership.segment.
+    segment = models.ForeignKey(
+        Segment, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    # No database constraint: see Membership.profile.
     profile = models.ForeignKey(
-        "identity.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+        "identity.Profile",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     kind = models.CharField(max_length=8, choices=Kind.choices)
     at = models.DateTimeField()

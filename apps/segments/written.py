@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from apps.identity.models import Profile
 
-from .memberships import _segment_locks, _swap
+from .memberships import _erasure_lock, _segment_locks, _segments_kept, _swap
 from .models import (
     Membership,
     MembershipChange,
@@ -314,8 +314,8 @@ def _swap_postgres(
             )
             found = int(cursor.fetchone()[0])
             _check_complete(staged, found, expected)
-            # A profile erased since it was staged would fail the deferred
-            # foreign key at commit (the whole swap), one merged would get a
+            # A profile erased since it was staged would leave a row of no one
+            # (there is no foreign key to fail the swap), one merged would get a
             # membership: both are left out.
             cursor.execute(
                 """INSERT INTO written_stage (segment_id, profile_id, distance)
@@ -332,6 +332,13 @@ def _swap_postgres(
                 "COPY written_stage (segment_id, profile_id, distance) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.write(_copy_rows(members))
+            # Profiles that no longer exist are left out (no foreign key would
+            # catch them).
+            cursor.execute(
+                """DELETE FROM written_stage s WHERE NOT EXISTS
+                   (SELECT 1 FROM identity_profile p WHERE p.id = s.profile_id)"""
+            )
+            result.skipped = cursor.rowcount
         cursor.execute("ANALYZE written_stage")
         cursor.execute("SELECT current_setting('enable_nestloop')")
         nestloop = cursor.fetchone()[0]
@@ -450,6 +457,10 @@ def written_segments_swap(
     result = SwapResult()
     all_ids = sorted({m.segment_id for m in members} | set(emptied))
     with transaction.atomic():
+        # No profile is erased while this swap writes: it inserts rows only for
+        # profiles that exist once this is held (memberships have no profile
+        # foreign key to check that at commit).
+        _erasure_lock(exclusive=False)
         locked = {
             s.pk: s
             for s in Segment.objects.select_for_update().filter(pk__in=all_ids).order_by("pk")
@@ -588,6 +599,13 @@ def written_members_move(
                     segment_id=target, profile_id=pid, kind=ENTERED, at=now, source=CLUSTER
                 )
             )
+    written = {c.segment_id for c in changes}
+    if written:
+        kept = _segments_kept(written)
+        if kept != written:  # deleted meanwhile: its memberships went with it
+            entering = [m for m in entering if m.segment_id in kept]
+            exiting = [m for m in exiting if m.segment_id in kept]
+            changes = [c for c in changes if c.segment_id in kept]
     if exiting:
         Membership.objects.bulk_update(exiting, ["exited_at", "changed_at", "exit_reason"])
     if entering:

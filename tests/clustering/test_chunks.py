@@ -11,13 +11,16 @@ from typing import Any
 import numpy as np
 import pytest
 from celery.contrib.testing.worker import start_worker
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import OperationalError
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
 from apps.clustering import chunks as chunks_module
+from apps.clustering import run as run_module
 from apps.clustering.chunks import AssignModel, ari_from_contingency, chunk_claim, chunk_run
 from apps.clustering.models import ChunkStatus, ClusteringRun, RunChunk, RunStatus
 from apps.clustering.run import recluster
@@ -686,3 +689,83 @@ def test_a_straggler_leaves_alone_a_chunk_taken_back_from_it(make_config, monkey
     assert not WrittenStaging.objects.filter(token=run.pk, chunk=1).exists()
     chunk = RunChunk.objects.get(pk=straggler.pk)
     assert (chunk.status, chunk.done_by) == (ChunkStatus.RUNNING, "other:2")
+
+
+def _breaking_at(monkeypatch: Any, index: int, error: BaseException) -> None:
+    """The chunk starting at the ``index``-th profile (by id) raises ``error``."""
+    original = chunks_module.chunk_assign
+    ids = sorted(p.bytes for p in ProfileFeatures.objects.values_list("profile_id", flat=True))
+    first = ids[index]
+
+    def breaking(model: Any, data: Any, kept: Any) -> Any:
+        if len(data) and data.profile_ids[0].tobytes() == first:
+            raise error
+        return original(model, data, kept)
+
+    monkeypatch.setattr(chunks_module, "chunk_assign", breaking)
+
+
+@pytest.mark.django_db
+def test_a_time_limit_hit_in_a_chunk_worked_locally_is_the_runs_time_limit(
+    make_config, monkeypatch
+):
+    # given a good run
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    good = recluster(config_id=config.pk)
+    assert good is not None and good.status == RunStatus.SUCCEEDED
+    before = set(
+        Membership.objects.filter(exited_at__isnull=True).values_list("segment_id", "profile_id")
+    )
+
+    # when the run task's soft time limit strikes inside its third chunk,
+    # which the run's own process works
+    _breaking_at(monkeypatch, 100, SoftTimeLimitExceeded())
+    _with_chunks(monkeypatch, 50)
+    run = recluster(config_id=config.pk)
+
+    # then the run failed on its time limit (not "chunk 2 failed"), the chunk
+    # says what stopped it, and the previous memberships stay
+    assert run is not None and run.status == RunStatus.FAILED
+    assert run.error == "the run went over its time limit; nothing was written"
+    third = RunChunk.objects.get(run=run, index=2)
+    assert third.status == ChunkStatus.FAILED
+    assert third.error.startswith("SoftTimeLimitExceeded")
+    assert not run.clusters.exists()
+    config.refresh_from_db()
+    assert config.current_run_id == good.pk
+    after = set(
+        Membership.objects.filter(exited_at__isnull=True).values_list("segment_id", "profile_id")
+    )
+    assert after == before
+    assert not WrittenStaging.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_cleanup_that_fails_keeps_the_runs_own_error(make_config, monkeypatch):
+    # given a run whose third chunk breaks, and a database that is gone by the
+    # time the run drops what its first two chunks staged
+    archetype_population(40)
+    config = make_config(k_max=6, min_cluster_size=5)
+    _breaking_at(monkeypatch, 100, OSError("node lost its disk"))
+    _with_chunks(monkeypatch, 50)
+
+    def database_down(token: int) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(run_module, "written_stage_drop", database_down)
+
+    # when it runs
+    run = recluster(config_id=config.pk)
+
+    # then the run's error is the chunk's, not the cleanup's, and what is left
+    # staged is dropped by the next run
+    assert run is not None and run.status == RunStatus.FAILED
+    assert run.error.startswith("chunk 2 failed: OSError: node lost its disk")
+    run.refresh_from_db()
+    assert run.error.startswith("chunk 2 failed: OSError: node lost its disk")
+    assert WrittenStaging.objects.filter(token=run.pk).count() == 100
+    monkeypatch.undo()
+    later = recluster(config_id=config.pk)
+    assert later is not None and later.status == RunStatus.SUCCEEDED
+    assert not WrittenStaging.objects.exists()

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import OperationalError, connection, connections
 from django.db.migrations.executor import MigrationExecutor
 
-BEFORE = ("segments", "0004_written_staging")
-DROP = ("segments", "0005_segment_fk_indexes_covered")
+INDEXES = (("segments", "0004_written_staging"), ("segments", "0005_segment_fk_indexes_covered"))
+CONSTRAINTS = (
+    ("segments", "0005_segment_fk_indexes_covered"),
+    ("segments", "0006_segment_fk_constraints_dropped"),
+)
 INDEX = "segments_membership_segment_id_912e4c68"
 
 
-def _migrate(target: tuple[str, str]) -> None:
+def _migrate(target: tuple[str, str] | None = None) -> None:
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
-    executor.migrate([target])
+    executor.migrate([target] if target else executor.loader.graph.leaf_nodes())
 
 
 def _has_index() -> bool:
@@ -25,13 +29,41 @@ def _has_index() -> bool:
         return cursor.fetchone() is not None
 
 
+def _has_segment_constraints() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT count(*) FROM pg_constraint
+                WHERE contype = 'f' AND confrelid = 'segments_segment'::regclass
+                  AND conrelid IN ('segments_membership'::regclass,
+                                   'segments_membershipchange'::regclass)"""
+        )
+        found = cursor.fetchone()[0]
+    assert found in (0, 2), found
+    return found == 2
+
+
+@pytest.fixture
+def back_to_latest() -> Iterator[None]:
+    yield
+    _migrate()
+
+
 @pytest.mark.django_db(transaction=True)
-def test_dropping_the_segment_indexes_never_blocks_reads_of_memberships() -> None:
+@pytest.mark.parametrize(
+    ("steps", "present"),
+    [(INDEXES, _has_index), (CONSTRAINTS, _has_segment_constraints)],
+    ids=["segment indexes (0005)", "segment constraints (0006)"],
+)
+def test_dropping_never_blocks_reads_of_memberships(
+    back_to_latest: None, steps: tuple[tuple[str, str], ...], present: Callable[[], bool]
+) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL locks")
-    # given the indexes back, and a long transaction that has read memberships
-    _migrate(BEFORE)
-    assert _has_index()
+    before, drop = steps
+    # given the indexes (constraints) back, and a long transaction that has read
+    # memberships
+    _migrate(before)
+    assert present()
     holding, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
@@ -48,7 +80,7 @@ def test_dropping_the_segment_indexes_never_blocks_reads_of_memberships() -> Non
 
     def migrate() -> None:
         try:
-            _migrate(DROP)
+            _migrate(drop)
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -85,4 +117,4 @@ def test_dropping_the_segment_indexes_never_blocks_reads_of_memberships() -> Non
     # then the read did not wait for the migration, which finished afterwards
     assert read == [(0,)], read
     assert not errors and not migrator.is_alive()
-    assert not _has_index()
+    assert not present()
