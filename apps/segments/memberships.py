@@ -207,7 +207,7 @@ def segment_delete(segment: Segment) -> None:
             # (FOR KEY SHARE, or a swap's FOR UPDATE) finishes first and its rows
             # are collected; one that comes later finds it gone (_segments_kept).
             # Memberships and the outbox have no foreign-key constraint to check
-            # this at commit (migration 0006).
+            # this at commit (migration 0007).
             if not Segment.objects.select_for_update().filter(pk=segment.pk).exists():
                 return
             segment.delete()
@@ -310,7 +310,7 @@ def _segments_kept(segment_ids: Iterable[int]) -> set[int]:
     written to only (most evaluations write nothing, and lock nothing).
 
     It stands in for the foreign key that memberships and the outbox do not have
-    (migration 0006), and locks what the key's check locked: segment_delete
+    (migration 0007), and locks what the key's check locked: segment_delete
     locks the row FOR UPDATE before collecting the memberships, so a delete
     either waits for this transaction and takes its rows, or is committed
     before the lock is granted and the segment is left out here. (The swaps
@@ -334,7 +334,7 @@ _ERASURE_KEY = 0  # the second key of the erasure lock (segment ids start at 1)
 
 def _erasure_lock(*, exclusive: bool) -> None:
     """The lock that stands in for the profile foreign key memberships and the
-    outbox do not have (migration 0007), until the transaction ends.
+    outbox do not have (migration 0008), until the transaction ends.
 
     Shared: a set writer (a rule refresh's or a cluster run's swap), which
     inserts rows for every profile its set names without locking any of them;
@@ -860,7 +860,7 @@ def memberships_erase(profile_ids: Sequence[uuid.UUID]) -> int:
     ids = list(profile_ids)
     # No swap is writing (it holds this lock shared) and no writer of single
     # profiles is writing for these: whatever they wrote is committed, and
-    # deleted here. Stands in for the profile foreign key (migration 0007).
+    # deleted here. Stands in for the profile foreign key (migration 0008).
     _erasure_lock(exclusive=True)
     if _postgres():
         list(

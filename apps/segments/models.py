@@ -124,7 +124,7 @@ class Membership(models.Model):
     # No index of its own: membership_exited_idx (segment, exited_at) serves every
     # lookup by segment, and one index fewer is written per row (a first cluster
     # run writes a million).
-    # No database constraint either (migration 0006): its per-row trigger was a
+    # No database constraint either (migration 0007): its per-row trigger was a
     # query and a row lock on the same few segment rows for each of a swap's
     # million rows (2.4 s of a first cluster run). The writers lock each segment
     # row once instead (FOR KEY SHARE in _segments_kept; the swaps FOR UPDATE),
@@ -138,7 +138,7 @@ class Membership(models.Model):
         db_index=False,
         db_constraint=False,
     )
-    # No database constraint (migration 0007): its per-row trigger locked every
+    # No database constraint (migration 0008): its per-row trigger locked every
     # profile a swap wrote (a million in a first cluster run, 3.1 s). Locks keep
     # what it guaranteed (_erasure_lock in memberships.py).
     profile = models.ForeignKey(

@@ -1,7 +1,7 @@
 """Deleting a segment, or erasing a profile, while memberships are written, with
 real connections (threads) on PostgreSQL: memberships and the outbox have no
-foreign-key constraint to their segment or their profile (migrations 0006 and
-0007), so these show that the locks that stand in for them leave no membership
+foreign-key constraint to their segment or their profile (migrations 0007 and
+0008), so these show that the locks that stand in for them leave no membership
 or outbox row of a deleted segment or an erased profile, whichever comes first."""
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 INDEXES = (("segments", "0004_written_staging"), ("segments", "0005_segment_fk_indexes_covered"))
 CONSTRAINTS = (
-    ("segments", "0005_segment_fk_indexes_covered"),
-    ("segments", "0006_segment_fk_constraints_dropped"),
+    ("segments", "0006_iso_ts_without_subtransaction"),
+    ("segments", "0007_segment_fk_constraints_dropped"),
 )
 INDEX = "segments_membership_segment_id_912e4c68"
 
@@ -52,7 +52,7 @@ def back_to_latest() -> Iterator[None]:
 @pytest.mark.parametrize(
     ("steps", "present"),
     [(INDEXES, _has_index), (CONSTRAINTS, _has_segment_constraints)],
-    ids=["segment indexes (0005)", "segment constraints (0006)"],
+    ids=["segment indexes (0005)", "segment constraints (0007)"],
 )
 def test_dropping_never_blocks_reads_of_memberships(
     back_to_latest: None, steps: tuple[tuple[str, str], ...], present: Callable[[], bool]

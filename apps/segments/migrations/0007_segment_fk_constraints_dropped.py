@@ -101,7 +101,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("segments", "0005_segment_fk_indexes_covered"),
+        ("segments", "0006_iso_ts_without_subtransaction"),
     ]
 
     operations = [

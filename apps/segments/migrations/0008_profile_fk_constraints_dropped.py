@@ -12,7 +12,7 @@
 # eraser holds it exclusively and locks the profiles FOR UPDATE before it deletes,
 # and erasure deletes the profiles in the same transaction as its last pass.
 #
-# Same way of dropping as 0006: short lock waits, retried, so that readers never
+# Same way of dropping as 0007: short lock waits, retried, so that readers never
 # queue behind it for long. SQLite keeps the constraints.
 
 import time
@@ -67,7 +67,7 @@ def drop(apps, schema_editor) -> None:
 
 
 def create(apps, schema_editor) -> None:
-    """Back: as 0006's, for the profile keys."""
+    """Back: as 0007's, for the profile keys."""
     connection = schema_editor.connection
     if connection.vendor != "postgresql":
         return
@@ -100,7 +100,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("segments", "0006_segment_fk_constraints_dropped"),
+        ("segments", "0007_segment_fk_constraints_dropped"),
     ]
 
     operations = [
