@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import decide as bench  # noqa: E402  (bench/decide.py)
+import decide as bench  # bench/decide.py
 
 
 def environ_for(body: bytes, token: str) -> dict[str, Any]:

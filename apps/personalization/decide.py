@@ -260,9 +260,10 @@ def _state_row(kind: str, normalized: str) -> tuple[Any, ...] | None:
         if connection.in_atomic_block or not _retryable(exc):
             raise
     # The connection was lost (a PostgreSQL or PgBouncer restart since this
-    # thread's last query: no health check ran first, see _prepared_fetch) or the server forgot the prepared statement
-    # (PgBouncer without max_prepared_statements, or a new server behind it):
-    # once more on a new connection, not prepared this time.
+    # thread's last query: no health check ran first, see _prepared_fetch) or
+    # the server forgot the prepared statement (PgBouncer without
+    # max_prepared_statements, or a new server behind it): once more on a new
+    # connection, not prepared this time.
     connection.close()
     return _prepared_fetch(sql, values, prepare=False)
 
