@@ -301,7 +301,7 @@ def _prepared_fetch(sql: str, values: list[Any], *, prepare: bool) -> tuple[Any,
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, values, prepare=prepare)
         row = cursor.fetchone()
-    connection.health_check_done = True
+    connection.health_check_done = True  # type: ignore[attr-defined]
     return row
 
 
