@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import pstats
@@ -61,6 +62,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top entries")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument(
+        "--gc-threshold", type=int, default=0, help="gc.set_threshold(N) for generation 0"
+    )
     args = parser.parse_args()
 
     bench.static_collect()
@@ -98,8 +102,30 @@ def main() -> None:
         return (time.process_time() - t0) / n * 1000
 
     serve(300)  # warm: caches, connection, the SQL template
+    gc.freeze()  # as cdp/gunicorn.py does after the worker loads
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+    pauses: list[tuple[int, float]] = []
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            pauses.append((info["generation"], (time.perf_counter() - started.pop()) * 1000))
+
+    gc.callbacks.append(on_gc)
     ms = sorted(serve(args.requests // 3) for _ in range(3))[1]
+    gc.callbacks.remove(on_gc)
     print(f"[wsgi] {settings.SETTINGS_MODULE}: {ms:.3f} ms CPU per decide (median of 3)")
+    for gen in (0, 1, 2):
+        times = [t for g, t in pauses if g == gen]
+        if times:
+            print(
+                f"[gc] generation {gen} (threshold {gc.get_threshold()}): {len(times)} "
+                f"collections in {args.requests} requests, {sum(times):.1f} ms in all, "
+                f"longest {max(times):.2f} ms"
+            )
     if args.profile:
         prof = cProfile.Profile()
         bodies = [body() for _ in range(args.requests)]
