@@ -134,7 +134,7 @@ def test_requests_reload_past_the_hard_bound_once_the_refresher_stops(refresher:
 # request never reloads a cached one, and a revocation by another process still
 # shows within the cache time (plus the refresh's own).
 
-TOKEN_SECONDS = 0.2
+TOKEN_SECONDS = 0.5  # the hard bound is 2.5 s: room for a starved thread on a busy machine
 
 
 @pytest.fixture
@@ -175,7 +175,7 @@ def test_cached_tokens_are_reread_off_the_request_path(token_refresher: None) ->
     # and a revocation by another process (a plain update nothing here hears of)
     # is seen by the refresher within the cache time and its own
     ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
-    took = _wait(lambda: token_authenticate(raw) is None, timeout=TOKEN_SECONDS + 1.0)
+    took = _wait(lambda: token_authenticate(raw) is None, timeout=TOKEN_SECONDS + 2.0)
     assert took is not None, "the revocation was not seen"
 
 
@@ -194,7 +194,7 @@ def test_a_permission_taken_away_elsewhere_is_seen_by_the_refresher(
         token = token_authenticate(raw)
         return token is not None and not token.user.has_perm("personalization.view_placement")
 
-    assert _wait(lost, timeout=TOKEN_SECONDS + 1.0) is not None
+    assert _wait(lost, timeout=TOKEN_SECONDS + 2.0) is not None
 
 
 def test_publishable_keys_are_reread_off_the_request_path(token_refresher: None) -> None:
@@ -206,7 +206,7 @@ def test_publishable_keys_are_reread_off_the_request_path(token_refresher: None)
         assert publishable_key_get(raw) is not None
     assert len(queries) == 0
     PublishableKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
-    assert _wait(lambda: publishable_key_get(raw) is None, timeout=TOKEN_SECONDS + 1.0)
+    assert _wait(lambda: publishable_key_get(raw) is None, timeout=TOKEN_SECONDS + 2.0)
 
 
 def test_a_token_is_reloaded_by_the_request_past_the_hard_bound_once_the_refresher_stops(
@@ -219,4 +219,4 @@ def test_a_token_is_reloaded_by_the_request_past_the_hard_bound_once_the_refresh
     refresher_stop()
     ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
     # stopped: the request's own cache time applies again
-    assert _wait(lambda: token_authenticate(raw) is None, timeout=TOKEN_SECONDS + 0.5)
+    assert _wait(lambda: token_authenticate(raw) is None, timeout=TOKEN_SECONDS + 1.0)
