@@ -604,6 +604,59 @@ def fmt(r: dict[str, Any]) -> str:
     )
 
 
+def compare(
+    args: argparse.Namespace, env: dict[str, str], logdir: Path, token: str, make: Any
+) -> None:
+    """Workers x threads side by side: every configuration's server runs at once
+    (the idle ones cost their refresher threads only), and each round gives each
+    configuration one steady phase, in a rotating order, so that the machine's
+    noise of those minutes falls on all of them."""
+    configs = [tuple(int(n) for n in c.split("x")) for c in args.compare.split(",")]
+    servers = {c: Server(env, c[0], c[1], logdir) for c in configs}
+    try:
+        for c, server in servers.items():
+            server.wait_ready()
+            warm = Conn(server.port, token)
+            for _ in range(100 * c[0]):
+                status, body = warm.request(make())
+                if status != 200:
+                    raise SystemExit(f"{c}: decide answered {status}: {body[:200]!r}")
+            warm.close()
+        results: dict[tuple[int, ...], list[dict[str, Any]]] = {c: [] for c in configs}
+        quiet = wait_for_quiet(args.quiet_wait)
+        say(f"[compare] {quiet}; {args.rounds} rounds of {args.seconds:.0f} s each")
+        for i in range(args.rounds):
+            order = configs[i % len(configs) :] + configs[: i % len(configs)]
+            for c in order:
+                server = servers[c]
+                r = open_loop(
+                    server.port,
+                    token,
+                    make,
+                    args.rate,
+                    args.seconds,
+                    CpuMeter(server.proc.pid),
+                    args.clients,
+                )
+                results[c].append(r)
+                say(f"  round {i + 1} {c[0]}x{c[1]}  {fmt(r)}")
+        for c in configs:
+            runs = results[c]
+            p99s = sorted(r["p99"] for r in runs)
+            met = sum(1 for p in p99s if p <= TARGET_P99_MS)
+            mid = len(runs) // 2
+            say(
+                f"[result] {c[0]} workers x {c[1]} threads at {args.rate:.0f}/s: p50 "
+                f"{sorted(r['p50'] for r in runs)[mid]:.2f} ms, p99 median {p99s[mid]:.2f} ms "
+                f"(rounds: {', '.join(f'{p:.1f}' for p in p99s)}), {met} of {len(runs)} "
+                f"rounds <= {TARGET_P99_MS:.0f} ms; server CPU "
+                f"{sorted(r['cpu_server'] for r in runs)[mid]:.2f} ms/req"
+            )
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", type=int, default=100_000)
@@ -628,6 +681,13 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=60)
     parser.add_argument(
         "--no-refresher", action="store_true", help="requests run due cache checks (as before)"
+    )
+    parser.add_argument(
+        "--compare",
+        default="",
+        help="e.g. 2x4,3x2,4x1: one server per WORKERSxTHREADS, all started at once, "
+        "steady --rate rounds alternating between them (the same noise falls on each); "
+        "then stop",
     )
     args = parser.parse_args()
 
@@ -676,6 +736,9 @@ def main() -> None:
     # The background refresher of decide's caches (apps/personalization/refresher.py);
     # off: the request that finds a check due runs it, as before.
     server_env["CDP_DECIDE_REFRESHER"] = "false" if args.no_refresher else "true"
+    if args.compare:
+        compare(args, server_env, logdir, token, decide_request)
+        return
     server = Server(server_env, args.workers, args.threads, logdir)
     try:
         server.wait_ready()

@@ -11,6 +11,10 @@ not the host's core count; at most ``WORKERS_DEFAULT_MAX``). Each thread holds i
 own persistent database connection (``CONN_MAX_AGE``): processes x threads
 connections per web container, which must stay under PostgreSQL's
 ``max_connections`` (or PgBouncer's pool) with every container and worker counted.
+Measured on two cores (bench/decide.py ``--compare 2x4,3x2,4x1,4x2``, bench/README.md):
+one process per core with 4 threads spent the least CPU per decision in every
+round (2.0 ms against 2.5-2.7 ms for 3 x 2, 4 x 1 and 4 x 2 on a loaded machine),
+so these stay the defaults.
 ``GUNICORN_KEEPALIVE`` (5 s): set it above the load balancer's idle timeout (75
 behind an AWS ALB, whose default is 60 s), or the balancer may reuse a connection
 gunicorn has just closed (a 502).

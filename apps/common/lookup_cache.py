@@ -1,7 +1,11 @@
 """A per-process cache of rows looked up by a secret's hash (API tokens,
 publishable keys): entries live ``ttl`` seconds; a ``forget`` while a load is in
 flight keeps that load's result out of the cache (it may be the row as it was
-before the change that called ``forget``); a full cache starts over."""
+before the change that called ``forget``); a full cache starts over.
+
+``revalidate`` reloads every entry at once, from a background thread (the
+decide refresher, apps/personalization/refresher.py): with it running, requests
+read entries with a longer ``ttl`` (a hard bound) and load only on a miss."""
 
 from __future__ import annotations
 
@@ -49,3 +53,27 @@ class LookupCache(Generic[T]):
                         self._entries.clear()
                     self._entries[key] = (value, now)
         return value
+
+    def revalidate(self, load_many: Callable[[list[str]], dict[str, T]]) -> int:
+        """Reload every entry with one ``load_many(keys)`` (key -> value for those
+        still valid): each found is stored afresh (aged from before the load), each
+        missing dropped. Nothing is stored if a ``forget`` ran meanwhile (what was
+        read may be older than that change); the entries then age as before.
+        Returns how many entries were renewed."""
+        with self._lock:
+            keys = list(self._entries)
+            generation = self._generation
+        if not keys:
+            return 0
+        now = time.monotonic()
+        found = load_many(keys)
+        with self._lock:
+            if generation != self._generation:
+                return 0
+            for key in keys:
+                value = found.get(key)
+                if value is None:
+                    self._entries.pop(key, None)
+                else:
+                    self._entries[key] = (value, now)
+        return sum(1 for key in keys if key in found)

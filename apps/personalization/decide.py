@@ -259,10 +259,11 @@ def _state_row(kind: str, normalized: str) -> tuple[Any, ...] | None:
     except DatabaseError as exc:
         if connection.in_atomic_block or not _retryable(exc):
             raise
-    # The connection was lost (a PostgreSQL or PgBouncer restart, between the
-    # health check and the query) or the server forgot the prepared statement
-    # (PgBouncer without max_prepared_statements, or a new server behind it):
-    # once more on a new connection, not prepared this time.
+    # The connection was lost (a PostgreSQL or PgBouncer restart since this
+    # thread's last query: no health check ran first, see _prepared_fetch) or
+    # the server forgot the prepared statement (PgBouncer without
+    # max_prepared_statements, or a new server behind it): once more on a new
+    # connection, not prepared this time.
     connection.close()
     return _prepared_fetch(sql, values, prepare=False)
 
@@ -283,15 +284,25 @@ def _prepared_fetch(sql: str, values: list[Any], *, prepare: bool) -> tuple[Any,
     (0.17 ms of its CPU); Django's cursors bind on the client, which cannot
     prepare. psycopg prepares only where the connection's ``prepare_threshold``
     is not None, and Django sets it to None unless ``OPTIONS`` sets it (for
-    poolers): by default the statement is planned each time. As Django's own
-    cursors do: the health check first
-    (CONN_HEALTH_CHECKS: a connection a restart broke is replaced), and errors
-    as Django's, which marks the connection for closing at the request's end."""
-    connection.close_if_health_check_failed()
+    poolers): by default the statement is planned each time. Errors as Django's,
+    which marks the connection for closing at the request's end.
+
+    **No health check first** (the first try): Django's CONN_HEALTH_CHECKS costs
+    a ``SELECT 1`` round trip before a request's first query, as much again as
+    this read-only query's own trip, on every decision. A connection a restart
+    broke fails the query instead, and ``_state_row`` runs it once more on a new
+    connection: what the health check would have done, paid only when it
+    happens. The retry (``prepare=False``) checks first, as Django's cursors do.
+    Once the query has run, the connection counts as checked for the rest of the
+    request (a later ORM query in it skips its own ``SELECT 1``)."""
+    if not prepare:
+        connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, values, prepare=prepare)
-        return cursor.fetchone()
+        row = cursor.fetchone()
+    connection.health_check_done = True  # type: ignore[attr-defined]
+    return row
 
 
 def profile_state_for(external_id: str) -> ProfileState | None:

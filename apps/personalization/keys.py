@@ -23,8 +23,10 @@ Stored as a SHA-256 of the secret, like API tokens: 256-bit random values, so a
 fast hash is enough. A key's row is cached per process for
 ``CDP["API_TOKEN_CACHE_SECONDS"]`` (1 s; like API tokens, apps/api_auth/selectors.py):
 a revoked key, new origins or a rotated identity secret take effect within that
-time everywhere, at once in the process that made the change. The set of all keys'
-allowed origins (for CORS) is cached for ``DECIDE_MAPPING_CHECK_MS``.
+time everywhere, at once in the process that made the change (the refresher
+re-reads every cached key at that interval, off the request path; a request
+reads a key itself only on a miss or past the refresher's hard bound). The set of
+all keys' allowed origins (for CORS) is cached for ``DECIDE_MAPPING_CHECK_MS``.
 """
 
 from __future__ import annotations
@@ -46,12 +48,17 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from apps.api_auth.selectors import (
+    token_cache_refreshed_elsewhere,
+    token_cache_revalidate,
+    token_cache_seconds,
+)
 from apps.common.lookup_cache import LookupCache
 from apps.common.utils import sha256_hex
 from apps.consent.hashing import keyed_hash
 
 from .models import PublishableKey
-from .refresher import max_age, refresh_task
+from .refresher import max_age, on_running, refresh_task
 
 PUBLISHABLE_PREFIX = "pk_"
 PUBLIC_ID_TYPES = ("anonymous_id", "user_id")
@@ -133,11 +140,29 @@ def _key_load(key_hash: str) -> PublishableKey | None:
     return PublishableKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
 
 
+def _keys_load_many(key_hashes: list[str]) -> dict[str, PublishableKey]:
+    return {
+        k.key_hash: k
+        for k in PublishableKey.objects.filter(key_hash__in=key_hashes, revoked_at__isnull=True)
+    }
+
+
+def keys_revalidate() -> int:
+    """Re-read every cached key at once (the refresher's task)."""
+    return _keys.revalidate(_keys_load_many)
+
+
 def publishable_key_get(raw: str) -> PublishableKey | None:
-    """The live key this secret names, cached (see the module doc)."""
+    """The live key this secret names, cached (see the module doc): re-read by
+    the refresher every API_TOKEN_CACHE_SECONDS, by a request only on a miss or
+    past the hard bound."""
     key_hash = sha256_hex(raw)
-    ttl = float(settings.CDP.get("API_TOKEN_CACHE_SECONDS", 1))
-    return _keys.get(key_hash, ttl, _key_load)
+    return _keys.get(key_hash, max_age(token_cache_seconds()), _key_load)
+
+
+refresh_task("api tokens", token_cache_seconds, token_cache_revalidate)
+refresh_task("publishable keys", token_cache_seconds, keys_revalidate)
+on_running(token_cache_refreshed_elsewhere)
 
 
 class PublishableUser(AnonymousUser):

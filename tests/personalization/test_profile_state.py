@@ -216,3 +216,23 @@ def test_a_prepared_statement_the_server_forgot_is_run_again(
     states = [profile_state_for("user_id:ada") for _ in range(3)]
     # then each answers
     assert all(s is not None and s.profile_id == profile.pk for s in states)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_sends_no_health_check_of_its_own(
+    persistent_connection: None, make_profile: Callable[..., Profile], monkeypatch: Any
+) -> None:
+    # given a persistent connection with health checks on, at a new request's start
+    profile = make_profile(("user_id", "ada"))
+    assert profile_state_for("user_id:ada") is not None
+    close_old_connections()
+    checks: list[bool] = []
+    real = connection.is_usable
+    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(True) or real())
+    # when the request decides
+    state = profile_state_for("user_id:ada")
+    # then the one query went without a SELECT 1 before it, and the connection
+    # counts as checked for the rest of the request
+    assert state is not None and state.profile_id == profile.pk
+    assert checks == []
+    assert connection.health_check_done

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.validators import RegexValidator
@@ -207,6 +208,43 @@ class DecideInputSerializer(serializers.Serializer[Any]):
         help_text="What the page knows (URL, device, ...): accepted for the integrations' "
         "sake; decisions read segments, not context.",
     )
+
+
+_PLAIN_KEY = re.compile(rf"[-a-zA-Z0-9_]{{1,{KEY_MAX_LENGTH}}}")
+_PLAIN_HASH = re.compile(USER_HASH_PATTERN)
+
+
+def decide_input_plain(data: Any) -> dict[str, Any] | None:
+    """What ``DecideInputSerializer`` validates ``data`` to, when ``data`` is plainly
+    valid (the JSON types the schema names, ASCII text, keys that match in full);
+    None for anything else, which the serializer then judges (and words the 400).
+
+    Why: the serializer deep-copies its five fields for every request, 0.09 ms of
+    CPU, a tenth of a decision's in-process time. It accepts a superset of what
+    this accepts (a property test holds the two to the same result wherever this
+    one answers), so no input changes its answer or its error."""
+    if type(data) is not dict:
+        return None
+    profile = data.get("profile")
+    placements = data.get("placements")
+    if type(profile) is not str or not profile or not profile.isascii() or "\x00" in profile:
+        return None
+    if type(placements) is not list or not 1 <= len(placements) <= MAX_PLACEMENTS:
+        return None
+    for key in placements:
+        if type(key) is not str or _PLAIN_KEY.fullmatch(key) is None:
+            return None
+    out: dict[str, Any] = {"profile": profile, "placements": list(placements)}
+    if "user_hash" in data:
+        user_hash = data["user_hash"]
+        if type(user_hash) is not str or _PLAIN_HASH.fullmatch(user_hash) is None:
+            return None
+        out["user_hash"] = user_hash
+    context = data.get("context", {})
+    if type(context) is not dict or any(type(k) is not str for k in context):
+        return None
+    out["context"] = dict(context)
+    return out
 
 
 _REASON = {

@@ -42,6 +42,7 @@ from .serializers import (
     VariantChangeSerializer,
     VariantCreateSerializer,
     VariantOutputSerializer,
+    decide_input_plain,
 )
 
 
@@ -358,9 +359,11 @@ class DecideApi(APIView):
         responses={200: DecideOutputSerializer, **error_responses(400)},
     )
     def post(self, request: Request) -> Response:
-        data = DecideInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
+        v = decide_input_plain(request.data)
+        if v is None:  # not plainly valid: the serializer judges, and words the 400
+            data = DecideInputSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            v = data.validated_data
         key = request.auth if isinstance(request.auth, PublishableKey) else None
         public = key is not None
         kind, _sep, value = v["profile"].partition(":")
