@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import http.client
 import multiprocessing as mp
 import os
@@ -845,7 +846,8 @@ def main() -> int:
         manage(env, "create_source", SOURCE_NAME, "--write-key", WRITE_KEY)
         with psycopg.connect(dsn, autocommit=True) as conn:
             row = conn.execute(
-                "SELECT id FROM events_source WHERE write_key = %s", [WRITE_KEY]
+                "SELECT id FROM events_source WHERE write_key_hash = %s",
+                [hashlib.sha256(WRITE_KEY.encode()).hexdigest()],
             ).fetchone()
         assert row is not None
         source_id = int(row[0])

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import http.client
 import itertools
 import multiprocessing as mp
@@ -892,7 +893,8 @@ def create_baseline_tables(dsn: str, tables: list[str]) -> int:
                 "DEFERRABLE INITIALLY DEFERRED"
             )
         row = conn.execute(
-            "SELECT id FROM events_source WHERE write_key = %s", [WRITE_KEY]
+            "SELECT id FROM events_source WHERE write_key_hash = %s",
+            [hashlib.sha256(WRITE_KEY.encode()).hexdigest()],
         ).fetchone()
         assert row is not None
         return int(row[0])

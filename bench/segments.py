@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -548,10 +549,11 @@ def _progress(what: str, done: int, total: int, started: float) -> None:
 
 def source_ensure(conn: psycopg.Connection) -> int:
     row = conn.execute(
-        "INSERT INTO events_source (name, write_key, enabled, created_at, updated_at) "
-        "VALUES (%s, %s, true, now(), now()) ON CONFLICT (name) DO UPDATE SET enabled = true "
-        "RETURNING id",
-        [SOURCE_NAME, WRITE_KEY],
+        # Only the key's SHA-256 and prefix are stored (apps/events/models.py).
+        "INSERT INTO events_source (name, write_key_hash, write_key_prefix, enabled, "
+        "created_at, updated_at) VALUES (%s, %s, %s, true, now(), now()) "
+        "ON CONFLICT (name) DO UPDATE SET enabled = true RETURNING id",
+        [SOURCE_NAME, hashlib.sha256(WRITE_KEY.encode()).hexdigest(), WRITE_KEY[:6]],
     ).fetchone()
     assert row is not None
     return int(row[0])

@@ -15,7 +15,7 @@ from apps.api_auth.services import api_token_create, service_user_ensure
 from apps.events.models import Source
 from apps.identity.models import Profile
 from cdp.celery import app as celery_app
-from tests.events.factories import SourceFactory
+from tests.events.factories import WEB_WRITE_KEY, SourceFactory
 from tests.identity.factories import ProfileFactory
 
 # .ci/run sets HYPOTHESIS_PROFILE=ci: Hypothesis's own CI profile draws the same
@@ -192,7 +192,7 @@ def post_events(
     """
 
     def post(path: str, body: Any, *, key: str | None = None, **extra: Any) -> Any:
-        auth = base64.b64encode(f"{key or source.write_key}:".encode()).decode()
+        auth = base64.b64encode(f"{key or WEB_WRITE_KEY}:".encode()).decode()
         data = body if isinstance(body, bytes) else orjson.dumps(body)
         with django_capture_on_commit_callbacks(execute=True):
             return client.post(

@@ -53,6 +53,7 @@ from apps.consent.models import CategoryMapping, LegalBasis, Purpose
 from apps.consent.selectors import consent_config_clear
 from apps.events.models import Source
 from apps.identity.api.schema import UUID_PATTERN, external_id_is_valid
+from tests.events.factories import SourceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,6 +61,7 @@ T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 # Per operation: the fuzzing phase draws this many requests (the examples and
 # coverage phases add their own, a few dozen each).
 MAX_EXAMPLES = 15
+WRITE_KEY = "wk_schemathesis"
 
 
 def _at(minutes: int) -> str:
@@ -68,7 +70,7 @@ def _at(minutes: int) -> str:
 
 def _ingest(source: Source, events: list[dict[str, Any]]) -> None:
     """Through the ingestion API, as clients send them (processed at commit)."""
-    auth = base64.b64encode(f"{source.write_key}:".encode()).decode()
+    auth = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
     response = Client().post(
         "/v1/batch",
         data=orjson.dumps({"batch": events}),
@@ -162,7 +164,7 @@ def cdp_data(live_server: Any) -> Iterator[dict[str, Any]]:
     from apps.identity.services import profile_merge
 
     consent_config_clear()
-    source = Source.objects.create(name="Web", write_key="wk_schemathesis")
+    source = SourceFactory(name="Web", write_key=WRITE_KEY)
     _people(source)
     _purposes()
     ada = Profile.objects.get(identifiers__type="user_id", identifiers__value="u-1")

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
+from .auth import source_create, source_write_key_rotate, write_key_cache_clear
 from .models import Event, PipelineBatch, RejectedEvent, Source
 from .pipeline import pipeline_batch_run, pipeline_batches_retry
 
@@ -39,10 +40,45 @@ class EstimatedCountPaginator(Paginator):
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ("name", "write_key", "enabled", "corrected_times", "created_at")
+    list_display = ("name", "key", "enabled", "corrected_times", "created_at")
     list_filter = ("enabled",)
-    search_fields = ("name", "write_key")
-    readonly_fields = ("created_at", "updated_at", "corrected_times")
+    search_fields = ("name", "write_key_prefix")
+    readonly_fields = ("key", "created_at", "updated_at", "corrected_times")
+    fields = ("name", "enabled", "key", "corrected_times", "created_at", "updated_at")
+    actions = ("rotate_write_keys",)
+
+    @admin.display(description="write key", ordering="write_key_prefix")
+    def key(self, obj: Source) -> str:
+        # Only a digest is stored: the prefix tells keys apart, nothing more.
+        if obj.pk is None:
+            return "made when saved, and shown once"
+        return f"{obj.write_key_prefix}…" if obj.write_key_prefix else "(none: rotate it)"
+
+    def save_model(self, request: HttpRequest, obj: Source, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            write_key_cache_clear(obj.write_key_hash)  # disabled: at once here
+            return
+        source, raw = source_create(name=obj.name, enabled=obj.enabled)
+        obj.pk = source.pk
+        messages.warning(
+            request,
+            f"Source created. Copy its write key now, it is not stored and will not be "
+            f"shown again: {raw}",
+        )
+
+    @admin.action(
+        description="Rotate the write key (the old one stops working)",
+        permissions=("change",),
+    )
+    def rotate_write_keys(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        for source in queryset:
+            raw = source_write_key_rotate(source=source)
+            messages.warning(
+                request,
+                f'New write key of "{source.name}": {raw} (copy it now, it is not stored '
+                "and will not be shown again; the old key no longer works)",
+            )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Source]:
         # Read from the partial index event_time_corrected_idx: only corrected rows.
@@ -66,13 +102,6 @@ class SourceAdmin(admin.ModelAdmin):
         query = urlencode({"source__id__exact": obj.pk, "timestamp_corrected__exact": 1})
         url = f"{reverse('admin:events_event_changelist')}?{query}"
         return format_html('<a href="{}">{}</a>', url, count)
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        # A key already embedded in apps cannot change under them; disable and
-        # create a new source to rotate.
-        if obj is not None:
-            return (*self.readonly_fields, "write_key")
-        return self.readonly_fields
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

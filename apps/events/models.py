@@ -3,22 +3,45 @@ import secrets
 from django.db import models
 
 from apps.common.models import TimeStampedModel
+from apps.common.utils import sha256_hex
 
 
 def generate_write_key() -> str:
     return secrets.token_urlsafe(24)
 
 
+def write_key_hash(raw: str) -> str:
+    """The SHA-256 a write key is stored and looked up as (apps/events/auth.py)."""
+    return sha256_hex(raw)
+
+
+def write_key_prefix(raw: str) -> str:
+    """The part of a key shown in admin to tell keys apart: 6 characters of a
+    generated 32-character key, a quarter of a shorter one given by hand."""
+    return raw[: min(6, len(raw) // 4)]
+
+
+def unusable_write_key_hash() -> str:
+    # A source made without a key gets the digest of one nobody was shown: it
+    # takes no events until its key is rotated (admin action, rotate_write_key).
+    return write_key_hash(secrets.token_urlsafe(32))
+
+
 class Source(TimeStampedModel):
     """An app or website that sends events, identified by its write key.
 
-    Write keys are stored as they are: like Segment's, they are embedded in web
-    pages and mobile apps, so they are public identifiers that can only write
-    events, not secrets (management API tokens are the secrets, stored hashed).
+    Write keys are embedded in web pages and mobile apps and can only write
+    events, but a leaked one lets anyone write events as that source, so only a
+    SHA-256 of the key is stored, as for API tokens: keys are 192-bit random
+    values, so a fast hash is enough and the lookup stays one indexed query. The
+    whole key is shown once, when it is made or rotated (apps/events/auth.py).
     """
 
     name = models.CharField(max_length=100, unique=True)
-    write_key = models.CharField(max_length=100, unique=True, default=generate_write_key)
+    write_key_prefix = models.CharField(max_length=12, blank=True, default="", editable=False)
+    write_key_hash = models.CharField(
+        max_length=64, unique=True, default=unusable_write_key_hash, editable=False
+    )
     enabled = models.BooleanField(default=True)
 
     class Meta:
@@ -26,6 +49,11 @@ class Source(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def set_write_key(self, raw: str) -> None:
+        """Store ``raw`` as this source's key (its digest and prefix; not saved)."""
+        self.write_key_prefix = write_key_prefix(raw)
+        self.write_key_hash = write_key_hash(raw)
 
 
 class EventType(models.TextChoices):

@@ -184,6 +184,18 @@ def address_is_public(address: str) -> bool:
     return all(_is_global_unicast(c) for c in candidates)
 
 
+def url_redacted(text: str, url: str) -> str:
+    """``text`` without ``url``'s query string and user info, which may hold a
+    token: for error messages that are stored, shown in admin or logged. Split by
+    hand, so that a URL the parser refuses is redacted too."""
+    query = url.partition("?")[2].partition("#")[0]
+    authority = url.partition("://")[2].partition("/")[0].partition("?")[0]
+    for secret in (query, authority.rpartition("@")[0]):
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
 def webhook_url_problem(url: str) -> str:
     """What is wrong with a webhook URL, or "" (the address it names is checked
     again, resolved, at each delivery)."""
@@ -197,6 +209,13 @@ def webhook_url_problem(url: str) -> str:
         return "must be an http or https URL with a host"
     if port == 0:
         return "must be an http or https URL with a host (and a port from 1 to 65535)"
+    if "@" in parts.netloc:
+        # It would sit in plain JSON, in admin and in error messages; the receiver
+        # authenticates the CDP by the signature (the destination's secret).
+        return (
+            "must not carry a user name or password (user:pass@): the receiver "
+            "verifies the webhook-signature header with the destination's secret"
+        )
     literal = True
     try:
         ipaddress.ip_address(host.split("%", 1)[0])

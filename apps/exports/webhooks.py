@@ -49,7 +49,7 @@ from django.utils import timezone
 from apps.common.crypto import SecretDecryptError, secret_decrypt
 from apps.segments.models import Segment
 
-from .kinds import WEBHOOK_MAX_TIMEOUT, address_is_public, webhook_url_problem
+from .kinds import WEBHOOK_MAX_TIMEOUT, address_is_public, url_redacted, webhook_url_problem
 from .models import DeliveryStatus, Destination, DestinationKind, ExportRun, WebhookDelivery
 from .selectors import (
     audience_profiles,
@@ -456,7 +456,10 @@ def delivery_attempt(delivery_id: int) -> str:
                 min(destination.settings.get("timeout_seconds", 10), WEBHOOK_MAX_TIMEOUT),
             )
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            # http.client quotes the path and query it refused (InvalidURL): a
+            # ?token= there must not reach admin or the logs.
+            error = url_redacted(f"{type(exc).__name__}: {exc}", destination.settings["url"])
+            error = error[:500]
     now = timezone.now()
     delivery.attempts += 1
     delivery.last_status_code = status_code

@@ -23,6 +23,7 @@ from apps.api_auth.admin import ApiTokenAdmin
 from apps.api_auth.models import ApiToken
 from apps.api_auth.selectors import token_cache_clear
 from apps.api_auth.services import api_token_create, api_token_revoke
+from apps.events.auth import source_create, source_for_key
 from apps.events.models import Source
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +60,7 @@ def test_create_api_token_for_an_existing_user(capsys: pytest.CaptureFixture[str
 def test_create_source_prints_its_write_key(capsys: pytest.CaptureFixture[str]) -> None:
     call_command("create_source", "iOS app", "--write-key", "ios_key_1")
     assert capsys.readouterr().out.strip() == "ios_key_1"
-    assert Source.objects.get(name="iOS app").write_key == "ios_key_1"
+    assert source_for_key("ios_key_1") == Source.objects.get(name="iOS app")
 
 
 @pytest.mark.parametrize(
@@ -80,10 +81,10 @@ def test_api_refuses_missing_or_bad_tokens(header: str | None, status: int) -> N
 
 def test_write_key_cannot_read_the_api() -> None:
     # given a valid write key
-    source = Source.objects.create(name="Web", write_key="wk_public")
-    basic = base64.b64encode(f"{source.write_key}:".encode()).decode()
+    _, source_key = source_create(name="Web", write_key="wk_public")
+    basic = base64.b64encode(f"{source_key}:".encode()).decode()
     # then neither as Basic nor as Bearer does it open the management API
-    for header in (f"Basic {basic}", f"Bearer {source.write_key}"):
+    for header in (f"Basic {basic}", f"Bearer {source_key}"):
         response = Client(HTTP_AUTHORIZATION=header).get("/api/v1/profiles")
         assert response.status_code == 401
 

@@ -34,6 +34,7 @@ from apps.events.services import events_process
 from apps.identity.models import Identifier, Profile
 from apps.identity.selectors import profile_get_by_external_id
 from tests import registry
+from tests.events.factories import WEB_WRITE_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +44,7 @@ def post_pending(client: Client, source: Any, django_capture_on_commit_callbacks
     """Ingest events and leave them unprocessed (their task not run yet)."""
 
     def post(*events: dict[str, Any]) -> list[int]:
-        auth = base64.b64encode(f"{source.write_key}:".encode()).decode()
+        auth = base64.b64encode(f"{WEB_WRITE_KEY}:".encode()).decode()
         with django_capture_on_commit_callbacks(execute=False):
             response = client.post(
                 "/v1/batch",

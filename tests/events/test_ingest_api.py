@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.events.models import Event, RejectedEvent, Source
+from tests.events.factories import WEB_WRITE_KEY, SourceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +34,8 @@ VALID = {
     "group": {"userId": "u1", "groupId": "g1"},
     "alias": {"userId": "u1", "previousId": "a1"},
 }
+MOBILE_WRITE_KEY = "wk_test_mobile"
+
 SINGLE_ROUTES = [
     ("/v1/identify", "identify"),
     ("/v1/i", "identify"),
@@ -75,7 +78,7 @@ def frozen_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
 
 @pytest.fixture
 def other_source(db: None) -> Source:
-    return Source.objects.create(name="Mobile", write_key="wk_test_mobile")
+    return SourceFactory(name="Mobile", write_key=MOBILE_WRITE_KEY)
 
 
 # --- Routes -------------------------------------------------------------------------
@@ -103,7 +106,7 @@ def test_short_form_accepts_text_plain_body_with_write_key_inside(
     client, source, django_capture_on_commit_callbacks, path, kind
 ):
     # given: what analytics.js sends to avoid a CORS preflight
-    body = orjson.dumps({"writeKey": source.write_key, "messageId": "m-1", **VALID[kind]})
+    body = orjson.dumps({"writeKey": WEB_WRITE_KEY, "messageId": "m-1", **VALID[kind]})
 
     # when
     with django_capture_on_commit_callbacks(execute=True):
@@ -119,7 +122,7 @@ def test_short_form_accepts_text_plain_body_with_write_key_inside(
 
 def test_short_batch_form_accepts_text_plain(client, source):
     # given
-    body = orjson.dumps({"writeKey": source.write_key, "batch": _batch_of_each_type()})
+    body = orjson.dumps({"writeKey": WEB_WRITE_KEY, "batch": _batch_of_each_type()})
 
     # when
     response = client.post("/v1/b", data=body, content_type="text/plain")
@@ -164,7 +167,7 @@ def test_unknown_route_is_404(post_events):
 @pytest.mark.parametrize("path", ["/v1/track", "/v1/t", "/v1/batch", "/beacon/v1/batch"])
 def test_get_on_an_ingestion_route_is_405(client, source, path):
     # when
-    response = client.get(path, {"writeKey": source.write_key})
+    response = client.get(path, {"writeKey": WEB_WRITE_KEY})
 
     # then
     assert response.status_code == 405
@@ -193,9 +196,7 @@ def test_beacon_route_takes_the_write_key_from_the_query(client, source, path):
     body = orjson.dumps({"batch": [{"type": "track", **VALID["track"], "messageId": "m-1"}]})
 
     # when
-    response = client.post(
-        f"{path}?writeKey={source.write_key}", data=body, content_type="text/plain"
-    )
+    response = client.post(f"{path}?writeKey={WEB_WRITE_KEY}", data=body, content_type="text/plain")
 
     # then
     assert response.status_code == 200
@@ -254,11 +255,11 @@ def test_write_key_is_read_from_basic_auth_body_or_query(client, source, where):
     headers: dict[str, str] = {}
     query = ""
     if where == "basic":
-        headers["HTTP_AUTHORIZATION"] = _basic(source.write_key)
+        headers["HTTP_AUTHORIZATION"] = _basic(WEB_WRITE_KEY)
     elif where == "body":
-        body["writeKey"] = source.write_key
+        body["writeKey"] = WEB_WRITE_KEY
     else:
-        query = f"?writeKey={source.write_key}"
+        query = f"?writeKey={WEB_WRITE_KEY}"
 
     # when
     response = client.post(
@@ -287,7 +288,7 @@ def test_write_key_precedence_is_basic_then_body_then_query(
     client, source, other_source, basic, body, query, winner
 ):
     # given
-    keys = {"web": source.write_key, "mobile": other_source.write_key, "unknown": "wk_nope"}
+    keys = {"web": WEB_WRITE_KEY, "mobile": MOBILE_WRITE_KEY, "unknown": "wk_nope"}
     payload: dict[str, Any] = {**VALID["track"]}
     headers: dict[str, str] = {}
     if basic:
@@ -318,7 +319,7 @@ def test_batch_write_key_in_body(client, source):
     # when
     response = client.post(
         "/v1/batch",
-        data=orjson.dumps({"writeKey": source.write_key, "batch": _batch_of_each_type()}),
+        data=orjson.dumps({"writeKey": WEB_WRITE_KEY, "batch": _batch_of_each_type()}),
         content_type="application/json",
     )
 
@@ -406,7 +407,7 @@ def test_disabled_source_is_401(post_events, source, path):
 @pytest.mark.parametrize("where", ["basic", "body", "query"])
 def test_write_key_with_a_nul_character_is_401(client, source, where):
     # given: PostgreSQL cannot even compare such a string
-    key = source.write_key + "\x00"
+    key = WEB_WRITE_KEY + "\x00"
     body: dict[str, Any] = {**VALID["track"]}
     headers: dict[str, str] = {}
     query = ""
@@ -580,7 +581,7 @@ def test_declared_content_length_over_the_limit_is_413_before_reading(post_event
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip-bomb"])
 def test_body_over_the_limit_with_the_key_inside_is_413(client, source, compress):
     # given: analytics.js puts its key in the body, which is never parsed
-    body = orjson.dumps({"writeKey": source.write_key, "batch": [], "pad": "x" * LIMIT})
+    body = orjson.dumps({"writeKey": WEB_WRITE_KEY, "batch": [], "pad": "x" * LIMIT})
     if compress:
         body = _gzip(body)
 
@@ -1022,7 +1023,7 @@ def test_same_message_id_from_another_source_is_another_event(post_events, sourc
     post_events("/v1/track", body)
 
     # when
-    response = post_events("/v1/track", body, key=other_source.write_key)
+    response = post_events("/v1/track", body, key=MOBILE_WRITE_KEY)
 
     # then
     assert response.status_code == 200
@@ -1425,7 +1426,7 @@ def test_any_event_without_ids_is_rejected_and_never_stored(client, source, even
         "/v1/batch",
         data=orjson.dumps({"batch": [event]}),
         content_type="application/json",
-        HTTP_AUTHORIZATION=_basic(source.write_key),
+        HTTP_AUTHORIZATION=_basic(WEB_WRITE_KEY),
     )
 
     # then
@@ -1445,7 +1446,7 @@ def test_any_event_without_ids_is_rejected_and_never_stored(client, source, even
 def test_arbitrary_bytes_never_cause_a_server_error(client, source, path, data):
     # when
     response = client.post(
-        path, data=data, content_type="text/plain", HTTP_AUTHORIZATION=_basic(source.write_key)
+        path, data=data, content_type="text/plain", HTTP_AUTHORIZATION=_basic(WEB_WRITE_KEY)
     )
 
     # then
@@ -1469,7 +1470,7 @@ def test_arbitrary_event_shapes_are_stored_or_rejected_never_errors(
         "/v1/batch",
         data=orjson.dumps({"batch": [event], "sentAt": batch_sent_at}),
         content_type="application/json",
-        HTTP_AUTHORIZATION=_basic(source.write_key),
+        HTTP_AUTHORIZATION=_basic(WEB_WRITE_KEY),
     )
 
     # then: exactly one of stored or recorded as rejected

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.events.models import Event
+from tests.events.factories import WEB_WRITE_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -197,7 +198,7 @@ def test_the_valid_event_sent_chunked_beside_anything_is_stored_exactly_once(
     message_id, body, count = batch
 
     # when: chunked, through a real server
-    status, content = _post_chunked(gunicorn_url, body, source.write_key, compressed)
+    status, content = _post_chunked(gunicorn_url, body, WEB_WRITE_KEY, compressed)
 
     # then
     _check(status, content, message_id, count)

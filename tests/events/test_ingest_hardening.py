@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from apps.events.models import Event, RejectedEvent
 from apps.identity.models import Profile
+from tests.events.factories import WEB_WRITE_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -316,7 +317,7 @@ def test_a_chunked_batch_is_read_whole(gunicorn_url, source, compressed):
 
     # when
     status, answer = _post_chunked(
-        gunicorn_url, "/v1/batch", _split(body, 1024), source.write_key, **headers
+        gunicorn_url, "/v1/batch", _split(body, 1024), WEB_WRITE_KEY, **headers
     )
 
     # then
@@ -332,7 +333,7 @@ def test_a_chunked_body_over_the_limit_is_413(gunicorn_url, source, settings):
     assert len(body) > settings.CDP["MAX_REQUEST_BYTES"]
 
     # when
-    status, answer = _post_chunked(gunicorn_url, "/v1/batch", _split(body, 65536), source.write_key)
+    status, answer = _post_chunked(gunicorn_url, "/v1/batch", _split(body, 65536), WEB_WRITE_KEY)
 
     # then
     assert status == 413
@@ -342,7 +343,7 @@ def test_a_chunked_body_over_the_limit_is_413(gunicorn_url, source, settings):
 
 def test_a_chunked_body_the_server_cannot_read_is_411_not_an_empty_body(client, source):
     # given Django's own server (its input ends at Content-Length, so at 0 here)
-    auth = base64.b64encode(f"{source.write_key}:".encode()).decode()
+    auth = base64.b64encode(f"{WEB_WRITE_KEY}:".encode()).decode()
 
     # when
     response = client.post(

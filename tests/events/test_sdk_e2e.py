@@ -18,7 +18,8 @@ from rudderstack.analytics.request import APIError as RudderAPIError
 from segment.analytics.request import APIError as SegmentAPIError
 
 from apps.api_auth.services import api_token_create, service_user_ensure
-from apps.events.models import Event, Source
+from apps.events.auth import source_create
+from apps.events.models import Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,12 +100,12 @@ def _send_every_call(client: Any) -> None:
 @pytest.mark.parametrize(("sdk", "gzip", "sync_mode"), MODES)
 def test_every_sdk_call_reaches_the_profile(live_server, sdk, gzip, sync_mode):
     # given
-    source = Source.objects.create(name=f"Backend {sdk}", write_key=f"wk_e2e_{sdk}")
+    source, source_key = source_create(name=f"Backend {sdk}", write_key=f"wk_e2e_{sdk}")
     token = _token()
     errors: list[Any] = []
     client = _sdk_client(
         sdk,
-        source.write_key,
+        source_key,
         live_server.url,
         gzip=gzip,
         sync_mode=sync_mode,
@@ -174,9 +175,9 @@ def test_every_sdk_call_reaches_the_profile(live_server, sdk, gzip, sync_mode):
 @pytest.mark.parametrize("sdk", list(SDKS))
 def test_sdk_identify_traits_reach_the_profile(live_server, sdk):
     # given: RudderStack's SDK sends identify traits in context.traits only
-    source = Source.objects.create(name=f"Traits {sdk}", write_key=f"wk_traits_{sdk}")
+    _, source_key = source_create(name=f"Traits {sdk}", write_key=f"wk_traits_{sdk}")
     token = _token()
-    client = _sdk_client(sdk, source.write_key, live_server.url, sync_mode=True)
+    client = _sdk_client(sdk, source_key, live_server.url, sync_mode=True)
 
     # when
     client.identify(user_id="u-traits", traits={"company": "Acme", "seats": 12}, timestamp=T0)
@@ -195,8 +196,8 @@ def test_sdk_identify_traits_reach_the_profile(live_server, sdk):
 @pytest.mark.parametrize("sdk", list(SDKS))
 def test_sdk_retry_of_the_same_message_is_stored_once(live_server, sdk):
     # given
-    source = Source.objects.create(name=f"Retry {sdk}", write_key=f"wk_retry_{sdk}")
-    client = _sdk_client(sdk, source.write_key, live_server.url, sync_mode=True)
+    _, source_key = source_create(name=f"Retry {sdk}", write_key=f"wk_retry_{sdk}")
+    client = _sdk_client(sdk, source_key, live_server.url, sync_mode=True)
 
     # when: the SDK resends a message it thinks was lost
     for _ in range(2):
@@ -212,7 +213,7 @@ def test_sdk_sync_call_with_a_bad_write_key_raises_our_error(live_server, sdk, d
     # given
     key = "wk_does_not_exist"
     if disabled:
-        Source.objects.create(name="Retired", write_key="wk_retired", enabled=False)
+        source_create(name="Retired", write_key="wk_retired", enabled=False)
         key = "wk_retired"
     _, api_error = SDKS[sdk]
     client = _sdk_client(sdk, key, live_server.url, sync_mode=True)

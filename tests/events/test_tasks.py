@@ -14,7 +14,8 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.test import Client, override_settings
 
-from apps.events.models import Event, Source
+from apps.events.auth import source_create
+from apps.events.models import Event
 from apps.events.tasks import events_process_pending
 from apps.identity.selectors import profile_get_by_external_id
 from cdp.celery import app as celery_app
@@ -41,7 +42,7 @@ def _post(client: Client, path: str, body: str, key: str) -> dict:  # type: igno
 
 def test_worker_consumes_processing_task_from_broker(not_eager: None) -> None:
     # given a source and a running worker consuming from the configured broker
-    source = Source.objects.create(name="App", write_key="wk_worker")
+    _, source_key = source_create(name="App", write_key="wk_worker")
     client = Client()
     with start_worker(
         celery_app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"
@@ -53,7 +54,7 @@ def test_worker_consumes_processing_task_from_broker(not_eager: None) -> None:
             ' "traits": {"email": "Worker@Example.com"}},'
             '{"type": "track", "anonymousId": "anon-w", "event": "Cart Viewed"}]}'
         )
-        assert _post(client, "/v1/batch", body, source.write_key) == {"success": True}
+        assert _post(client, "/v1/batch", body, source_key) == {"success": True}
         # then the worker, not the request, resolves the profile
         assert _wait_until(lambda: not Event.objects.filter(processed_at__isnull=True).exists())
     profile = profile_get_by_external_id(external_id="email:worker@example.com")
@@ -66,7 +67,7 @@ def test_broker_outage_delays_processing_and_loses_nothing(
     not_eager: None, broker_at: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a broker that is down (nothing listens on port 9)
-    source = Source.objects.create(name="App", write_key="wk_outage")
+    _, source_key = source_create(name="App", write_key="wk_outage")
     client = Client()
     with broker_at("redis://127.0.0.1:9/0"):
         # when an event arrives
@@ -75,7 +76,7 @@ def test_broker_outage_delays_processing_and_loses_nothing(
             client,
             "/v1/track",
             '{"userId": "u-outage", "event": "Order Completed"}',
-            source.write_key,
+            source_key,
         )
         elapsed = time.monotonic() - started
     # then the client still gets its 200 promptly and the event is stored, unprocessed
@@ -106,7 +107,7 @@ def test_a_web_process_hands_its_events_to_the_worker_together(not_eager: None) 
     from apps.events.enqueue import coalescer
 
     # given ids gathered for 200 ms per web process, and a running worker
-    source = Source.objects.create(name="App", write_key="wk_gather")
+    _, source_key = source_create(name="App", write_key="wk_gather")
     client = Client()
     published_before = coalescer.tasks_published
     with (
@@ -118,7 +119,7 @@ def test_a_web_process_hands_its_events_to_the_worker_together(not_eager: None) 
         # when ten single events arrive one after another
         for i in range(10):
             body = f'{{"userId": "u-{i % 3}", "event": "Viewed", "messageId": "g{i}"}}'
-            assert _post(client, "/v1/track", body, source.write_key) == {"success": True}
+            assert _post(client, "/v1/track", body, source_key) == {"success": True}
         # then they are all processed by the worker, from fewer tasks than requests
         assert _wait_until(
             lambda: (

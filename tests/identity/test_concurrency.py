@@ -59,6 +59,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from apps.events import services as event_services
+from apps.events.auth import source_create
 from apps.events.models import Event, Source
 from apps.events.parsing import BatchDefaults
 from apps.events.services import event_ingest, events_process
@@ -567,7 +568,7 @@ def test_parallel_workers_give_each_person_exactly_one_profile(
     # given stored events whose processing is left to the workers below
     enqueued: list[int] = []
     monkeypatch.setattr(event_services, "_enqueue", enqueued.extend)
-    source = Source.objects.create(name="Concurrency", write_key="wk_concurrency")
+    source, _ = source_create(name="Concurrency", write_key="wk_concurrency")
     world = World(SEED)
     retries: Counter[str] = Counter()
     timings = []
@@ -637,7 +638,7 @@ def test_an_event_processed_during_a_split_goes_with_the_identifiers_split_out(
     )
     assert account is not None and device is not None
     assert Profile.objects.get(pk=device).merged_into_id == account
-    source = Source.objects.create(name="Split", write_key="wk_split")
+    source, _ = source_create(name="Split", write_key="wk_split")
     [event_id] = event_ingest(
         source=source,
         events=[

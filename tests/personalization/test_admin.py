@@ -13,7 +13,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from apps.events.models import Event, Source
+from apps.events.auth import source_create
+from apps.events.models import Event
 from apps.identity.models import Profile
 from apps.personalization import services
 from apps.personalization.admin_views import placement_coverage, rule_lift, variant_preview
@@ -132,7 +133,7 @@ def test_lift_from_exposures_and_orders(
         if decide(profile_id=p.pk, placements=["home_hero"])["home_hero"].holdout
     }
     # when three treated and one held-out profile order afterwards (and one before)
-    source = Source.objects.create(name="s", write_key="wk_lift")
+    source, _ = source_create(name="s", write_key="wk_lift")
     treated = [p for p in people if p.pk not in held]
     holdouts = [p for p in people if p.pk in held]
     later = timezone.now() + timedelta(minutes=5)

@@ -16,6 +16,7 @@ from apps.personalization import services
 from apps.personalization.models import Placement
 from apps.segments.memberships import segment_save
 from cdp.celery import app as celery_app
+from tests.events.factories import SourceFactory
 
 from .conftest import variant
 
@@ -34,7 +35,7 @@ def _identify(source: Source, plan: str) -> None:
         "/v1/identify",
         data=f'{{"userId": "w-1", "traits": {{"plan": "{plan}"}}}}',
         content_type="application/json",
-        QUERY_STRING=f"writeKey={source.write_key}",
+        QUERY_STRING="writeKey=wk_decide",
     )
     assert r.status_code == 200
 
@@ -62,7 +63,7 @@ def test_decision_changes_within_a_second_of_the_event(
     not_eager: None, reader: Client, hero: Placement
 ) -> None:
     # given a rule showing hero-vip to the "pro" segment, and a free user
-    source = Source.objects.create(name="App", write_key="wk_decide")
+    source = SourceFactory(name="App", write_key="wk_decide")
     pro = segment_save(key="pro", name="Pro", condition=PRO)
     services.rule_create(placement=hero, segment=pro, variant=variant("hero-vip"))
     with start_worker(

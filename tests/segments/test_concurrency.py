@@ -21,7 +21,7 @@ from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
-from apps.events.models import Source
+from apps.events.auth import source_create
 from apps.identity.models import Profile
 from apps.segments import tasks
 from apps.segments.memberships import segment_refresh, segment_save
@@ -92,7 +92,7 @@ def test_a_reader_sees_the_old_members_or_the_new_never_a_mix() -> None:
 
 def test_a_real_worker_sweeps_an_expired_window(not_eager: None) -> None:
     # given a segment of two views within an hour, and a running worker
-    source = Source.objects.create(name="App", write_key="wk_recheck")
+    _, source_key = source_create(name="App", write_key="wk_recheck")
     segment = segment_save(
         key="viewers",
         name="Viewers",
@@ -127,7 +127,7 @@ def test_a_real_worker_sweeps_an_expired_window(not_eager: None) -> None:
             "/v1/batch",
             data=body,
             content_type="application/json",
-            QUERY_STRING=f"writeKey={source.write_key}",
+            QUERY_STRING=f"writeKey={source_key}",
         )
         assert response.status_code == 200
         current = Membership.objects.filter(segment=segment, exited_at__isnull=True)

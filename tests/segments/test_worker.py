@@ -10,7 +10,8 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
-from apps.events.models import PipelineBatch, Source
+from apps.events.auth import source_create
+from apps.events.models import PipelineBatch
 from cdp.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_a_worker_keeps_features_current(not_eager: None, api_client: Client) -> None:
     # given a running worker
-    source = Source.objects.create(name="App", write_key="wk_features")
+    _, source_key = source_create(name="App", write_key="wk_features")
     client = Client()
     with start_worker(
         celery_app, perform_ping_check=False, pool="solo", concurrency=1, loglevel="WARNING"
@@ -28,7 +29,7 @@ def test_a_worker_keeps_features_current(not_eager: None, api_client: Client) ->
             "/v1/track",
             data='{"userId": "w-1", "event": "Order Completed", "properties": {"revenue": 12}}',
             content_type="application/json",
-            QUERY_STRING=f"writeKey={source.write_key}",
+            QUERY_STRING=f"writeKey={source_key}",
         )
         assert response.status_code == 200
 

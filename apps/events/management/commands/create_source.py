@@ -1,27 +1,27 @@
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import IntegrityError
 
-from apps.events.models import Source
+from apps.events.auth import source_create, write_key_problem
 
 
 class Command(BaseCommand):
-    help = "Create an event source (app or website) and print its write key."
+    help = (
+        "Create an event source (app or website) and print its write key. Only its "
+        "SHA-256 is stored: the key is shown this once (rotate_write_key makes a new one)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("name")
         parser.add_argument("--write-key", help="Use this key instead of a random one.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        source = Source(name=options["name"])
-        if options["write_key"]:
-            source.write_key = options["write_key"]
+        key = options["write_key"]
+        if key is not None and (problem := write_key_problem(key)):
+            raise CommandError(f"Could not create source: the write key {problem}.")
         try:
-            source.full_clean()
-            source.save()
-        except Exception as exc:  # ValidationError or IntegrityError
-            if isinstance(exc, IntegrityError) or hasattr(exc, "message_dict"):
-                raise CommandError(f"Could not create source: {exc}") from exc
-            raise
-        self.stdout.write(source.write_key)
+            _, raw = source_create(name=options["name"], write_key=key)
+        except ValidationError as exc:
+            raise CommandError(f"Could not create source: {exc}") from exc
+        self.stdout.write(raw)

@@ -27,6 +27,7 @@ from apps.consent.models import DataSubjectRequest, RequestStatus, RequestType
 from apps.consent.services.defaults import purposes_default_ensure
 from apps.consent.services.dsr import dsr_create, dsr_transition
 from apps.consent.services.erasure import erasure_run, erasure_start
+from apps.events.auth import source_create
 from apps.events.demo import DemoGenerator, demo_steps
 from apps.events.models import Event, Source
 from apps.events.parsing import BatchDefaults
@@ -84,7 +85,10 @@ class Command(BaseCommand):
         if customers < 1 or days < 1:
             raise CommandError("--customers and --days must be at least 1.")
         quiet = options["verbosity"] == 0
-        source, _ = Source.objects.get_or_create(name=DEMO_SOURCE_NAME)
+        source = Source.objects.filter(name=DEMO_SOURCE_NAME).first()
+        new_key = None
+        if source is None:
+            source, new_key = source_create(name=DEMO_SOURCE_NAME)
 
         purposes_default_ensure()  # the demo's events carry cookie-banner answers
         if not options["force"] and Event.objects.filter(source=source).exists():
@@ -153,7 +157,7 @@ class Command(BaseCommand):
         requests = self._requests(source, generator)
         # What the apps above events show of the demo (segments: RFM scores).
         finished = [step() for step in demo_steps]
-        self._summary(source, generator, stored=len(stored), rejected=rejected)
+        self._summary(source, generator, stored=len(stored), rejected=rejected, new_key=new_key)
         self.stdout.write("\n".join([dedup, requests, *finished]))
 
     def _dedup(self) -> str:
@@ -218,7 +222,13 @@ class Command(BaseCommand):
         return "  data-subject requests: 5 (received, verified, exported, erased, rejected)"
 
     def _summary(
-        self, source: Source, generator: DemoGenerator, *, stored: int, rejected: int
+        self,
+        source: Source,
+        generator: DemoGenerator,
+        *,
+        stored: int,
+        rejected: int,
+        new_key: str | None,
     ) -> None:
         stats = generator.stats
         profiles = (
@@ -228,8 +238,14 @@ class Command(BaseCommand):
             .count()
         )
         skipped = stats.events - stored - rejected
+        # The key is shown when the source is made, never again (only its digest is
+        # kept): later, its prefix and how to get a new one.
+        key = new_key or (
+            f"{source.write_key_prefix}…, shown when it was made; "
+            f'rotate_write_key "{source.name}" makes a new one'
+        )
         lines = [
-            f'Demo data loaded into source "{source.name}" (write key {source.write_key}):',
+            f'Demo data loaded into source "{source.name}" (write key {key}):',
             f"  events:             {stored:,} stored"
             + (f" ({skipped:,} already there)" if skipped else ""),
             f"  customers:          {stats.customers:,}",
