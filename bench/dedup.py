@@ -614,17 +614,20 @@ class _Api:
     /v1/batch (processed as they arrive: eager tasks), a read-only API token and the
     cursor-paginated profile list (Django's test client, in this process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, reader_only: bool = False) -> None:
         import io
 
         from django.core.management import call_command
         from django.test import Client
 
+        self.write_key = ""
+        if not reader_only:  # a restored snapshot has its source already
+            out = io.StringIO()
+            call_command("create_source", "bench-dedup", stdout=out)
+            self.write_key = out.getvalue().strip()
         out = io.StringIO()
-        call_command("create_source", "bench-dedup", stdout=out)
-        self.write_key = out.getvalue().strip()
-        out = io.StringIO()
-        call_command("create_api_token", "bench-dedup-reader", "--read-only", stdout=out)
+        name = f"bench-dedup-reader-{time.time_ns()}" if reader_only else "bench-dedup-reader"
+        call_command("create_api_token", name, "--read-only", stdout=out)
         self.token = out.getvalue().strip()
         self.client = Client()
 
@@ -837,7 +840,7 @@ def child(
         if len(ids) != len(records):
             raise RuntimeError(f"snapshot of {database} holds {len(ids)} records, not {size}")
         if ingest == "batch":
-            api = _Api()
+            api = _Api(reader_only=True)
         result["load_s"] = result["read_before_s"] = 0.0
     elif ingest == "batch":
         api = _Api()
