@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Q, UUIDField, Value, When
 from django.utils import timezone
 
+from apps.common.bulk import bulk_insert, bulk_set
 from apps.common.exceptions import ApplicationError
 from apps.identity.models import (
     Identifier,
@@ -28,7 +29,6 @@ from apps.identity.models import (
     TraitStrategy,
 )
 
-from ..bulk import bulk_insert, bulk_set
 from ..hooks import ProfileSplit, profile_split_notify, profiles_merged_notify
 from ..selectors import profile_tree_ids
 from .rules import IdentityRules, identity_rules_load

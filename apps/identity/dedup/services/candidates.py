@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.identity.bulk import bulk_insert, bulk_set
+from apps.common.bulk import bulk_insert, bulk_set
 from apps.identity.models import Profile
 
 from ..compare import LEVELS, Comparison, IndexArray, compare_pairs
