@@ -13,14 +13,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from django.db import connection
 from faker import Faker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apps.events.models import Event
 from apps.identity.dedup.blocking import block_keys, candidate_pairs
 from apps.identity.dedup.fellegi_sunter import initial_model
 from apps.identity.dedup.frequency import frequencies_count
-from apps.identity.dedup.models import DedupConfig, DuplicateCandidate
+from apps.identity.dedup.models import DedupBlockKey, DedupConfig, DuplicateCandidate
 from apps.identity.dedup.records import BUILTIN_FIELDS, build_records, normalizer
 from apps.identity.dedup.services import dedup_run
 from apps.identity.dedup.services.candidates import candidates_build
@@ -33,7 +35,8 @@ from apps.identity.dedup.services.scoring import (
     pairs_score,
     review_order,
 )
-from apps.identity.models import Profile
+from apps.identity.models import Identifier, Profile
+from apps.segments.models import ProfileFeatures
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -222,3 +225,59 @@ def test_records_normalize_each_value_as_its_normalizer_does(traits: list[dict[s
             continue  # taken apart into parts, not memoized
         expected = [normalizer(spec)(value(t, spec.trait)) for _, t in rows]
         assert records.columns[spec.name].tolist() == expected, spec.name
+
+
+@pytest.mark.django_db
+def test_a_full_run_rebuilds_the_blocking_index_with_its_primary_key() -> None:
+    # given two runs' worth of profiles (the second run rebuilds a full index)
+    people = _people(40, seed=3)
+    Profile.objects.bulk_create(Profile(traits=t) for t in people)
+    dedup_run(full=True)
+
+    # when a full run rebuilds the index
+    dedup_run(full=True)
+
+    # then it holds each live profile's keys once, under the primary key it had
+    rows = list(DedupBlockKey.objects.values_list("key", "profile_id"))
+    assert rows and len(rows) == len(set(rows))
+    assert {pid for _, pid in rows} <= set(Profile.objects.live().values_list("id", flat=True))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = %s::regclass AND contype = 'p'",
+                [DedupBlockKey._meta.db_table],
+            )
+            assert cursor.fetchall() == [
+                ("identity_dedupblockkey_pkey", "PRIMARY KEY (key, profile_id)")
+            ]
+
+
+@pytest.mark.django_db
+def test_a_full_run_merges_as_the_application_role(
+    post_events: Any, as_application_role: str
+) -> None:
+    # given people who came in twice through /v1/batch, with events, as the
+    # application's role (it owns no table: every write must be one it may make)
+    people = _people(30, seed=5)
+    batch = [
+        {"type": "identify", "messageId": f"m{i}-{copy}", "anonymousId": f"a{i}-{copy}",
+         "traits": traits, "timestamp": (T0 + timedelta(minutes=i)).isoformat()}
+        for i, traits in enumerate(people)
+        for copy in range(2)
+    ]  # fmt: skip
+    assert post_events("/v1/batch", {"batch": batch}).status_code == 200
+
+    # when a full run merges them
+    run = dedup_run(full=True)
+
+    # then each person is one profile, with both records' events and features
+    assert run is not None and run.auto_merged >= len(people)
+    for i in range(len(people)):
+        first, second = (
+            Identifier.objects.get(type="anonymous_id", value=f"a{i}-{copy}").profile_id
+            for copy in range(2)
+        )
+        assert first == second
+        assert Event.objects.filter(profile_id=first).count() >= 2
+        assert ProfileFeatures.objects.filter(profile_id=first).exists()
