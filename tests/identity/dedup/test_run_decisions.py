@@ -20,12 +20,13 @@ from hypothesis import strategies as st
 
 from apps.events.models import Event
 from apps.identity.dedup.blocking import block_keys, candidate_pairs
+from apps.identity.dedup.compare import LEVELS, compare_pairs
 from apps.identity.dedup.fellegi_sunter import initial_model
 from apps.identity.dedup.frequency import frequencies_count
 from apps.identity.dedup.models import DedupBlockKey, DedupConfig, DuplicateCandidate
 from apps.identity.dedup.records import BUILTIN_FIELDS, build_records, normalizer
 from apps.identity.dedup.services import dedup_run
-from apps.identity.dedup.services.candidates import candidates_build
+from apps.identity.dedup.services.candidates import _Evidence, candidates_build
 from apps.identity.dedup.services.decisions import automatic_select, review_select
 from apps.identity.dedup.services.run import _profiles_with_traits, _traits_rows
 from apps.identity.dedup.services.scoring import (
@@ -34,6 +35,7 @@ from apps.identity.dedup.services.scoring import (
     estimate_model,
     pairs_score,
     review_order,
+    vetoes,
 )
 from apps.identity.models import Identifier, Profile
 from apps.segments.models import ProfileFeatures
@@ -281,3 +283,59 @@ def test_a_full_run_merges_as_the_application_role(
         assert first == second
         assert Event.objects.filter(profile_id=first).count() >= 2
         assert ProfileFeatures.objects.filter(profile_id=first).exists()
+
+
+def _evidence_one_by_one(
+    records: Any, comparison: Any, weights: np.ndarray, k: int, i: int, j: int
+) -> dict[str, Any]:
+    """The evidence as it was built before, reading the arrays one value at a time
+    (the reference for the list-based build)."""
+    fields: dict[str, Any] = {}
+    for f, spec in enumerate(records.specs):
+        level = int(comparison.level[k, f])
+        labels = LEVELS[spec.comparator]
+        fields[spec.name] = {
+            "values": [records.raw[spec.name][i], records.raw[spec.name][j]],
+            "similarity": round(float(comparison.similarity[k, f]), 3),
+            "level": level,
+            "label": labels[level] if level >= 0 else "missing",
+            "weight": round(float(weights[k, f]), 3),
+        }
+    swapped = bool(comparison.swapped[k])
+    if swapped:
+        first, last = records.raw["first_name"], records.raw["last_name"]
+        fields["first_name"]["values"] = [first[i], last[j]]
+        fields["last_name"]["values"] = [last[i], first[j]]
+    levels = {name: item["level"] for name, item in fields.items()}
+    flags = {
+        "first_name_slip": bool(comparison.first_name_slip[k]),
+        "last_name_slip": bool(comparison.last_name_slip[k]),
+        "first_name_nickname": bool(comparison.first_name_nickname[k]),
+        "first_name_nickname_typo": bool(comparison.first_name_nickname_typo[k]),
+        "email_mirrors_names": bool(comparison.email_mirrors_names[k]),
+        "merged_profile": records.merged is not None
+        and bool(records.merged[i] or records.merged[j]),
+    }
+    return {"fields": fields, "swapped_names": swapped, **flags, "vetoes": vetoes(levels, **flags)}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_candidate_evidence_is_what_reading_each_value_gives(seed: int) -> None:
+    # given the candidate pairs of generated people (some profiles merged before,
+    # some names swapped), compared with details, and adjusted weights
+    rng = np.random.default_rng(seed)
+    people = _people(1500, seed=seed)
+    for p in people[::7]:
+        p["firstName"], p["lastName"] = p["lastName"], p["firstName"]
+    records = build_records([(uuid.UUID(int=i), t) for i, t in enumerate(people)], BUILTIN_FIELDS)
+    records.merged = rng.random(len(records)) < 0.1
+    left, right, _ = candidate_pairs(block_keys(records), len(records), max_block_size=500)
+    comparison = compare_pairs(records, left, right, details=True)
+    weights = initial_model(BUILTIN_FIELDS).field_weights(comparison.level)
+    weights = weights + rng.normal(0, 1, weights.shape)
+    assert comparison.swapped.any() and len(left) > 700
+
+    # when the evidence is built for all pairs at once, then it is the same
+    built = _Evidence(records, comparison, weights)
+    for k, (i, j) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
+        assert built(k, i, j) == _evidence_one_by_one(records, comparison, weights, k, i, j)
