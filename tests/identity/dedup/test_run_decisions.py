@@ -26,7 +26,11 @@ from apps.identity.dedup.frequency import frequencies_count
 from apps.identity.dedup.models import DedupBlockKey, DedupConfig, DuplicateCandidate
 from apps.identity.dedup.records import BUILTIN_FIELDS, build_records, normalizer
 from apps.identity.dedup.services import dedup_run
-from apps.identity.dedup.services.candidates import _Evidence, candidates_build
+from apps.identity.dedup.services.candidates import (
+    _Evidence,
+    candidates_build,
+    probability_set,
+)
 from apps.identity.dedup.services.decisions import automatic_select, review_select
 from apps.identity.dedup.services.run import _profiles_with_traits, _traits_rows
 from apps.identity.dedup.services.scoring import (
@@ -109,18 +113,22 @@ def _in_memory(
     model = initial_model(BUILTIN_FIELDS)
     assert len(level) >= EM_MIN_PAIRS  # the run estimates the weights too
     model = estimate_model(records, level, left * len(records) + right, stats, model)
-    frequencies = frequencies_count(
-        records, [s.name for s in BUILTIN_FIELDS if s.frequency_adjusted]
-    )
+    adjusted = [s.name for s in BUILTIN_FIELDS if s.frequency_adjusted]
+    frequencies = frequencies_count(records, adjusted)
     scores, adjustments = pairs_score(records, left, right, level, swapped, model, frequencies)
-    order = review_order(scores, default("review_threshold"))
+    auto_probability = default("auto_merge_probability")
+    review_probability = default("review_probability")
+    order = review_order(scores, model.score_at(review_probability))
     candidates = candidates_build(
         None, records, left[order], right[order], scores[order], model, adjustments[order],
         pending={},
     )  # fmt: skip
-    auto = automatic_select(candidates, default("auto_merge_threshold"))
+    auto = automatic_select(candidates, auto_probability)
     automatic = {id(c) for c in auto}
-    queue = review_select(candidates, default("auto_merge_threshold"), model)
+    probability_set(model, candidates)
+    queue = review_select(
+        candidates, model, auto_probability=auto_probability, review_probability=review_probability
+    )
     return (
         [(c.profile_a_id, c.profile_b_id) for c in auto],
         {(c.profile_a_id, c.profile_b_id) for c in queue if id(c) not in automatic},
