@@ -614,17 +614,20 @@ class _Api:
     /v1/batch (processed as they arrive: eager tasks), a read-only API token and the
     cursor-paginated profile list (Django's test client, in this process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, reader_only: bool = False) -> None:
         import io
 
         from django.core.management import call_command
         from django.test import Client
 
+        self.write_key = ""
+        if not reader_only:  # a restored snapshot has its source already
+            out = io.StringIO()
+            call_command("create_source", "bench-dedup", stdout=out)
+            self.write_key = out.getvalue().strip()
         out = io.StringIO()
-        call_command("create_source", "bench-dedup", stdout=out)
-        self.write_key = out.getvalue().strip()
-        out = io.StringIO()
-        call_command("create_api_token", "bench-dedup-reader", "--read-only", stdout=out)
+        name = f"bench-dedup-reader-{time.time_ns()}" if reader_only else "bench-dedup-reader"
+        call_command("create_api_token", name, "--read-only", stdout=out)
         self.token = out.getvalue().strip()
         self.client = Client()
 
@@ -738,9 +741,66 @@ def pair_count(counter: Counter[Any]) -> int:
     return sum(c * (c - 1) // 2 for c in counter.values())
 
 
-def child(size: int, seed: int, database: str, generator: str, ingest: str) -> dict[str, Any]:
+def snapshot_save(database: str, ids: list[Any]) -> None:
+    """Keep the loaded database, before the run, as ``<database>_ingested`` (with each
+    record's first profile in a table of its own), for ``--from-snapshot`` re-runs."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE bench_record_profile (i integer PRIMARY KEY, profile_id uuid NOT NULL)"
+        )
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            cursor.executemany(
+                "INSERT INTO bench_record_profile (i, profile_id) VALUES (%s, %s)",
+                list(enumerate(chunk, start)),
+            )
+        # Fresh planner statistics, as autovacuum leaves them after a load.
+        cursor.execute("ANALYZE")
+    connection.close()
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}_ingested"')
+        conn.execute(f'CREATE DATABASE "{database}_ingested" TEMPLATE "{database}"')
+
+
+def snapshot_restore(database: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{database}" TEMPLATE "{database}_ingested"')
+    # A copy starts with no activity counters, so autovacuum would not analyze it
+    # before the run: the planner statistics are made fresh here, as after a load
+    # (stale ones planned a seq scan of the identifiers for every merge batch).
+    with psycopg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}", autocommit=True) as conn:
+        conn.execute("ANALYZE")
+
+
+def snapshot_ids() -> list[Any]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT profile_id FROM bench_record_profile ORDER BY i")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def child(
+    size: int,
+    seed: int,
+    database: str,
+    generator: str,
+    ingest: str,
+    snapshot: str = "",
+    profile_to: str = "",
+    incremental: bool = True,
+) -> dict[str, Any]:
     """One size of one generator, in its own process (so that peak memory is this
-    size's)."""
+    size's). ``snapshot``: "save" keeps the loaded database as ``<database>_ingested``;
+    "restore" starts from that copy instead of loading (same records: same seed).
+    ``profile_to``: cProfile of the run written there."""
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{database}"
     os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory
     os.environ["LOG_LEVEL"] = "WARNING"
@@ -762,7 +822,10 @@ def child(size: int, seed: int, database: str, generator: str, ingest: str) -> d
     result["generate_s"] = round(time.perf_counter() - t, 1)
     result["roles"] = dict(Counter(r.role for r in records))
 
-    recreate_database(database)
+    if snapshot == "restore":
+        snapshot_restore(database)
+    else:
+        recreate_database(database)
     import django
 
     django.setup()
@@ -778,7 +841,15 @@ def child(size: int, seed: int, database: str, generator: str, ingest: str) -> d
 
     t = time.perf_counter()
     api: _Api | None = None
-    if ingest == "batch":
+    if snapshot == "restore":
+        # The records' first profiles as the profile API listed them when loaded.
+        ids = snapshot_ids()
+        if len(ids) != len(records):
+            raise RuntimeError(f"snapshot of {database} holds {len(ids)} records, not {size}")
+        if ingest == "batch":
+            api = _Api(reader_only=True)
+        result["load_s"] = result["read_before_s"] = 0.0
+    elif ingest == "batch":
         api = _Api()
         api.post_identifies(records, seed)
         result["load_s"] = round(time.perf_counter() - t, 1)
@@ -795,12 +866,23 @@ def child(size: int, seed: int, database: str, generator: str, ingest: str) -> d
         Profile.objects.bulk_create(profiles, batch_size=2000)
         ids = [p.id for p in profiles]
         result["load_s"] = round(time.perf_counter() - t, 1)
+    if snapshot == "save":
+        snapshot_save(database, ids)
     result["rss_before_run_mb"] = round(maxrss_mb())
 
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     t = time.perf_counter()
     run = dedup_run(full=True)
     assert run is not None
     result["run_s"] = round(time.perf_counter() - t, 2)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
     result["rss_peak_mb"] = round(maxrss_mb())
     result["run"] = {
         "profiles_scanned": run.profiles_scanned,
@@ -828,6 +910,8 @@ def child(size: int, seed: int, database: str, generator: str, ingest: str) -> d
     result["blocking_recall"] = blocking_recall(records)
     result["thresholds_table"] = threshold_table(records, ids, DuplicateCandidate, Profile)
 
+    if not incremental:
+        return result
     # Incremental: 1% of the profiles change (a trait each), then a normal run.
     rng = random.Random(seed + 1)
     live = list(Profile.objects.live().exclude(traits={}).values_list("id", flat=True))
@@ -1125,13 +1209,15 @@ def report(r: dict[str, Any]) -> None:
     print("true pairs not merged (error kinds, (score, vetoes, levels)):")
     for row in t["missed"]:
         print(f"  {row}")
-    inc = r["incremental"]
-    print(
-        f"incremental run          {inc['mode']}: {inc['changed']:,} changed profiles, "
-        f"{inc['profiles_scanned']:,} scanned, {inc['profiles_loaded']:,} read, "
-        f"{inc['pairs_compared']:,} pairs, {inc['auto_merged']} merged, {inc['seconds']} s"
-    )
-    print(f"incremental stages       {inc['timings']}")
+    inc = r.get("incremental") or {}
+    if inc:
+        print(
+            f"incremental run          {inc['mode']}: {inc['changed']:,} changed profiles, "
+            f"{inc['profiles_scanned']:,} scanned, {inc['profiles_loaded']:,} read, "
+            f"{inc['pairs_compared']:,} pairs, {inc['auto_merged']} merged, "
+            f"{inc['seconds']} s"
+        )
+        print(f"incremental stages       {inc['timings']}")
     targets = [
         ("precision >= 0.995", q["precision"] >= 0.995),
         ("recall >= 0.98", q["recall"] >= 0.98),
@@ -1170,12 +1256,31 @@ def main() -> None:
         help="batch: identify events through /v1/batch, profiles read back through the "
         "profile API; direct: profiles bulk-created, read from the database (fast)",
     )
+    parser.add_argument(
+        "--snapshot",
+        choices=("", "save", "restore"),
+        default="",
+        help="save: keep each loaded database as <database>_ingested (drop it when done); "
+        "restore: start from that copy instead of loading again (same --seed and size)",
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="write a cProfile of each run to PREFIX-<generator>-<size>.prof",
+    )
+    parser.add_argument(
+        "--no-incremental", action="store_true", help="skip the incremental run after the full one"
+    )
     parser.add_argument("--generator", default="own", help=argparse.SUPPRESS)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="Also print the raw results as JSON.")
     args = parser.parse_args()
     if args.child:
-        result = child(args.child, args.seed, args.database, args.generator, args.ingest)
+        profile_to = f"{args.profile}-{args.generator}-{args.child}.prof" if args.profile else ""
+        result = child(
+            args.child, args.seed, args.database, args.generator, args.ingest,
+            args.snapshot, profile_to, not args.no_incremental,
+        )  # fmt: skip
         print(json.dumps(result, default=str))
         return
     generators = args.generators.split(",")
@@ -1191,7 +1296,9 @@ def main() -> None:
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", str(size), "--seed", str(args.seed),
                  "--database", databases[generator], "--generator", generator,
-                 "--ingest", args.ingest],
+                 "--ingest", args.ingest, "--snapshot", args.snapshot,
+                 "--profile", args.profile]
+                + (["--no-incremental"] if args.no_incremental else []),
                 capture_output=True,
                 text=True,
                 cwd=ROOT,

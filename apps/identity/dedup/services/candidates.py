@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.identity.bulk import bulk_insert, bulk_set
+from apps.common.bulk import bulk_insert, bulk_set
 from apps.identity.models import Profile
 
 from ..compare import LEVELS, Comparison, IndexArray, compare_pairs
@@ -88,39 +88,65 @@ def drop_decided(records: Records, left: IndexArray, right: IndexArray) -> np.nd
 def evidence(
     records: Records, comparison: Comparison, weights: np.ndarray, k: int, i: int, j: int
 ) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for f, spec in enumerate(records.specs):
-        level = int(comparison.level[k, f])
-        labels = LEVELS[spec.comparator]
-        fields[spec.name] = {
-            "values": [records.raw[spec.name][i], records.raw[spec.name][j]],
-            "similarity": round(float(comparison.similarity[k, f]), 3),
-            "level": level,
-            "label": labels[level] if level >= 0 else "missing",
-            "weight": round(float(weights[k, f]), 3),
+    """The evidence of pair ``k`` (rows ``i`` and ``j``), as stored with its candidate."""
+    return _Evidence(records, comparison, weights)(k, i, j)
+
+
+class _Evidence:
+    """Evidence for many pairs of one comparison: the arrays are read as Python
+    lists once (reading numpy scalars one by one was most of building a dedup
+    run's candidates), with the same values as ``float``/``int``/``bool`` of each."""
+
+    def __init__(self, records: Records, comparison: Comparison, weights: np.ndarray) -> None:
+        self.specs = [(spec.name, LEVELS[spec.comparator]) for spec in records.specs]
+        self.raw = [records.raw[spec.name] for spec in records.specs]
+        self.level = comparison.level.tolist()
+        self.similarity = comparison.similarity.tolist()
+        self.weight = weights.tolist()
+        self.swapped = comparison.swapped.tolist()
+        self.flags = [
+            (name, getattr(comparison, name).tolist())
+            for name in (
+                "first_name_slip",
+                "last_name_slip",
+                "first_name_nickname",
+                "first_name_nickname_typo",
+                "email_mirrors_names",
+            )
+        ]
+        self.merged = None if records.merged is None else records.merged.tolist()
+        self.first = records.raw.get("first_name")
+        self.last = records.raw.get("last_name")
+
+    def __call__(self, k: int, i: int, j: int) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        levels_k, similarity_k, weight_k = self.level[k], self.similarity[k], self.weight[k]
+        for f, (name, labels) in enumerate(self.specs):
+            level = levels_k[f]
+            raw = self.raw[f]
+            fields[name] = {
+                "values": [raw[i], raw[j]],
+                "similarity": round(similarity_k[f], 3),
+                "level": level,
+                "label": labels[level] if level >= 0 else "missing",
+                "weight": round(weight_k[f], 3),
+            }
+        swapped = bool(self.swapped[k])
+        if swapped:
+            # The values compared were the first name of one and the last of the other.
+            first, last = self.first, self.last
+            assert first is not None and last is not None
+            fields["first_name"]["values"] = [first[i], last[j]]
+            fields["last_name"]["values"] = [last[i], first[j]]
+        levels = {name: item["level"] for name, item in fields.items()}
+        flags = {name: bool(values[k]) for name, values in self.flags}
+        flags["merged_profile"] = self.merged is not None and bool(self.merged[i] or self.merged[j])
+        return {
+            "fields": fields,
+            "swapped_names": swapped,
+            **flags,
+            "vetoes": vetoes(levels, **flags),
         }
-    swapped = bool(comparison.swapped[k])
-    if swapped:
-        # The values compared were the first name of one and the last of the other.
-        first, last = records.raw["first_name"], records.raw["last_name"]
-        fields["first_name"]["values"] = [first[i], last[j]]
-        fields["last_name"]["values"] = [last[i], first[j]]
-    levels = {name: item["level"] for name, item in fields.items()}
-    flags = {
-        "first_name_slip": bool(comparison.first_name_slip[k]),
-        "last_name_slip": bool(comparison.last_name_slip[k]),
-        "first_name_nickname": bool(comparison.first_name_nickname[k]),
-        "first_name_nickname_typo": bool(comparison.first_name_nickname_typo[k]),
-        "email_mirrors_names": bool(comparison.email_mirrors_names[k]),
-        "merged_profile": records.merged is not None
-        and bool(records.merged[i] or records.merged[j]),
-    }
-    return {
-        "fields": fields,
-        "swapped_names": swapped,
-        **flags,
-        "vetoes": vetoes(levels, **flags),
-    }
 
 
 def candidates_build(
@@ -154,6 +180,8 @@ def candidates_build(
             ).values_list("pk", "profile_a_id", "profile_b_id")
         }
     result: list[DuplicateCandidate] = []
+    evidence_of = _Evidence(records, comparison, weights)
+    score_list = scores.tolist()
     for k, (i, j) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
         a, b = records.ids[i], records.ids[j]
         if b < a:
@@ -163,8 +191,8 @@ def candidates_build(
                 pk=pending.get((a, b)),
                 profile_a_id=a,
                 profile_b_id=b,
-                score=round(float(scores[k]), 3),
-                evidence=evidence(records, comparison, weights, k, i, j),
+                score=round(score_list[k], 3),
+                evidence=evidence_of(k, i, j),
                 run=run,
             )
         )

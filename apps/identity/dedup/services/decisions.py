@@ -15,7 +15,11 @@ from ..models import DedupRun, DuplicateCandidate
 from .candidates import candidates_write
 from .config import Progress
 
-MERGE_BATCH = 500
+# Pairs per bulk merge and transaction. Each batch pays fixed queries (locks,
+# identifiers, separations, each hook's reads) and a commit; 2,000 rather than 500
+# cut the 100,000-record CRM run's 136 batches to 34 (the outcome does not depend
+# on the batch size: each pair is decided on what the earlier pairs left).
+MERGE_BATCH = 2000
 FATHER_AND_SON = "would join, through other profiles, two of one name at one door kept apart"
 
 

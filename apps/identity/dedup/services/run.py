@@ -230,14 +230,20 @@ def _load(queryset: Any, progress: Progress, total: int) -> list[tuple[uuid.UUID
     return rows
 
 
-def _mark_merged(records: Records) -> None:
-    """Which of the records' profiles absorbed others (see ``Records.merged``)."""
+def _mark_merged(records: Records, *, every_live: bool = False) -> None:
+    """Which of the records' profiles absorbed others (see ``Records.merged``).
+    ``every_live``: the records are every live profile with traits (a full run), so
+    one query for all profiles that absorbed others is enough (20 queries of 5,000
+    ids each took 1.5-3 s at 100,000 profiles)."""
     merged: set[uuid.UUID] = set()
     absorbed = Profile.objects.filter(merged_into__isnull=False)
-    for chunk in chunks(records.ids, 5000):
-        merged.update(
-            absorbed.filter(merged_into_id__in=chunk).values_list("merged_into_id", flat=True)
-        )
+    if every_live:
+        merged.update(absorbed.values_list("merged_into_id", flat=True).distinct())
+    else:
+        for chunk in chunks(records.ids, 5000):
+            merged.update(
+                absorbed.filter(merged_into_id__in=chunk).values_list("merged_into_id", flat=True)
+            )
     records.merged = np.fromiter((pid in merged for pid in records.ids), bool, len(records))
 
 
@@ -249,7 +255,7 @@ def _full(run: DedupRun, settings: DedupSettings, outcome: _Outcome, progress: P
         rows = _load(queryset, progress, total)
         records = build_records(rows, settings.specs)
         del rows
-        _mark_merged(records)
+        _mark_merged(records, every_live=True)
     outcome.scanned = outcome.loaded = len(records)
     with clock.stage("block"):
         keys = block_keys(records)
