@@ -314,7 +314,8 @@ def _segments_kept(segment_ids: Iterable[int]) -> set[int]:
     locks the row FOR UPDATE before collecting the memberships, so a delete
     either waits for this transaction and takes its rows, or is committed
     before the lock is granted and the segment is left out here. (The swaps
-    lock their rows FOR UPDATE themselves.)"""
+    lock their rows FOR UPDATE themselves.) Take it after the segments'
+    advisory locks, never before: that is the order every writer keeps."""
     ids = sorted(set(segment_ids))
     if not ids:
         return set()
@@ -580,9 +581,10 @@ def segment_refresh(segment: Segment, *, now: datetime | None = None) -> Segment
         # The swap: nobody else writes this segment's memberships meanwhile, and
         # no profile is erased meanwhile (its entries are only for profiles that
         # exist from here on).
+        # Lock order, everywhere: erasure lock, segment advisory lock, segment row.
         _erasure_lock(exclusive=False)
-        locked = Segment.objects.select_for_update().get(pk=segment.pk)
         _segment_locks([segment.pk], exclusive=True)
+        locked = Segment.objects.select_for_update().get(pk=segment.pk)
         version = locked.version + 1
         entered, exited = _swap(segment.pk, token, started, version)
         RefreshStaging.objects.filter(refresh_token=token).delete()
