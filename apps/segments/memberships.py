@@ -679,9 +679,13 @@ def _swap(
                 ],
             )
             entered = cursor.rowcount
+            # Only for profiles that still exist (one staged may have been erased
+            # before the erasure lock was held): the recheck table keeps its
+            # profile foreign key, which would fail the refresh at commit.
             cursor.execute(
                 """INSERT INTO segments_membershiprecheck (segment_id, profile_id, due_at)
                    SELECT %s, s.profile_id, s.recheck_at FROM segments_refreshstaging s
+                     JOIN identity_profile p ON p.id = s.profile_id
                     WHERE s.refresh_token = %s AND s.recheck_at IS NOT NULL
                    ON CONFLICT (segment_id, profile_id)
                    DO UPDATE SET due_at = LEAST(segments_membershiprecheck.due_at,
@@ -713,9 +717,13 @@ def _swap(
                       FROM segments_refreshstaging s WHERE {_ENTER_WHERE}""",
                 [segment_id, now, source, version, now, *enter_args],
             )
+            # Only for profiles that still exist (one staged may have been erased
+            # before the erasure lock was held): the recheck table keeps its
+            # profile foreign key, which would fail the refresh at commit.
             cursor.execute(
                 """INSERT INTO segments_membershiprecheck (segment_id, profile_id, due_at)
                    SELECT %s, s.profile_id, s.recheck_at FROM segments_refreshstaging s
+                     JOIN identity_profile p ON p.id = s.profile_id
                     WHERE s.refresh_token = %s AND s.recheck_at IS NOT NULL
                    ON CONFLICT (segment_id, profile_id)
                    DO UPDATE SET due_at = MIN(segments_membershiprecheck.due_at,

@@ -9,17 +9,25 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 from django.db import connection, connections, transaction
+from django.utils import timezone
 
+from apps.events.models import Event, Source
 from apps.identity.models import Profile
 from apps.identity.services.erase import person_erase
-from apps.segments import written
-from apps.segments.memberships import memberships_erase, segment_delete
-from apps.segments.models import Membership, MembershipChange, Segment
+from apps.segments import memberships, written
+from apps.segments.memberships import (
+    memberships_erase,
+    segment_delete,
+    segment_refresh,
+    segment_save,
+)
+from apps.segments.models import Membership, MembershipChange, MembershipRecheck, Segment
 from apps.segments.written import (
     Move,
     WrittenMembers,
@@ -318,3 +326,53 @@ def test_a_swap_after_an_erasure_began_writes_nothing_of_her(staged: bool) -> No
     assert swapped[0].skipped == 10
     assert _rows_of(gone) == (0, 0)
     assert _left_of(segment.pk) == (990, 990)
+
+
+def test_a_refresh_whose_staged_profile_is_erased_before_its_swap_commits(monkeypatch) -> None:
+    # given a windowed rule that stages a member with a recheck row (the recheck
+    # table keeps its profile foreign key)
+    source = Source.objects.create(name="App", write_key="wk_staged_erased")
+    profile, other = Profile.objects.create(), Profile.objects.create()
+    now = timezone.now()
+    for n, (who, ago) in enumerate([(p, s) for p in (profile, other) for s in (3000, 60)]):
+        Event.objects.create(
+            source=source,
+            message_id=f"m{n}",
+            type="track",
+            event="Product Viewed",
+            timestamp=now - timedelta(seconds=ago),
+            received_at=now,
+            profile=who,
+            processed_at=now,
+        )
+    segment = segment_save(
+        key="viewers",
+        name="Viewers",
+        condition={
+            "type": "performed",
+            "event": "Product Viewed",
+            "times": 2,
+            "within_seconds": 3600,
+        },
+        refresh=False,
+    )
+    original = memberships._erasure_lock
+
+    def erase_first(*, exclusive: bool) -> None:
+        if not exclusive:  # staged, not yet swapped: an erasure commits in between
+            erased: list[Any] = []
+            eraser = _thread(lambda: _erase([profile.pk]), erased)
+            eraser.join(20)
+            assert erased == [None], erased
+        original(exclusive=exclusive)
+
+    monkeypatch.setattr(memberships, "_erasure_lock", erase_first)
+    # when the refresh swaps
+    record = segment_refresh(segment)
+    # then it commits, with the other profile in and nothing of the erased one
+    assert record.entered == 1
+    assert list(
+        Membership.objects.filter(segment=segment).values_list("profile_id", flat=True)
+    ) == [other.pk]
+    assert list(MembershipRecheck.objects.values_list("profile_id", flat=True)) == [other.pk]
+    assert _rows_of([profile.pk]) == (0, 0)
