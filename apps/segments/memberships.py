@@ -879,6 +879,25 @@ def memberships_erase(profile_ids: Sequence[uuid.UUID]) -> int:
             .order_by("pk")
             .values_list("pk", flat=True)
         )
+        # The segments whose rows this deletes, locked in id order before any
+        # row is: segment_delete locks its segment first and deletes its rows
+        # next, so deleting rows first and updating sizes after deadlocked
+        # with it. (No writer adds rows of these profiles meanwhile: they are
+        # locked, and no swap runs while the erasure lock is held.)
+        affected: set[int] = set()
+        for model in (MembershipRecheck, MembershipChange, Membership):
+            affected.update(
+                model.objects.filter(profile_id__in=ids)  # type: ignore[attr-defined]
+                .values_list("segment_id", flat=True)
+                .distinct()
+            )
+        if affected:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id FROM segments_segment WHERE id = ANY(%s) ORDER BY id"
+                    " FOR NO KEY UPDATE",
+                    [sorted(affected)],
+                )
     counts = (
         Membership.objects.filter(profile_id__in=ids, exited_at__isnull=True)
         .values("segment_id")

@@ -7,6 +7,7 @@ or outbox row of a deleted segment or an erased profile, whichever comes first."
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -376,3 +377,53 @@ def test_a_refresh_whose_staged_profile_is_erased_before_its_swap_commits(monkey
     ) == [other.pk]
     assert list(MembershipRecheck.objects.values_list("profile_id", flat=True)) == [other.pk]
     assert _rows_of([profile.pk]) == (0, 0)
+
+
+def test_an_erasure_and_a_delete_of_her_segment_at_once_both_finish(monkeypatch) -> None:
+    # given a segment of 20 whose delete has locked it and is about to collect its rows
+    people = Profile.objects.bulk_create(Profile(traits={"plan": "pro"}) for _ in range(20))
+    segment = segment_save(
+        key="pro",
+        name="Pro",
+        condition={"type": "trait", "path": "plan", "op": "equals", "value": "pro"},
+    )
+    assert Membership.objects.filter(segment=segment).count() == 20
+    collecting, go = threading.Event(), threading.Event()
+    original = Segment.delete
+
+    def slow_delete(self: Segment, *args: Any, **kwargs: Any) -> Any:
+        collecting.set()  # a large segment's collection takes a while
+        assert go.wait(20)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Segment, "delete", slow_delete)
+    deleted: list[Any] = []
+    erased: list[Any] = []
+    deleter = _thread(lambda: segment_delete(Segment.objects.get(pk=segment.pk)), deleted)
+    assert collecting.wait(20)
+    # when one of them is erased meanwhile
+    eraser = _thread(lambda: _erase([people[0].pk]), erased)
+    _waiting_for_a_lock()
+    go.set()
+    deleter.join(30)
+    eraser.join(30)
+    # then both finish: no deadlock, nothing left of the segment or of her
+    assert deleted == [None] and erased == [None], (deleted, erased)
+    assert not Segment.objects.filter(pk=segment.pk).exists()
+    assert Membership.objects.filter(segment_id=segment.pk).count() == 0
+    assert _rows_of([people[0].pk]) == (0, 0)
+
+
+def _waiting_for_a_lock(timeout: float = 10.0) -> None:
+    """Until some other connection of this database waits for a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.02)
+    raise AssertionError("the second writer never waited for a lock")
