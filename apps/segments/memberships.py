@@ -314,7 +314,8 @@ def _segments_kept(segment_ids: Iterable[int]) -> set[int]:
     locks the row FOR UPDATE before collecting the memberships, so a delete
     either waits for this transaction and takes its rows, or is committed
     before the lock is granted and the segment is left out here. (The swaps
-    lock their rows FOR UPDATE themselves.)"""
+    lock their rows FOR UPDATE themselves.) Take it after the segments'
+    advisory locks, never before: that is the order every writer keeps."""
     ids = sorted(set(segment_ids))
     if not ids:
         return set()
@@ -580,9 +581,10 @@ def segment_refresh(segment: Segment, *, now: datetime | None = None) -> Segment
         # The swap: nobody else writes this segment's memberships meanwhile, and
         # no profile is erased meanwhile (its entries are only for profiles that
         # exist from here on).
+        # Lock order, everywhere: erasure lock, segment advisory lock, segment row.
         _erasure_lock(exclusive=False)
-        locked = Segment.objects.select_for_update().get(pk=segment.pk)
         _segment_locks([segment.pk], exclusive=True)
+        locked = Segment.objects.select_for_update().get(pk=segment.pk)
         version = locked.version + 1
         entered, exited = _swap(segment.pk, token, started, version)
         RefreshStaging.objects.filter(refresh_token=token).delete()
@@ -677,9 +679,13 @@ def _swap(
                 ],
             )
             entered = cursor.rowcount
+            # Only for profiles that still exist (one staged may have been erased
+            # before the erasure lock was held): the recheck table keeps its
+            # profile foreign key, which would fail the refresh at commit.
             cursor.execute(
                 """INSERT INTO segments_membershiprecheck (segment_id, profile_id, due_at)
                    SELECT %s, s.profile_id, s.recheck_at FROM segments_refreshstaging s
+                     JOIN identity_profile p ON p.id = s.profile_id
                     WHERE s.refresh_token = %s AND s.recheck_at IS NOT NULL
                    ON CONFLICT (segment_id, profile_id)
                    DO UPDATE SET due_at = LEAST(segments_membershiprecheck.due_at,
@@ -711,9 +717,13 @@ def _swap(
                       FROM segments_refreshstaging s WHERE {_ENTER_WHERE}""",
                 [segment_id, now, source, version, now, *enter_args],
             )
+            # Only for profiles that still exist (one staged may have been erased
+            # before the erasure lock was held): the recheck table keeps its
+            # profile foreign key, which would fail the refresh at commit.
             cursor.execute(
                 """INSERT INTO segments_membershiprecheck (segment_id, profile_id, due_at)
                    SELECT %s, s.profile_id, s.recheck_at FROM segments_refreshstaging s
+                     JOIN identity_profile p ON p.id = s.profile_id
                     WHERE s.refresh_token = %s AND s.recheck_at IS NOT NULL
                    ON CONFLICT (segment_id, profile_id)
                    DO UPDATE SET due_at = MIN(segments_membershiprecheck.due_at,
@@ -869,6 +879,25 @@ def memberships_erase(profile_ids: Sequence[uuid.UUID]) -> int:
             .order_by("pk")
             .values_list("pk", flat=True)
         )
+        # The segments whose rows this deletes, locked in id order before any
+        # row is: segment_delete locks its segment first and deletes its rows
+        # next, so deleting rows first and updating sizes after deadlocked
+        # with it. (No writer adds rows of these profiles meanwhile: they are
+        # locked, and no swap runs while the erasure lock is held.)
+        affected: set[int] = set()
+        for model in (MembershipRecheck, MembershipChange, Membership):
+            affected.update(
+                model.objects.filter(profile_id__in=ids)  # type: ignore[attr-defined]
+                .values_list("segment_id", flat=True)
+                .distinct()
+            )
+        if affected:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id FROM segments_segment WHERE id = ANY(%s) ORDER BY id"
+                    " FOR NO KEY UPDATE",
+                    [sorted(affected)],
+                )
     counts = (
         Membership.objects.filter(profile_id__in=ids, exited_at__isnull=True)
         .values("segment_id")

@@ -461,6 +461,10 @@ def written_segments_swap(
         # profiles that exist once this is held (memberships have no profile
         # foreign key to check that at commit).
         _erasure_lock(exclusive=False)
+        # Then the advisory locks, then the rows: the order every writer takes
+        # (single-profile writers hold the advisory lock shared before they lock
+        # the segment rows FOR KEY SHARE).
+        _segment_locks(all_ids, exclusive=True)
         locked = {
             s.pk: s
             for s in Segment.objects.select_for_update().filter(pk__in=all_ids).order_by("pk")
@@ -471,7 +475,6 @@ def written_segments_swap(
         not_written = sorted(s.key for s in locked.values() if s.kind != SegmentKind.CLUSTER)
         if not_written:
             raise ValueError(f"segments {not_written} are rule segments: their condition decides")
-        _segment_locks(all_ids, exclusive=True)
         # Everything written before this instant is replaced (the set was
         # computed from data read before it).
         started = timezone.now()

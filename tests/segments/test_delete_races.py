@@ -7,19 +7,28 @@ or outbox row of a deleted segment or an erased profile, whichever comes first."
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 from django.db import connection, connections, transaction
+from django.utils import timezone
 
+from apps.events.models import Event, Source
 from apps.identity.models import Profile
 from apps.identity.services.erase import person_erase
-from apps.segments import written
-from apps.segments.memberships import memberships_erase, segment_delete
-from apps.segments.models import Membership, MembershipChange, Segment
+from apps.segments import memberships, written
+from apps.segments.memberships import (
+    memberships_erase,
+    segment_delete,
+    segment_refresh,
+    segment_save,
+)
+from apps.segments.models import Membership, MembershipChange, MembershipRecheck, Segment
 from apps.segments.written import (
     Move,
     WrittenMembers,
@@ -318,3 +327,103 @@ def test_a_swap_after_an_erasure_began_writes_nothing_of_her(staged: bool) -> No
     assert swapped[0].skipped == 10
     assert _rows_of(gone) == (0, 0)
     assert _left_of(segment.pk) == (990, 990)
+
+
+def test_a_refresh_whose_staged_profile_is_erased_before_its_swap_commits(monkeypatch) -> None:
+    # given a windowed rule that stages a member with a recheck row (the recheck
+    # table keeps its profile foreign key)
+    source = Source.objects.create(name="App", write_key="wk_staged_erased")
+    profile, other = Profile.objects.create(), Profile.objects.create()
+    now = timezone.now()
+    for n, (who, ago) in enumerate([(p, s) for p in (profile, other) for s in (3000, 60)]):
+        Event.objects.create(
+            source=source,
+            message_id=f"m{n}",
+            type="track",
+            event="Product Viewed",
+            timestamp=now - timedelta(seconds=ago),
+            received_at=now,
+            profile=who,
+            processed_at=now,
+        )
+    segment = segment_save(
+        key="viewers",
+        name="Viewers",
+        condition={
+            "type": "performed",
+            "event": "Product Viewed",
+            "times": 2,
+            "within_seconds": 3600,
+        },
+        refresh=False,
+    )
+    original = memberships._erasure_lock
+
+    def erase_first(*, exclusive: bool) -> None:
+        if not exclusive:  # staged, not yet swapped: an erasure commits in between
+            erased: list[Any] = []
+            eraser = _thread(lambda: _erase([profile.pk]), erased)
+            eraser.join(20)
+            assert erased == [None], erased
+        original(exclusive=exclusive)
+
+    monkeypatch.setattr(memberships, "_erasure_lock", erase_first)
+    # when the refresh swaps
+    record = segment_refresh(segment)
+    # then it commits, with the other profile in and nothing of the erased one
+    assert record.entered == 1
+    assert list(
+        Membership.objects.filter(segment=segment).values_list("profile_id", flat=True)
+    ) == [other.pk]
+    assert list(MembershipRecheck.objects.values_list("profile_id", flat=True)) == [other.pk]
+    assert _rows_of([profile.pk]) == (0, 0)
+
+
+def test_an_erasure_and_a_delete_of_her_segment_at_once_both_finish(monkeypatch) -> None:
+    # given a segment of 20 whose delete has locked it and is about to collect its rows
+    people = Profile.objects.bulk_create(Profile(traits={"plan": "pro"}) for _ in range(20))
+    segment = segment_save(
+        key="pro",
+        name="Pro",
+        condition={"type": "trait", "path": "plan", "op": "equals", "value": "pro"},
+    )
+    assert Membership.objects.filter(segment=segment).count() == 20
+    collecting, go = threading.Event(), threading.Event()
+    original = Segment.delete
+
+    def slow_delete(self: Segment, *args: Any, **kwargs: Any) -> Any:
+        collecting.set()  # a large segment's collection takes a while
+        assert go.wait(20)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Segment, "delete", slow_delete)
+    deleted: list[Any] = []
+    erased: list[Any] = []
+    deleter = _thread(lambda: segment_delete(Segment.objects.get(pk=segment.pk)), deleted)
+    assert collecting.wait(20)
+    # when one of them is erased meanwhile
+    eraser = _thread(lambda: _erase([people[0].pk]), erased)
+    _waiting_for_a_lock()
+    go.set()
+    deleter.join(30)
+    eraser.join(30)
+    # then both finish: no deadlock, nothing left of the segment or of her
+    assert deleted == [None] and erased == [None], (deleted, erased)
+    assert not Segment.objects.filter(pk=segment.pk).exists()
+    assert Membership.objects.filter(segment_id=segment.pk).count() == 0
+    assert _rows_of([people[0].pk]) == (0, 0)
+
+
+def _waiting_for_a_lock(timeout: float = 10.0) -> None:
+    """Until some other connection of this database waits for a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.02)
+    raise AssertionError("the second writer never waited for a lock")
