@@ -13,6 +13,7 @@
 # per attempt). SQLite keeps the constraint: it writes one transaction at a
 # time, and rebuilding the table for it gains nothing.
 
+import random
 import time
 
 import django.db.models.deletion
@@ -22,8 +23,12 @@ FKS = (
     ("segments_membership", "segment_id"),
     ("segments_membershipchange", "segment_id"),
 )
-LOCK_TIMEOUT = "200ms"
-ATTEMPTS = 600  # about two minutes with the pauses
+# Dropping a foreign key locks the referenced table (segments_segment) ACCESS EXCLUSIVE
+# as well as the referencing one: while an attempt waits, queries of both queue
+# behind it. So an attempt waits at most 50 ms, and the pauses between attempts
+# grow (with jitter, 0.1 s to 3 s), about two minutes in all before it gives up.
+LOCK_TIMEOUT = "50ms"
+ATTEMPTS = 60
 
 
 def _constraint(cursor, table: str, column: str) -> str | None:
@@ -47,7 +52,7 @@ def _with_short_locks(connection, statements) -> None:
         except OperationalError:
             if attempt == ATTEMPTS - 1:
                 raise
-            time.sleep(0.2)
+            time.sleep(min(3.0, 0.1 * 1.25**attempt) * random.uniform(0.5, 1.5))
 
 
 def drop(apps, schema_editor) -> None:

@@ -15,6 +15,7 @@
 # Same way of dropping as 0007: short lock waits, retried, so that readers never
 # queue behind it for long. SQLite keeps the constraints.
 
+import random
 import time
 
 import django.db.models.deletion
@@ -24,8 +25,12 @@ FKS = (
     ("segments_membership", "profile_id"),
     ("segments_membershipchange", "profile_id"),
 )
-LOCK_TIMEOUT = "200ms"
-ATTEMPTS = 600  # about two minutes with the pauses
+# Dropping a foreign key locks the referenced table (identity_profile) ACCESS EXCLUSIVE
+# as well as the referencing one: while an attempt waits, queries of both queue
+# behind it. So an attempt waits at most 50 ms, and the pauses between attempts
+# grow (with jitter, 0.1 s to 3 s), about two minutes in all before it gives up.
+LOCK_TIMEOUT = "50ms"
+ATTEMPTS = 60
 
 
 def _constraint(cursor, table: str, column: str) -> str | None:
@@ -49,7 +54,7 @@ def _with_short_locks(connection, statements) -> None:
         except OperationalError:
             if attempt == ATTEMPTS - 1:
                 raise
-            time.sleep(0.2)
+            time.sleep(min(3.0, 0.1 * 1.25**attempt) * random.uniform(0.5, 1.5))
 
 
 def drop(apps, schema_editor) -> None:
