@@ -18,7 +18,8 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from apps.events.models import Event, Source
+from apps.events.auth import source_create
+from apps.events.models import Event
 from apps.identity.models import Profile
 from apps.identity.services.erase import person_erase
 from apps.segments import memberships, written
@@ -332,7 +333,7 @@ def test_a_swap_after_an_erasure_began_writes_nothing_of_her(staged: bool) -> No
 def test_a_refresh_whose_staged_profile_is_erased_before_its_swap_commits(monkeypatch) -> None:
     # given a windowed rule that stages a member with a recheck row (the recheck
     # table keeps its profile foreign key)
-    source = Source.objects.create(name="App", write_key="wk_staged_erased")
+    source, _ = source_create(name="App")
     profile, other = Profile.objects.create(), Profile.objects.create()
     now = timezone.now()
     for n, (who, ago) in enumerate([(p, s) for p in (profile, other) for s in (3000, 60)]):
