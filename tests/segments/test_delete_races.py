@@ -9,13 +9,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.events.auth import source_create
@@ -39,6 +38,8 @@ from apps.segments.written import (
     written_segments_swap,
 )
 
+from .threads import in_thread
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -46,22 +47,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _postgres_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("SQLite writes one transaction at a time (and keeps the constraint)")
-
-
-def _thread(work: Callable[[], Any], out: list[Any]) -> threading.Thread:
-    """``work`` on a connection of its own; its result or exception lands in ``out``."""
-
-    def run() -> None:
-        try:
-            out.append(work())
-        except BaseException as exc:
-            out.append(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
 
 
 def _segment_and_members(n: int) -> tuple[Segment, WrittenMembers, list[uuid.UUID]]:
@@ -101,12 +86,12 @@ def test_a_delete_during_a_swap_waits_for_it_and_takes_its_rows(monkeypatch) -> 
 
     monkeypatch.setattr(written, "_segment_written", pausing)
     swapped: list[Any] = []
-    swapper = _thread(lambda: written_segments_swap(members=[members]), swapped)
+    swapper = in_thread(lambda: written_segments_swap(members=[members]), swapped)
     assert inside.wait(20)
 
     # when the segment is deleted meanwhile, on another connection
     deleted: list[Any] = []
-    deleter = _thread(lambda: segment_delete(Segment.objects.get(pk=segment.pk)), deleted)
+    deleter = in_thread(lambda: segment_delete(Segment.objects.get(pk=segment.pk)), deleted)
     deleter.join(1.0)
     waited = deleter.is_alive()
     release.set()
@@ -136,12 +121,12 @@ def test_a_swap_after_a_delete_began_writes_nothing() -> None:
             release.wait(20)
 
     deleted: list[Any] = []
-    deleter = _thread(delete, deleted)
+    deleter = in_thread(delete, deleted)
     assert holding.wait(20)
 
     # when a swap of it starts meanwhile
     swapped: list[Any] = []
-    swapper = _thread(lambda: written_segments_swap(members=[members]), swapped)
+    swapper = in_thread(lambda: written_segments_swap(members=[members]), swapped)
     swapper.join(1.0)
     waited = swapper.is_alive()
     release.set()
@@ -168,7 +153,7 @@ def test_a_move_into_a_segment_being_deleted_writes_nothing() -> None:
             release.wait(20)
 
     deleted: list[Any] = []
-    deleter = _thread(delete, deleted)
+    deleter = in_thread(delete, deleted)
     assert holding.wait(20)
 
     # when the assignment stage moves profiles into it meanwhile
@@ -180,7 +165,7 @@ def test_a_move_into_a_segment_being_deleted_writes_nothing() -> None:
             )
 
     moved: list[Any] = []
-    mover = _thread(move, moved)
+    mover = in_thread(move, moved)
     mover.join(1.0)
     waited = mover.is_alive()
     release.set()
@@ -210,12 +195,12 @@ def test_a_delete_during_a_move_waits_for_it_and_takes_its_rows() -> None:
             return done
 
     moved: list[Any] = []
-    mover = _thread(move, moved)
+    mover = in_thread(move, moved)
     assert inside.wait(20)
 
     # when the segment is deleted meanwhile
     deleted: list[Any] = []
-    deleter = _thread(lambda: segment_delete(Segment.objects.get(pk=segment.pk)), deleted)
+    deleter = in_thread(lambda: segment_delete(Segment.objects.get(pk=segment.pk)), deleted)
     deleter.join(1.0)
     waited = deleter.is_alive()
     release.set()
@@ -264,13 +249,13 @@ def test_an_erasure_during_a_swap_waits_for_it_and_deletes_its_rows(monkeypatch)
 
     monkeypatch.setattr(written, "_segment_written", pausing)
     swapped: list[Any] = []
-    swapper = _thread(lambda: written_segments_swap(members=[members]), swapped)
+    swapper = in_thread(lambda: written_segments_swap(members=[members]), swapped)
     assert inside.wait(20)
 
     # when ten of its profiles are erased meanwhile
     gone = ids[:10]
     erased: list[Any] = []
-    eraser = _thread(lambda: _erase(gone), erased)
+    eraser = in_thread(lambda: _erase(gone), erased)
     eraser.join(1.0)
     waited = eraser.is_alive()
     release.set()
@@ -304,7 +289,7 @@ def test_a_swap_after_an_erasure_began_writes_nothing_of_her(staged: bool) -> No
     gone = ids[:10]
     holding, release = threading.Event(), threading.Event()
     erased: list[Any] = []
-    eraser = _thread(lambda: _erase(gone, holding, release), erased)
+    eraser = in_thread(lambda: _erase(gone, holding, release), erased)
     assert holding.wait(20)
 
     # when a swap naming them starts meanwhile
@@ -314,7 +299,7 @@ def test_a_swap_after_an_erasure_began_writes_nothing_of_her(staged: bool) -> No
         return written_segments_swap(members=[members])
 
     swapped: list[Any] = []
-    swapper = _thread(swap, swapped)
+    swapper = in_thread(swap, swapped)
     swapper.join(1.0)
     waited = swapper.is_alive()
     release.set()
@@ -363,7 +348,7 @@ def test_a_refresh_whose_staged_profile_is_erased_before_its_swap_commits(monkey
     def erase_first(*, exclusive: bool) -> None:
         if not exclusive:  # staged, not yet swapped: an erasure commits in between
             erased: list[Any] = []
-            eraser = _thread(lambda: _erase([profile.pk]), erased)
+            eraser = in_thread(lambda: _erase([profile.pk]), erased)
             eraser.join(20)
             assert erased == [None], erased
         original(exclusive=exclusive)
@@ -400,10 +385,10 @@ def test_an_erasure_and_a_delete_of_her_segment_at_once_both_finish(monkeypatch)
     monkeypatch.setattr(Segment, "delete", slow_delete)
     deleted: list[Any] = []
     erased: list[Any] = []
-    deleter = _thread(lambda: segment_delete(Segment.objects.get(pk=segment.pk)), deleted)
+    deleter = in_thread(lambda: segment_delete(Segment.objects.get(pk=segment.pk)), deleted)
     assert collecting.wait(20)
     # when one of them is erased meanwhile
-    eraser = _thread(lambda: _erase([people[0].pk]), erased)
+    eraser = in_thread(lambda: _erase([people[0].pk]), erased)
     _waiting_for_a_lock()
     go.set()
     deleter.join(30)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from apps.identity.models import Profile
 from apps.segments import memberships as ms
@@ -30,6 +29,8 @@ from apps.segments.written import (
     written_segments_swap,
 )
 
+from .threads import in_thread
+
 pytestmark = pytest.mark.django_db(transaction=True)
 PRO = {"type": "trait", "path": "plan", "op": "equals", "value": "pro"}
 ROUNDS = 3  # each round hit the deadlock before the fix
@@ -39,22 +40,6 @@ ROUNDS = 3  # each round hit the deadlock before the fix
 def _postgres_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("SQLite writes one transaction at a time")
-
-
-def _thread(work: Callable[[], Any], out: list[Any]) -> threading.Thread:
-    """``work`` on a connection of its own; its result or exception lands in ``out``."""
-
-    def run() -> None:
-        try:
-            out.append(work())
-        except BaseException as exc:
-            out.append(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
 
 
 def _waiting_for_a_lock(timeout: float = 10.0) -> None:
@@ -95,9 +80,9 @@ def test_a_cluster_move_and_a_cluster_swap_at_once_both_finish(round_: int) -> N
 
     moved: list[Any] = []
     swapped: list[Any] = []
-    mover = _thread(assign, moved)
+    mover = in_thread(assign, moved)
     assert held.wait(20)
-    swapper = _thread(lambda: written_segments_swap(members=[members]), swapped)
+    swapper = in_thread(lambda: written_segments_swap(members=[members]), swapped)
     _waiting_for_a_lock()  # the swap waits behind the move's shared advisory lock
     go.set()
     mover.join(30)
@@ -128,9 +113,9 @@ def test_a_realtime_write_and_a_refresh_at_once_both_finish(monkeypatch, round_:
 
     written: list[Any] = []
     refreshed: list[Any] = []
-    writer = _thread(realtime, written)
+    writer = in_thread(realtime, written)
     assert inside.wait(20)  # holds the advisory lock shared, about to lock the row
-    refresher = _thread(lambda: segment_refresh(Segment.objects.get(pk=segment.pk)), refreshed)
+    refresher = in_thread(lambda: segment_refresh(Segment.objects.get(pk=segment.pk)), refreshed)
     _waiting_for_a_lock()
     go.set()
     writer.join(30)
